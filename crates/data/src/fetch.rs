@@ -1,0 +1,263 @@
+//! Downloading MovieLens from GroupLens into a cache, with SHA-256 verification, and
+//! finding the data folder a command should read (`--data-dir`, `TWOTOWER_DATA_DIR`, cache).
+//!
+//! Installation is all-or-nothing: the archive is unpacked into a temporary folder that is
+//! renamed into place only after every checksum matches.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::{DataError, Result};
+
+/// Where MovieLens 100K is published.
+pub const ML_100K_URL: &str = "https://files.grouplens.org/datasets/movielens/ml-100k.zip";
+
+/// The environment variable naming a folder that holds `ml-100k/`.
+pub const DATA_DIR_ENV: &str = "TWOTOWER_DATA_DIR";
+
+/// SHA-256 of the unpacked files that matter, as published with the issue tracker.
+pub const ML_100K_SHA256: [(&str, &str); 2] = [
+    (
+        "u.data",
+        "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+    ),
+    (
+        "u.item",
+        "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+    ),
+];
+
+/// Where a resolved data folder came from (printed so a user knows what was read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirSource {
+    Flag,
+    Env,
+    Cache,
+    Downloaded,
+}
+
+/// The cache folder: `$XDG_CACHE_HOME/twotower` (or the platform's equivalent).
+pub fn cache_dir() -> Result<PathBuf> {
+    dirs::cache_dir()
+        .map(|d| d.join("twotower"))
+        .ok_or_else(|| DataError::Invalid("no cache folder on this system; use --data-dir".into()))
+}
+
+/// SHA-256 of a file, in lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn verify(dir: &Path) -> Result<()> {
+    for (name, expected) in ML_100K_SHA256 {
+        let path = dir.join(name);
+        let actual = sha256_file(&path)?;
+        if actual != expected {
+            return Err(DataError::Checksum {
+                path,
+                expected: expected.into(),
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn help_offline(err: impl std::fmt::Display) -> DataError {
+    DataError::Download(format!(
+        "could not download {ML_100K_URL}: {err}\n\
+         No internet here? Point twotower at a local copy instead: pass --data-dir DIR or set \
+         {DATA_DIR_ENV}=DIR, where DIR holds the unpacked ml-100k/ folder \
+         (u.data, u.item, u1.base, ...)."
+    ))
+}
+
+/// Downloads `url` (a copy of ml-100k.zip) and installs it as `cache/ml-100k`.
+///
+/// `progress(done, total)` is called as bytes arrive. Fails within seconds when there is no
+/// network, with a message that says how to use a local copy.
+pub fn fetch_movielens_100k(
+    url: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(cache).map_err(|e| DataError::io(cache, e))?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(30))
+        .build();
+    let response = agent.get(url).call().map_err(help_offline)?;
+    let total = response
+        .header("Content-Length")
+        .and_then(|s| s.parse::<u64>().ok());
+    let zip_path = cache.join(format!(".ml-100k.{}.zip.part", std::process::id()));
+    let result = (|| {
+        let mut out = std::fs::File::create(&zip_path).map_err(|e| DataError::io(&zip_path, e))?;
+        let mut reader = response.into_reader();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut done = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(help_offline)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| DataError::io(&zip_path, e))?;
+            done += n as u64;
+            progress(done, total);
+        }
+        out.sync_all().map_err(|e| DataError::io(&zip_path, e))?;
+        install_zip(&zip_path, cache)
+    })();
+    let _ = std::fs::remove_file(&zip_path);
+    result
+}
+
+/// Unpacks an ml-100k zip into `cache/ml-100k`, verifying checksums before it is renamed
+/// into place; on any failure nothing is left behind.
+pub fn install_zip(zip_path: &Path, cache: &Path) -> Result<PathBuf> {
+    let tmp = cache.join(format!(".ml-100k.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = unpack(zip_path, &tmp).and_then(|()| {
+        let inner = tmp.join("ml-100k");
+        let unpacked = if inner.is_dir() { inner } else { tmp.clone() };
+        verify(&unpacked)?;
+        let dest = cache.join("ml-100k");
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&unpacked, &dest).map_err(|e| DataError::io(&dest, e))?;
+        Ok(dest)
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn unpack(zip_path: &Path, into: &Path) -> Result<()> {
+    let file = std::fs::File::open(zip_path).map_err(|e| DataError::io(zip_path, e))?;
+    let bad = |e: zip::result::ZipError| DataError::Invalid(format!("{}: {e}", zip_path.display()));
+    let mut archive = zip::ZipArchive::new(file).map_err(bad)?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(bad)?;
+        let Some(rel) = entry.enclosed_name() else {
+            return Err(DataError::Invalid(format!(
+                "{}: unsafe path {:?} in archive",
+                zip_path.display(),
+                entry.name()
+            )));
+        };
+        let out = into.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
+            continue;
+        }
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        }
+        let mut f = std::fs::File::create(&out).map_err(|e| DataError::io(&out, e))?;
+        std::io::copy(&mut entry, &mut f).map_err(|e| DataError::io(&out, e))?;
+    }
+    Ok(())
+}
+
+/// Finds the folder holding `ml-100k/`: the flag, then `TWOTOWER_DATA_DIR`, then the cache
+/// (downloading into it when empty). Returns the `ml-100k` folder itself.
+pub fn resolve_data_dir(
+    flag: Option<&Path>,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<(PathBuf, DataDirSource)> {
+    let given = flag
+        .map(|p| (p.to_path_buf(), DataDirSource::Flag))
+        .or_else(|| {
+            std::env::var_os(DATA_DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(|v| (PathBuf::from(v), DataDirSource::Env))
+        });
+    if let Some((dir, source)) = given {
+        for candidate in [dir.join("ml-100k"), dir.clone()] {
+            if candidate.join("u.data").is_file() {
+                return Ok((candidate, source));
+            }
+        }
+        let how = match source {
+            DataDirSource::Env => format!("{DATA_DIR_ENV}={}", dir.display()),
+            _ => format!("--data-dir {}", dir.display()),
+        };
+        return Err(DataError::Invalid(format!(
+            "{how}: no ml-100k/u.data there; the folder must hold the unpacked ml-100k/ folder"
+        )));
+    }
+    let cache = cache_dir()?;
+    let cached = cache.join("ml-100k");
+    if cached.join("u.data").is_file() {
+        verify(&cached)?;
+        return Ok((cached, DataDirSource::Cache));
+    }
+    let dir = fetch_movielens_100k(ML_100K_URL, &cache, progress)?;
+    Ok((dir, DataDirSource::Downloaded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tt-fetch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn unreachable_server_fails_fast_with_help() {
+        let cache = scratch("offline");
+        // Port 9 on loopback: nothing listens, the connection is refused at once.
+        let start = std::time::Instant::now();
+        let err = fetch_movielens_100k("http://127.0.0.1:9/ml-100k.zip", &cache, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(err.contains("--data-dir") && err.contains(DATA_DIR_ENV), "{err}");
+        assert!(!cache.join("ml-100k").exists());
+    }
+
+    #[test]
+    fn checksum_mismatch_keeps_nothing() {
+        let cache = scratch("badsum");
+        let zip_path = cache.join("x.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        w.start_file("ml-100k/u.data", opts).unwrap();
+        w.write_all(b"1\t1\t1\t1\n").unwrap();
+        w.start_file("ml-100k/u.item", opts).unwrap();
+        w.write_all(b"tampered").unwrap();
+        w.finish().unwrap();
+        let err = install_zip(&zip_path, &cache).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch") && err.contains("u.data"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("x.zip")]);
+    }
+
+    #[test]
+    fn data_dir_flag_must_hold_the_data() {
+        let empty = scratch("noflag");
+        let err = resolve_data_dir(Some(&empty), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--data-dir") && err.contains("ml-100k"), "{err}");
+    }
+}

@@ -1,0 +1,284 @@
+//! MovieLens 100K: `u.data`-format ratings (tab-separated `user item rating timestamp`) and
+//! the `u.item` movie catalogue (`|`-separated, latin-1 encoded).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::split::SplitSpec;
+use crate::{DataError, Result};
+
+/// The 19 genre flags of `u.item`, in file order (as listed in `u.genre`).
+pub const GENRES: [&str; 19] = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+];
+
+/// One rating event; every rating is an implicit positive unless a command says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interaction {
+    pub user: u32,
+    pub item: u32,
+    pub rating: f32,
+    pub timestamp: i64,
+}
+
+/// One row of the movie catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Movie {
+    pub id: u32,
+    pub title: String,
+    pub release_date: String,
+    pub genres: Vec<String>,
+}
+
+/// A MovieLens 100K folder: all ratings (`u.data`) and the catalogue (`u.item`).
+#[derive(Debug, Clone)]
+pub struct MovieLens {
+    pub dir: PathBuf,
+    pub ratings: Vec<Interaction>,
+    pub movies: Vec<Movie>,
+}
+
+impl MovieLens {
+    /// Opens the folder holding `u.data` and `u.item` (or its parent holding `ml-100k/`).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let mut dir = dir.as_ref().to_path_buf();
+        if !dir.join("u.data").exists() && dir.join("ml-100k").join("u.data").exists() {
+            dir = dir.join("ml-100k");
+        }
+        let movies = read_movies(&dir.join("u.item"))?;
+        let ratings = read_interactions(&dir.join("u.data"))?;
+        let ml = MovieLens {
+            dir,
+            ratings,
+            movies,
+        };
+        ml.check_items(&ml.ratings, &ml.dir.join("u.data"))?;
+        Ok(ml)
+    }
+
+    /// Train and test interactions for a split.
+    pub fn split(&self, spec: &SplitSpec) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+        let (train, test) = match spec {
+            SplitSpec::Fold(name) => {
+                let (base, test) = (
+                    self.dir.join(format!("{name}.base")),
+                    self.dir.join(format!("{name}.test")),
+                );
+                (self.read_checked(&base)?, self.read_checked(&test)?)
+            }
+            SplitSpec::Files { train, test } => (self.read_checked(train)?, self.read_checked(test)?),
+            SplitSpec::Random {
+                test_fraction,
+                seed,
+            } => crate::split::random_split(&self.ratings, *test_fraction, *seed)?,
+        };
+        Ok((train, test))
+    }
+
+    fn read_checked(&self, path: &Path) -> Result<Vec<Interaction>> {
+        let rows = read_interactions(path)?;
+        self.check_items(&rows, path)?;
+        Ok(rows)
+    }
+
+    /// Every rated movie must be in the catalogue: otherwise data would be silently lost.
+    fn check_items(&self, rows: &[Interaction], path: &Path) -> Result<()> {
+        let known: std::collections::HashSet<u32> = self.movies.iter().map(|m| m.id).collect();
+        match rows.iter().position(|r| !known.contains(&r.item)) {
+            None => Ok(()),
+            Some(i) => Err(DataError::Parse {
+                path: path.into(),
+                line: i + 1,
+                message: format!("movie id {} is not in the catalogue u.item", rows[i].item),
+            }),
+        }
+    }
+
+    /// Catalogue row of each movie id.
+    pub fn row_of_id(&self) -> HashMap<u32, usize> {
+        self.movies.iter().enumerate().map(|(i, m)| (m.id, i)).collect()
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+fn parse_num<T: std::str::FromStr>(path: &Path, line: usize, what: &str, s: &str) -> Result<T> {
+    s.trim().parse().map_err(|_| DataError::Parse {
+        path: path.into(),
+        line,
+        message: format!("{what} {s:?} is not a valid number"),
+    })
+}
+
+/// Reads a `u.data`-format file: `user \t item \t rating \t timestamp` per line.
+pub fn read_interactions(path: &Path) -> Result<Vec<Interaction>> {
+    let bytes = read_bytes(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        DataError::Parse {
+            path: path.into(),
+            line,
+            message: "not valid UTF-8 text".into(),
+        }
+    })?;
+    let mut rows = Vec::with_capacity(text.len() / 20);
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 4 {
+            return Err(DataError::Parse {
+                path: path.into(),
+                line: n,
+                message: format!(
+                    "expected 4 tab-separated fields (user, item, rating, timestamp), found {}",
+                    f.len()
+                ),
+            });
+        }
+        rows.push(Interaction {
+            user: parse_num(path, n, "user id", f[0])?,
+            item: parse_num(path, n, "item id", f[1])?,
+            rating: parse_num(path, n, "rating", f[2])?,
+            timestamp: parse_num(path, n, "timestamp", f[3])?,
+        });
+    }
+    if rows.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    Ok(rows)
+}
+
+/// Reads `u.item`: latin-1 text, `id|title|release|video release|url|` and 19 genre flags.
+pub fn read_movies(path: &Path) -> Result<Vec<Movie>> {
+    let bytes = read_bytes(path)?;
+    // Latin-1 maps each byte to the code point of the same value.
+    let text: String = bytes.iter().map(|&b| b as char).collect();
+    let mut movies = Vec::with_capacity(2000);
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('|').collect();
+        if f.len() != 5 + GENRES.len() {
+            return Err(DataError::Parse {
+                path: path.into(),
+                line: n,
+                message: format!(
+                    "expected {} '|'-separated fields, found {}",
+                    5 + GENRES.len(),
+                    f.len()
+                ),
+            });
+        }
+        let mut genres = Vec::new();
+        for (g, flag) in GENRES.iter().zip(&f[5..]) {
+            match flag.trim() {
+                "1" => genres.push(g.to_string()),
+                "0" => {}
+                other => {
+                    return Err(DataError::Parse {
+                        path: path.into(),
+                        line: n,
+                        message: format!("genre flag {g} is {other:?}, expected 0 or 1"),
+                    })
+                }
+            }
+        }
+        movies.push(Movie {
+            id: parse_num(path, n, "movie id", f[0])?,
+            title: f[1].to_string(),
+            release_date: f[2].to_string(),
+            genres,
+        });
+    }
+    if movies.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(i) = movies.iter().position(|m| !seen.insert(m.id)) {
+        return Err(DataError::Invalid(format!(
+            "{}: movie id {} appears twice",
+            path.display(),
+            movies[i].id
+        )));
+    }
+    Ok(movies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, content: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tt-ml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_ratings() {
+        let p = tmp("ok.data", b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
+        let r = read_interactions(&p).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].user, 186);
+        assert_eq!(r[1].item, 302);
+        assert_eq!(r[1].timestamp, 891717742);
+    }
+
+    #[test]
+    fn malformed_ratings_name_file_and_line() {
+        let short = tmp("short.data", b"196\t242\t3\t881250949\n186\t302\t3\n");
+        let e = read_interactions(&short).unwrap_err().to_string();
+        assert!(e.contains("short.data:2") && e.contains("found 3"), "{e}");
+        let nan = tmp("nan.data", b"196\t242\t3\t1\nabc\t302\t3\t1\n");
+        let e = read_interactions(&nan).unwrap_err().to_string();
+        assert!(e.contains("nan.data:2") && e.contains("\"abc\""), "{e}");
+        let empty = tmp("empty.data", b"");
+        let e = read_interactions(&empty).unwrap_err().to_string();
+        assert!(e.contains("empty.data") && e.contains("no records"), "{e}");
+        let missing = std::env::temp_dir().join("tt-definitely-missing.data");
+        let e = read_interactions(&missing).unwrap_err().to_string();
+        assert!(e.contains("tt-definitely-missing.data"), "{e}");
+    }
+
+    #[test]
+    fn reads_latin1_titles_and_genres() {
+        let mut line = b"543|Mis".to_vec();
+        line.push(0xE9); // é in latin-1
+        line.extend_from_slice(b"rables, Les (1995)|01-Jan-1995||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|1\n");
+        let p = tmp("u.item", &line);
+        let m = read_movies(&p).unwrap();
+        assert_eq!(m[0].id, 543);
+        assert_eq!(m[0].title, "Misérables, Les (1995)");
+        assert_eq!(m[0].genres, vec!["Drama", "Western"]);
+        let bad = tmp("bad.item", b"1|Toy Story (1995)|01-Jan-1995\n");
+        let e = read_movies(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.item:1"), "{e}");
+    }
+}

@@ -1,0 +1,397 @@
+//! The model folder: what `train` writes and `recommend`/`eval`/`serve` read.
+//!
+//! ```text
+//! model/
+//!   model.json           format version, config, sizes, dataset fingerprint, metrics
+//!   weights.safetensors  query_tower.embedding, candidate_tower.embedding
+//!   vocab/users.txt      query vocabulary (one token per line, [UNK] first)
+//!   vocab/candidates.txt candidate vocabulary
+//!   items.tsv            catalogue: id, title, genres (|-separated), release date
+//!   seen.safetensors     each user's training items and ratings (CSR)
+//!   history.json         per-epoch loss and metrics
+//! ```
+//!
+//! Writes go to a temporary sibling folder that is renamed into place, so a reader never
+//! sees half a model; loads validate every shape against `model.json`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use twotower_data::Vocabulary;
+
+use crate::config::TrainConfig;
+use crate::embedding::Embedding;
+use crate::towers::{Catalogue, LookupTower, SeenItems, TwoTowerModel};
+use crate::trainer::EpochStats;
+use crate::{ModelError, Result};
+
+/// The `format` field of every model.json.
+pub const FORMAT: &str = "twotower-model";
+/// The model folder layout version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where the training data came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub split: String,
+    /// SHA-256 over the training (user, item) pairs, in order.
+    pub fingerprint: String,
+    pub train_interactions: usize,
+    pub test_interactions: usize,
+}
+
+/// `model.json`: everything needed to load and describe the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub format_version: u32,
+    pub config: TrainConfig,
+    pub embedding_dim: usize,
+    pub query_vocab_size: usize,
+    pub candidate_vocab_size: usize,
+    pub catalogue_rows: usize,
+    pub dataset: DatasetInfo,
+    pub train_seconds: f64,
+    /// Test metrics (model and popularity) as the CLI printed them.
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+impl ModelCard {
+    /// A card describing `model`.
+    pub fn describe(model: &TwoTowerModel, dataset: DatasetInfo, train_seconds: f64) -> Self {
+        ModelCard {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            config: model.config.clone(),
+            embedding_dim: model.dim(),
+            query_vocab_size: model.query.vocab.len(),
+            candidate_vocab_size: model.candidate.vocab.len(),
+            catalogue_rows: model.catalogue.len(),
+            dataset,
+            train_seconds,
+            metrics: serde_json::Value::Null,
+        }
+    }
+}
+
+/// A model with its card and training history, as stored in a folder.
+#[derive(Debug, Clone)]
+pub struct SavedModel {
+    pub model: TwoTowerModel,
+    pub card: ModelCard,
+    pub history: Vec<EpochStats>,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
+    f.sync_all().map_err(|e| ModelError::io(path, e))
+}
+
+fn safetensors_bytes(tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>) -> Result<Vec<u8>> {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| ModelError::Config(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, None).map_err(|e| ModelError::Config(e.to_string()))
+}
+
+impl SavedModel {
+    /// Writes the folder atomically: a temporary sibling renamed over `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let m = &self.model;
+        for (i, t) in m.catalogue.titles.iter().enumerate() {
+            if t.contains(['\t', '\n']) || m.catalogue.ids[i].contains(['\t', '\n']) {
+                return Err(ModelError::Config(format!(
+                    "catalogue row {i} holds a tab or newline, which items.tsv cannot store"
+                )));
+            }
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
+        let name = dir
+            .file_name()
+            .ok_or_else(|| ModelError::Config(format!("{}: not a folder name", dir.display())))?
+            .to_string_lossy()
+            .to_string();
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let written = self.write_into(&tmp);
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    fn write_into(&self, tmp: &Path) -> Result<()> {
+        let m = &self.model;
+        let vocab = tmp.join("vocab");
+        std::fs::create_dir_all(&vocab).map_err(|e| ModelError::io(&vocab, e))?;
+        let json = |v: &dyn erased::Json| v.to_json();
+        write_file(&tmp.join("model.json"), json(&self.card).as_bytes())?;
+        write_file(&tmp.join("history.json"), json(&self.history).as_bytes())?;
+        m.query.vocab.write(&vocab.join("users.txt"))?;
+        m.candidate.vocab.write(&vocab.join("candidates.txt"))?;
+        let mut items = String::from("id\ttitle\tgenres\trelease_date\n");
+        for i in 0..m.catalogue.len() {
+            items.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                m.catalogue.ids[i],
+                m.catalogue.titles[i],
+                m.catalogue.genres[i].join("|"),
+                m.catalogue.release_dates[i]
+            ));
+        }
+        write_file(&tmp.join("items.tsv"), items.as_bytes())?;
+        let d = m.dim();
+        let weights = safetensors_bytes(vec![
+            (
+                "query_tower.embedding",
+                Dtype::F32,
+                vec![m.query.embedding.rows, d],
+                f32_bytes(&m.query.embedding.data),
+            ),
+            (
+                "candidate_tower.embedding",
+                Dtype::F32,
+                vec![m.candidate.embedding.rows, d],
+                f32_bytes(&m.candidate.embedding.data),
+            ),
+        ])?;
+        write_file(&tmp.join("weights.safetensors"), &weights)?;
+        let seen = safetensors_bytes(vec![
+            (
+                "offsets",
+                Dtype::U64,
+                vec![m.seen.offsets.len()],
+                m.seen.offsets.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            (
+                "rows",
+                Dtype::U32,
+                vec![m.seen.rows.len()],
+                m.seen.rows.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            (
+                "ratings",
+                Dtype::F32,
+                vec![m.seen.ratings.len()],
+                f32_bytes(&m.seen.ratings),
+            ),
+        ])?;
+        write_file(&tmp.join("seen.safetensors"), &seen)
+    }
+
+    /// Reads and validates a model folder.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.join("model.json").is_file() {
+            return Err(ModelError::bad(
+                dir,
+                "not a model folder (no model.json); train one with `twotower train --out DIR`",
+            ));
+        }
+        let card: ModelCard = read_json(&dir.join("model.json"))?;
+        if card.format != FORMAT || card.format_version != FORMAT_VERSION {
+            return Err(ModelError::bad(
+                dir.join("model.json"),
+                format!(
+                    "format {:?} version {} is not {FORMAT:?} version {FORMAT_VERSION}",
+                    card.format, card.format_version
+                ),
+            ));
+        }
+        let history: Vec<EpochStats> = read_json(&dir.join("history.json"))?;
+        let users = Vocabulary::read(&dir.join("vocab/users.txt"))?;
+        let items = Vocabulary::read(&dir.join("vocab/candidates.txt"))?;
+        let d = card.embedding_dim;
+        let wpath = dir.join("weights.safetensors");
+        let wbytes = std::fs::read(&wpath).map_err(|e| ModelError::io(&wpath, e))?;
+        let w = SafeTensors::deserialize(&wbytes).map_err(|e| ModelError::bad(&wpath, e.to_string()))?;
+        let query = read_f32(&w, &wpath, "query_tower.embedding", &[users.len(), d])?;
+        let cand = read_f32(&w, &wpath, "candidate_tower.embedding", &[items.len(), d])?;
+        let catalogue = read_items(&dir.join("items.tsv"))?;
+        if catalogue.len() != card.catalogue_rows {
+            return Err(ModelError::bad(
+                dir.join("items.tsv"),
+                format!("{} rows, model.json says {}", catalogue.len(), card.catalogue_rows),
+            ));
+        }
+        let spath = dir.join("seen.safetensors");
+        let sbytes = std::fs::read(&spath).map_err(|e| ModelError::io(&spath, e))?;
+        let s = SafeTensors::deserialize(&sbytes).map_err(|e| ModelError::bad(&spath, e.to_string()))?;
+        let offsets: Vec<u64> = read_tensor(&s, &spath, "offsets", Dtype::U64, 8)?
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let rows: Vec<u32> = read_tensor(&s, &spath, "rows", Dtype::U32, 4)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let ratings = f32_from(read_tensor(&s, &spath, "ratings", Dtype::F32, 4)?);
+        let consistent = (offsets.is_empty() || offsets.len() == users.len() + 1)
+            && offsets.windows(2).all(|p| p[0] <= p[1])
+            && offsets.last().map_or(rows.is_empty(), |&n| n as usize == rows.len())
+            && ratings.len() == rows.len()
+            && rows.iter().all(|&r| (r as usize) < catalogue.len());
+        if !consistent {
+            return Err(ModelError::bad(&spath, "inconsistent offsets, rows or ratings"));
+        }
+        let model = TwoTowerModel::assemble(
+            card.config.clone(),
+            LookupTower {
+                vocab: users,
+                embedding: query,
+            },
+            LookupTower {
+                vocab: items,
+                embedding: cand,
+            },
+            catalogue,
+            SeenItems {
+                offsets,
+                rows,
+                ratings,
+            },
+        )
+        .map_err(|e| ModelError::bad(dir, e.to_string()))?;
+        Ok(SavedModel {
+            model,
+            card,
+            history,
+        })
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::bad(path, format!("line {}: {e}", e.line())))
+}
+
+fn read_tensor<'a>(
+    st: &SafeTensors<'a>,
+    path: &Path,
+    name: &str,
+    dtype: Dtype,
+    width: usize,
+) -> Result<&'a [u8]> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| ModelError::bad(path, format!("tensor {name}: {e}")))?;
+    if t.dtype() != dtype || t.shape().len() != 1 || t.data().len() != t.shape()[0] * width {
+        return Err(ModelError::bad(
+            path,
+            format!("tensor {name} should be a 1-D {dtype:?} vector"),
+        ));
+    }
+    Ok(t.data())
+}
+
+fn f32_from(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect()
+}
+
+fn read_f32(st: &SafeTensors, path: &Path, name: &str, shape: &[usize]) -> Result<Embedding> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| ModelError::bad(path, format!("tensor {name}: {e}")))?;
+    if t.dtype() != Dtype::F32 || t.shape() != shape {
+        return Err(ModelError::bad(
+            path,
+            format!(
+                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                t.dtype(),
+                t.shape()
+            ),
+        ));
+    }
+    let data = f32_from(t.data());
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err(ModelError::bad(path, format!("tensor {name} holds NaN or infinite values")));
+    }
+    Ok(Embedding {
+        rows: shape[0],
+        dim: shape[1],
+        data,
+    })
+}
+
+fn read_items(path: &Path) -> Result<Catalogue> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let mut c = Catalogue {
+        ids: vec![],
+        titles: vec![],
+        genres: vec![],
+        release_dates: vec![],
+    };
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 4 {
+            return Err(ModelError::bad(
+                path,
+                format!("line {}: expected 4 tab-separated fields, found {}", i + 1, f.len()),
+            ));
+        }
+        c.ids.push(f[0].to_string());
+        c.titles.push(f[1].to_string());
+        c.genres.push(
+            f[2].split('|')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+        );
+        c.release_dates.push(f[3].to_string());
+    }
+    Ok(c)
+}
+
+/// Pretty JSON for anything serialisable, behind a trait object so one helper serves all.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string_pretty(self).expect("plain data serialises") + "\n"
+        }
+    }
+}
+
+/// Training rows of each user id (for Protocol 2 exclusions), from a seen-items table.
+pub fn seen_by_user(model: &TwoTowerModel) -> HashMap<u32, Vec<u32>> {
+    let mut out = HashMap::new();
+    for (i, token) in model.query.vocab.tokens().iter().enumerate().skip(1) {
+        if let Ok(u) = token.parse::<u32>() {
+            let rows = model.seen.of(i).0;
+            if !rows.is_empty() {
+                out.insert(u, rows.to_vec());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,39 @@
+//! The error type of the model layer.
+
+use std::path::PathBuf;
+
+/// Errors raised while configuring, training, saving or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    BadModel { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] twotower_data::DataError),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn bad(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        ModelError::BadModel {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias of the model layer.
+pub type Result<T> = std::result::Result<T, ModelError>;

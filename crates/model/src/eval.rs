@@ -1,0 +1,246 @@
+//! Retrieval metrics over the full catalogue, exactly as `shared/docs/EVALUATION.md` defines
+//! them: factorized top-K accuracy (Protocol 1, TFRS `FactorizedTopK`) and top-N
+//! Recall/NDCG with training items excluded (Protocol 2).
+//!
+//! Scoring is abstract: a [`Scorer`] returns one row of catalogue scores per user, so the
+//! same code evaluates a model and the popularity baseline.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use twotower_index::top_k;
+
+use crate::towers::TwoTowerModel;
+
+/// The K of factorized top-K accuracy.
+pub const TOP_KS: [usize; 5] = [1, 5, 10, 50, 100];
+/// The K of Recall@K.
+pub const RECALL_KS: [usize; 2] = [10, 20];
+/// The K of NDCG@K.
+pub const NDCG_KS: [usize; 1] = [10];
+
+/// Users evaluated per scoring block (bounds memory on large catalogues).
+const USERS_PER_BLOCK: usize = 256;
+
+/// Scores every catalogue row for a block of users.
+pub trait Scorer {
+    /// `users.len()` rows of `n_rows` scores, row-major.
+    fn scores(&self, users: &[u32]) -> Vec<f32>;
+}
+
+/// Ranks rows by how often they were interacted with in training.
+pub struct Popularity {
+    counts: Vec<f32>,
+}
+
+impl Popularity {
+    /// From training interactions given as catalogue rows.
+    pub fn new(n_rows: usize, train_rows: impl IntoIterator<Item = u32>) -> Self {
+        let mut counts = vec![0f32; n_rows];
+        for r in train_rows {
+            counts[r as usize] += 1.0;
+        }
+        Popularity { counts }
+    }
+}
+
+impl Scorer for Popularity {
+    fn scores(&self, users: &[u32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(users.len() * self.counts.len());
+        for _ in users {
+            out.extend_from_slice(&self.counts);
+        }
+        out
+    }
+}
+
+/// Scores with a model: dot products of the user's query vector with every row's candidate
+/// vector, through the exact index.
+pub struct ModelScorer<'a> {
+    model: &'a TwoTowerModel,
+    index: twotower_index::BruteForceIndex,
+}
+
+impl<'a> ModelScorer<'a> {
+    /// Embeds the catalogue once.
+    pub fn new(model: &'a TwoTowerModel) -> Self {
+        ModelScorer {
+            index: model.candidate_index(),
+            model,
+        }
+    }
+}
+
+impl Scorer for ModelScorer<'_> {
+    fn scores(&self, users: &[u32]) -> Vec<f32> {
+        let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        let q = self.model.query_vectors(&names);
+        self.index.scores(&q).expect("query vectors have the model's dimension")
+    }
+}
+
+/// The metrics of both protocols.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Protocol 1, ties counted in the model's favour (as TFRS).
+    pub factorized_top_k: BTreeMap<usize, f64>,
+    /// Protocol 1, ties counted against the model (the guard).
+    pub factorized_top_k_ties_against: BTreeMap<usize, f64>,
+    /// Protocol 2.
+    pub recall: BTreeMap<usize, f64>,
+    pub ndcg: BTreeMap<usize, f64>,
+    pub test_interactions: usize,
+    pub test_users: usize,
+}
+
+impl Metrics {
+    /// True when ties changed some top-K accuracy by more than 0.001 (see EVALUATION.md).
+    pub fn ties_matter(&self) -> bool {
+        self.factorized_top_k
+            .iter()
+            .any(|(k, v)| (v - self.factorized_top_k_ties_against[k]).abs() > 0.001)
+    }
+}
+
+/// Evaluates `scorer` on test interactions `(user id, catalogue row)`; `seen` holds each
+/// user's training rows (excluded in Protocol 2 only).
+pub fn evaluate(
+    scorer: &dyn Scorer,
+    n_rows: usize,
+    test: &[(u32, u32)],
+    seen: &HashMap<u32, Vec<u32>>,
+) -> Metrics {
+    let mut by_user: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(u, r) in test {
+        by_user.entry(u).or_default().push(r);
+    }
+    let users: Vec<u32> = by_user.keys().copied().collect();
+    let mut hits_fav = [0usize; TOP_KS.len()];
+    let mut hits_against = [0usize; TOP_KS.len()];
+    let mut recall = [0f64; RECALL_KS.len()];
+    let mut ndcg = [0f64; NDCG_KS.len()];
+    let max_n = RECALL_KS.iter().chain(&NDCG_KS).copied().max().unwrap_or(0);
+    let no_seen = Vec::new();
+    for block in users.chunks(USERS_PER_BLOCK) {
+        let scores = scorer.scores(block);
+        for (b, &u) in block.iter().enumerate() {
+            let row = &scores[b * n_rows..(b + 1) * n_rows];
+            let truth = &by_user[&u];
+            // Protocol 1: every test interaction, duplicates included.
+            for &t in truth {
+                let s = row[t as usize];
+                let greater = row.iter().filter(|&&x| x > s).count();
+                let at_least = row.iter().filter(|&&x| x >= s).count() - 1;
+                for (i, &k) in TOP_KS.iter().enumerate() {
+                    hits_fav[i] += (greater < k) as usize;
+                    hits_against[i] += (at_least < k) as usize;
+                }
+            }
+            // Protocol 2: distinct test rows, training rows excluded from the ranking.
+            let mut relevant = truth.clone();
+            relevant.sort_unstable();
+            relevant.dedup();
+            let top = top_k(row, max_n, seen.get(&u).unwrap_or(&no_seen));
+            let is_hit: Vec<bool> = top
+                .iter()
+                .map(|n| relevant.binary_search(&n.id).is_ok())
+                .collect();
+            for (i, &k) in RECALL_KS.iter().enumerate() {
+                let h = is_hit.iter().take(k).filter(|&&x| x).count();
+                recall[i] += h as f64 / relevant.len() as f64;
+            }
+            for (i, &k) in NDCG_KS.iter().enumerate() {
+                let dcg: f64 = is_hit
+                    .iter()
+                    .take(k)
+                    .enumerate()
+                    .filter(|(_, &h)| h)
+                    .map(|(p, _)| 1.0 / (p as f64 + 2.0).log2())
+                    .sum();
+                let idcg: f64 = (0..relevant.len().min(k))
+                    .map(|p| 1.0 / (p as f64 + 2.0).log2())
+                    .sum();
+                ndcg[i] += dcg / idcg;
+            }
+        }
+    }
+    let n = test.len().max(1) as f64;
+    let nu = users.len().max(1) as f64;
+    let per = |ks: &[usize], v: &[f64]| ks.iter().copied().zip(v.iter().copied()).collect();
+    Metrics {
+        factorized_top_k: per(&TOP_KS, &hits_fav.map(|h| h as f64 / n)),
+        factorized_top_k_ties_against: per(&TOP_KS, &hits_against.map(|h| h as f64 / n)),
+        recall: per(&RECALL_KS, &recall.map(|r| r / nu)),
+        ndcg: per(&NDCG_KS, &ndcg.map(|r| r / nu)),
+        test_interactions: test.len(),
+        test_users: users.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Vec<Vec<f32>>);
+    impl Scorer for Fixed {
+        fn scores(&self, users: &[u32]) -> Vec<f32> {
+            users.iter().flat_map(|&u| self.0[u as usize].clone()).collect()
+        }
+    }
+
+    #[test]
+    fn factorized_top_k_counts_strictly_greater_and_ties_in_favour() {
+        // User 0 scores rows: row 2 is best, rows 0 and 1 tie.
+        let s = Fixed(vec![vec![0.5, 0.5, 0.9, 0.1]]);
+        let m = evaluate(&s, 4, &[(0, 0), (0, 1), (0, 3), (0, 2)], &HashMap::new());
+        // ranks (strictly greater): row0 → 1, row1 → 1, row3 → 3, row2 → 0.
+        assert_eq!(m.factorized_top_k[&1], 0.25);
+        assert_eq!(m.factorized_top_k[&5], 1.0);
+        // Against: row0 → 2, row1 → 2, row3 → 3, row2 → 0: top-1 still 0.25, top-5 1.0.
+        assert_eq!(m.factorized_top_k_ties_against[&1], 0.25);
+        let m2 = evaluate(&s, 4, &[(0, 0)], &HashMap::new());
+        assert_eq!(m2.factorized_top_k[&1], 0.0);
+    }
+
+    #[test]
+    fn constant_scores_are_caught_by_the_guard() {
+        let s = Fixed(vec![vec![1.0; 200]]);
+        let m = evaluate(&s, 200, &[(0, 7), (0, 150)], &HashMap::new());
+        assert_eq!(m.factorized_top_k[&1], 1.0);
+        assert_eq!(m.factorized_top_k_ties_against[&100], 0.0);
+        assert!(m.ties_matter());
+    }
+
+    #[test]
+    fn duplicate_interactions_count_each_time() {
+        let s = Fixed(vec![vec![3.0, 2.0, 1.0]]);
+        let m = evaluate(&s, 3, &[(0, 0), (0, 2), (0, 2)], &HashMap::new());
+        // hits@1: row 0 only → 1/3.
+        assert!((m.factorized_top_k[&1] - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.test_interactions, 3);
+        assert_eq!(m.test_users, 1);
+    }
+
+    #[test]
+    fn recall_and_ndcg_exclude_seen_items() {
+        // 12 rows; user 0's best rows are 11, 10, 9, ...; row 11 was seen in training.
+        let row: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let s = Fixed(vec![row]);
+        let seen = HashMap::from([(0u32, vec![11u32])]);
+        // Test rows 10 (rank 1 after exclusion) and 0 (rank 11 after exclusion).
+        let m = evaluate(&s, 12, &[(0, 10), (0, 0)], &seen);
+        assert_eq!(m.recall[&10], 0.5);
+        assert_eq!(m.recall[&20], 1.0);
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        assert!((m.ndcg[&10] - 1.0 / idcg).abs() < 1e-12);
+        // Protocol 1 does not exclude: row 10 has rank 1.
+        assert_eq!(m.factorized_top_k[&1], 0.0);
+        assert_eq!(m.factorized_top_k[&5], 0.5);
+    }
+
+    #[test]
+    fn popularity_ranks_by_training_count() {
+        let p = Popularity::new(3, [2, 2, 1]);
+        assert_eq!(p.scores(&[5, 9]), vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+    }
+}

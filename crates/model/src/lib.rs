@@ -1,0 +1,43 @@
+//! The two-tower model: towers, the retrieval loss, sparse optimizers, the trainer,
+//! evaluation and the model folder.
+//!
+//! The principal type is [`TwoTowerModel`]: a [`QueryTower`] (user id → vector) and a
+//! [`CandidateTower`] (movie title or id → vector) over a [`Catalogue`]. [`Trainer`] fits it
+//! with the in-batch softmax of TensorFlow Recommenders ([`InBatchSoftmax`]), computed on the
+//! deduplicated batch; [`eval`] measures it over the full catalogue; [`SavedModel`] writes
+//! and reads the model folder. This crate knows data types and the exact index, nothing of
+//! HTTP or the command line.
+//!
+//! ```no_run
+//! use twotower_data::{MovieLens, SplitSpec};
+//! use twotower_model::{Experiment, TrainConfig};
+//! let ml = MovieLens::open("../shared/data/ml-100k").unwrap();
+//! let (train, test) = ml.split(&SplitSpec::Fold("u1".into())).unwrap();
+//! let mut exp = Experiment::new(&ml, train, test, TrainConfig::preset("tfrs").unwrap()).unwrap();
+//! for _ in 0..exp.model.config.epochs {
+//!     exp.run_epoch(&mut |_| {});
+//! }
+//! println!("{:?}", exp.evaluate().factorized_top_k);
+//! ```
+
+pub mod checkpoint;
+pub mod config;
+pub mod embedding;
+mod error;
+pub mod eval;
+pub mod loss;
+pub mod optimizer;
+mod retrieve;
+mod pipeline;
+pub mod towers;
+pub mod trainer;
+
+pub use checkpoint::{DatasetInfo, ModelCard, SavedModel};
+pub use config::{CandidateKey, Negatives, OptimizerConfig, TrainConfig, PRESETS};
+pub use error::{ModelError, Result};
+pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
+pub use loss::InBatchSoftmax;
+pub use retrieve::Recommendations;
+pub use pipeline::{evaluate_model, test_pairs, Experiment};
+pub use towers::{Catalogue, CandidateTower, QueryTower, SeenItems, TwoTowerModel};
+pub use trainer::{BatchProgress, EpochStats, Trainer};

@@ -1,0 +1,70 @@
+//! One module per subcommand, plus the argument groups they share.
+
+pub mod data;
+pub mod eval;
+pub mod recommend;
+pub mod similar;
+pub mod train;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use twotower_data::{resolve_data_dir, DataDirSource, MovieLens, SplitSpec, FOLDS};
+
+/// Where the data is and how to split it.
+#[derive(Args, Debug, Clone)]
+pub struct DataSplitArgs {
+    /// Folder holding the unpacked `ml-100k/` (or the ml-100k folder itself). Default: the
+    /// TWOTOWER_DATA_DIR environment variable, else the download cache.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Split: an official fold (u1..u5, ua, ub) or `random`.
+    #[arg(long, default_value = "u1")]
+    pub split: String,
+    /// With `--split random`: the fraction of ratings held out for testing.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// With `--split random`: the shuffle seed.
+    #[arg(long, default_value_t = 42)]
+    pub split_seed: u64,
+    /// Training file in u.data format (with --test; overrides --split).
+    #[arg(long, value_name = "FILE", requires = "test")]
+    pub train: Option<PathBuf>,
+    /// Test file in u.data format (with --train).
+    #[arg(long, value_name = "FILE", requires = "train")]
+    pub test: Option<PathBuf>,
+}
+
+impl DataSplitArgs {
+    /// The split these arguments describe.
+    pub fn spec(&self) -> Result<SplitSpec> {
+        if let (Some(train), Some(test)) = (&self.train, &self.test) {
+            return Ok(SplitSpec::Files {
+                train: train.clone(),
+                test: test.clone(),
+            });
+        }
+        match self.split.as_str() {
+            "random" => Ok(SplitSpec::Random {
+                test_fraction: self.test_fraction,
+                seed: self.split_seed,
+            }),
+            f if FOLDS.contains(&f) => Ok(SplitSpec::Fold(f.into())),
+            other => bail!(
+                "--split {other:?}: expected one of {} or `random`",
+                FOLDS.join(", ")
+            ),
+        }
+    }
+
+    /// Loads MovieLens 100K from the resolved folder (downloading into the cache if needed).
+    pub fn open(&self) -> Result<MovieLens> {
+        let (dir, source) =
+            resolve_data_dir(self.data_dir.as_deref(), &mut crate::progress::download())?;
+        if source == DataDirSource::Downloaded {
+            eprintln!("downloaded MovieLens 100K into {}", dir.display());
+        }
+        MovieLens::open(&dir).with_context(|| format!("reading MovieLens 100K from {}", dir.display()))
+    }
+}

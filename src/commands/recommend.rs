@@ -1,0 +1,53 @@
+//! `twotower recommend`: top-k movies for a user from a saved model.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use twotower_model::SavedModel;
+
+use crate::report;
+
+#[derive(Args)]
+pub struct RecommendArgs {
+    /// Model folder written by `twotower train --out`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// User id (unknown ids are answered from the out-of-vocabulary vector).
+    #[arg(long)]
+    user: String,
+    /// How many movies.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    k: usize,
+    /// Leave out the movies the user rated in training.
+    #[arg(long)]
+    exclude_seen: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: RecommendArgs) -> Result<()> {
+    let saved = SavedModel::load(&args.model)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    let model = &saved.model;
+    let recs = model.recommend(&model.candidate_index(), &args.user, args.k, args.exclude_seen);
+    if args.json {
+        let v = serde_json::json!({
+            "user": args.user,
+            "known_user": recs.known_user,
+            "items": report::items_json(model, &recs.items),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if !recs.known_user {
+        println!(
+            "User {:?} is not in the model's vocabulary: answered from the out-of-vocabulary vector.",
+            args.user
+        );
+    }
+    println!("Top {} for user {}:", args.k, args.user);
+    report::print_items(model, &recs.items);
+    Ok(())
+}

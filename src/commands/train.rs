@@ -1,0 +1,226 @@
+//! `twotower train`: train on a split, evaluate both protocols (and popularity), save.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use twotower_data::random_split;
+use twotower_model::{Experiment, ModelCard, Negatives, OptimizerConfig, SavedModel, TrainConfig};
+
+use super::DataSplitArgs;
+use crate::report;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    Adagrad,
+    Adam,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NegativesArg {
+    InBatch,
+    Full,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataSplitArgs,
+    /// Hyper-parameter preset: `default` (tuned for quality) or `tfrs` (the TFRS tutorial).
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Folder to save the model in (written atomically).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Evaluate on a held-out fraction of the TRAINING data instead of the test side (for
+    /// tuning without touching the test set).
+    #[arg(long, value_name = "FRACTION")]
+    validation: Option<f64>,
+    /// Evaluate after every epoch (recorded in history.json).
+    #[arg(long)]
+    eval_every_epoch: bool,
+    /// After training, show recommendations for this user id ("" for none).
+    #[arg(long, default_value = "42")]
+    show_user: String,
+    /// How many recommendations to show.
+    #[arg(short = 'k', long, default_value_t = 3)]
+    k: usize,
+    /// Override: training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override: batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override: embedding dimension.
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Override: learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Override: optimizer.
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
+    /// Override: negatives (in-batch softmax or full softmax over the catalogue).
+    #[arg(long, value_enum)]
+    negatives: Option<NegativesArg>,
+    /// Override: softmax temperature.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Override: L2 penalty on touched embedding rows.
+    #[arg(long)]
+    l2: Option<f32>,
+    /// Mask in-batch duplicates of the positive (TFRS remove_accidental_hits).
+    #[arg(long)]
+    remove_accidental_hits: bool,
+    /// Correct in-batch logits by log sampling probability.
+    #[arg(long)]
+    logq: bool,
+    /// Override: seed for initialisation and shuffling.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = TrainConfig::preset(&self.preset)?;
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.dim {
+            c.embedding_dim = v;
+        }
+        if let Some(o) = self.optimizer {
+            let lr = c.optimizer.learning_rate();
+            c.optimizer = match o {
+                OptimizerArg::Adagrad => OptimizerConfig::adagrad(lr),
+                OptimizerArg::Adam => OptimizerConfig::adam(lr),
+            };
+        }
+        if let Some(v) = self.lr {
+            c.optimizer = c.optimizer.with_learning_rate(v);
+        }
+        if let Some(n) = self.negatives {
+            c.negatives = match n {
+                NegativesArg::InBatch => Negatives::InBatch,
+                NegativesArg::Full => Negatives::Full,
+            };
+        }
+        if let Some(v) = self.temperature {
+            c.temperature = v;
+        }
+        if let Some(v) = self.l2 {
+            c.l2 = v;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        c.remove_accidental_hits |= self.remove_accidental_hits;
+        c.logq_correction |= self.logq;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let config = args.config()?;
+    let ml = args.data.open()?;
+    let spec = args.data.spec()?;
+    let (mut train, mut test) = ml.split(&spec)?;
+    let mut split_label = spec.label();
+    if let Some(f) = args.validation {
+        (train, test) = random_split(&train, f, config.seed)?;
+        split_label = format!("{split_label} training side, validation fraction {f}");
+    }
+    let start = Instant::now();
+    let mut exp = Experiment::new(&ml, train, test, config)?;
+    exp.dataset.split = split_label;
+    let epochs = exp.model.config.epochs;
+    for e in 1..=epochs {
+        let pb = crate::progress::bar(exp.trainer.len() as u64, "examples");
+        pb.set_prefix(format!("epoch {e}/{epochs}"));
+        let stats = exp.run_epoch(&mut |p| {
+            pb.set_position(p.examples_done as u64);
+            pb.set_message(format!("loss {:.4}", p.mean_loss));
+        });
+        pb.finish_and_clear();
+        eprintln!(
+            "epoch {e}/{epochs}: loss {:.1} (mean {:.4}), {:.0} examples/s, {:.2} s",
+            stats.loss, stats.mean_loss, stats.examples_per_second, stats.seconds
+        );
+        if args.eval_every_epoch {
+            let m = twotower_model::evaluate_model(&exp.model, &exp.test);
+            let stats = exp.history.last_mut().expect("epoch recorded");
+            stats.metrics = Some(serde_json::to_value(&m)?);
+        }
+    }
+    let train_seconds = start.elapsed().as_secs_f64();
+    let eval_start = Instant::now();
+    let metrics = exp.evaluate();
+    let eval_seconds = eval_start.elapsed().as_secs_f64();
+    let popularity = exp.evaluate_popularity();
+    let mut card = ModelCard::describe(&exp.model, exp.dataset.clone(), train_seconds);
+    card.metrics = serde_json::json!({ "model": metrics, "popularity": popularity });
+    let index = exp.model.candidate_index();
+    let shown = (!args.show_user.is_empty())
+        .then(|| exp.model.recommend(&index, &args.show_user, args.k, false));
+    if let Some(out) = &args.out {
+        SavedModel {
+            model: exp.model.clone(),
+            card,
+            history: exp.history.clone(),
+        }
+        .save(out)?;
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&metrics)?;
+        v["train_seconds"] = train_seconds.into();
+        v["eval_seconds"] = eval_seconds.into();
+        v["popularity"] = serde_json::to_value(&popularity)?;
+        v["preset"] = exp.model.config.preset.clone().into();
+        v["config"] = serde_json::to_value(&exp.model.config)?;
+        v["split"] = exp.dataset.split.clone().into();
+        v["history"] = serde_json::to_value(&exp.history)?;
+        if let (Some(r), true) = (&shown, !args.show_user.is_empty()) {
+            v["recommendations"] = serde_json::json!({
+                "user": args.show_user,
+                "known_user": r.known_user,
+                "items": report::items_json(&exp.model, &r.items),
+            });
+        }
+        if let Some(out) = &args.out {
+            v["model_dir"] = out.display().to_string().into();
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "Trained preset {:?} on {} ({} examples, {} epochs) in {:.2} s; evaluated in {:.3} s",
+        exp.model.config.preset,
+        exp.dataset.split,
+        exp.dataset.train_interactions,
+        epochs,
+        train_seconds,
+        eval_seconds
+    );
+    report::print_metrics(&metrics, &popularity);
+    if let Some(r) = shown {
+        println!(
+            "Top {} for user {}{}:",
+            args.k,
+            args.show_user,
+            if r.known_user { "" } else { " (unknown user: out-of-vocabulary vector)" }
+        );
+        report::print_items(&exp.model, &r.items);
+    }
+    if let Some(out) = &args.out {
+        println!("Model saved to {}", out.display());
+    }
+    Ok(())
+}

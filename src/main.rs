@@ -1,0 +1,60 @@
+//! `twotower`: a fast, native two-tower retrieval recommender.
+//!
+//! This binary is thin: it parses arguments, shows progress and prints results; every
+//! command is a call into the `twotower-data`, `twotower-model` and `twotower-index` crates.
+
+mod commands;
+mod progress;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Train, evaluate and query two-tower retrieval models (TensorFlow Recommenders' basic
+/// retrieval, natively).
+#[derive(Parser)]
+#[command(name = "twotower", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download and manage datasets.
+    Data(commands::data::DataArgs),
+    /// Train a model on a split, evaluate it on the test side and save it.
+    Train(commands::train::TrainArgs),
+    /// Evaluate a saved model on a split.
+    Eval(commands::eval::EvalArgs),
+    /// Top-k movies for a user, from a saved model.
+    Recommend(commands::recommend::RecommendArgs),
+    /// Movies similar to a movie, from the candidate tower of a saved model.
+    Similar(commands::similar::SimilarArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TWOTOWER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(a) => commands::data::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Recommend(a) => commands::recommend::run(a),
+        Command::Similar(a) => commands::similar::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -19,9 +19,11 @@ pub fn bar(total: u64, unit: &str) -> ProgressBar {
 pub fn download() -> impl FnMut(u64, Option<u64>) {
     let pb = ProgressBar::new(0);
     pb.set_style(
-        ProgressStyle::with_template("downloading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "downloading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     move |done, total| {
         if let Some(t) = total {

@@ -1,8 +1,8 @@
 //! Printing metrics and recommendations for people (tables) and scripts (JSON).
 
+use twotower_index::Neighbor;
 use twotower_model::eval::{NDCG_KS, RECALL_KS, TOP_KS};
 use twotower_model::{Metrics, TwoTowerModel};
-use twotower_index::Neighbor;
 
 /// The metrics of a model and of popularity, side by side.
 pub fn print_metrics(model: &Metrics, popularity: &Metrics) {

@@ -65,6 +65,7 @@ impl DataSplitArgs {
         if source == DataDirSource::Downloaded {
             eprintln!("downloaded MovieLens 100K into {}", dir.display());
         }
-        MovieLens::open(&dir).with_context(|| format!("reading MovieLens 100K from {}", dir.display()))
+        MovieLens::open(&dir)
+            .with_context(|| format!("reading MovieLens 100K from {}", dir.display()))
     }
 }

@@ -31,7 +31,12 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let saved = SavedModel::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let model = &saved.model;
-    let recs = model.recommend(&model.candidate_index(), &args.user, args.k, args.exclude_seen);
+    let recs = model.recommend(
+        &model.candidate_index(),
+        &args.user,
+        args.k,
+        args.exclude_seen,
+    );
     if args.json {
         let v = serde_json::json!({
             "user": args.user,

@@ -52,7 +52,11 @@ pub fn run(args: SimilarArgs) -> Result<()> {
         bail!(
             "no movie with id or title {:?}. Did you mean: {}?",
             args.item,
-            close.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+            close
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     };
     let items = model.similar(&model.cosine_index(), row, args.k);
@@ -64,7 +68,10 @@ pub fn run(args: SimilarArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("Movies similar to {} (cosine of candidate vectors):", model.catalogue.titles[row]);
+    println!(
+        "Movies similar to {} (cosine of candidate vectors):",
+        model.catalogue.titles[row]
+    );
     report::print_items(model, &items);
     Ok(())
 }

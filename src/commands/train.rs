@@ -215,7 +215,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "Top {} for user {}{}:",
             args.k,
             args.show_user,
-            if r.known_user { "" } else { " (unknown user: out-of-vocabulary vector)" }
+            if r.known_user {
+                ""
+            } else {
+                " (unknown user: out-of-vocabulary vector)"
+            }
         );
         report::print_items(&exp.model, &r.items);
     }

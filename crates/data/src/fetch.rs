@@ -228,7 +228,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(start.elapsed() < Duration::from_secs(10));
-        assert!(err.contains("--data-dir") && err.contains(DATA_DIR_ENV), "{err}");
+        assert!(
+            err.contains("--data-dir") && err.contains(DATA_DIR_ENV),
+            "{err}"
+        );
         assert!(!cache.join("ml-100k").exists());
     }
 
@@ -244,7 +247,10 @@ mod tests {
         w.write_all(b"tampered").unwrap();
         w.finish().unwrap();
         let err = install_zip(&zip_path, &cache).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch") && err.contains("u.data"), "{err}");
+        assert!(
+            err.contains("checksum mismatch") && err.contains("u.data"),
+            "{err}"
+        );
         let left: Vec<_> = std::fs::read_dir(&cache)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -258,6 +264,9 @@ mod tests {
         let err = resolve_data_dir(Some(&empty), &mut |_, _| {})
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--data-dir") && err.contains("ml-100k"), "{err}");
+        assert!(
+            err.contains("--data-dir") && err.contains("ml-100k"),
+            "{err}"
+        );
     }
 }

@@ -84,7 +84,9 @@ impl MovieLens {
                 );
                 (self.read_checked(&base)?, self.read_checked(&test)?)
             }
-            SplitSpec::Files { train, test } => (self.read_checked(train)?, self.read_checked(test)?),
+            SplitSpec::Files { train, test } => {
+                (self.read_checked(train)?, self.read_checked(test)?)
+            }
             SplitSpec::Random {
                 test_fraction,
                 seed,
@@ -114,7 +116,11 @@ impl MovieLens {
 
     /// Catalogue row of each movie id.
     pub fn row_of_id(&self) -> HashMap<u32, usize> {
-        self.movies.iter().enumerate().map(|(i, m)| (m.id, i)).collect()
+        self.movies
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id, i))
+            .collect()
     }
 }
 
@@ -134,7 +140,11 @@ fn parse_num<T: std::str::FromStr>(path: &Path, line: usize, what: &str, s: &str
 pub fn read_interactions(path: &Path) -> Result<Vec<Interaction>> {
     let bytes = read_bytes(path)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         DataError::Parse {
             path: path.into(),
             line,
@@ -243,7 +253,10 @@ mod tests {
 
     #[test]
     fn reads_ratings() {
-        let p = tmp("ok.data", b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
+        let p = tmp(
+            "ok.data",
+            b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n",
+        );
         let r = read_interactions(&p).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].user, 186);
@@ -271,7 +284,9 @@ mod tests {
     fn reads_latin1_titles_and_genres() {
         let mut line = b"543|Mis".to_vec();
         line.push(0xE9); // é in latin-1
-        line.extend_from_slice(b"rables, Les (1995)|01-Jan-1995||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|1\n");
+        line.extend_from_slice(
+            b"rables, Les (1995)|01-Jan-1995||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|1\n",
+        );
         let p = tmp("u.item", &line);
         let m = read_movies(&p).unwrap();
         assert_eq!(m[0].id, 543);

@@ -65,10 +65,17 @@ impl BruteForceIndex {
     }
 
     /// The `k` best rows for each of many queries (row-major), in one blocked product.
-    pub fn search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>, IndexError> {
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
         let scores = self.scores(queries)?;
         let n = self.len();
-        Ok(scores.chunks(n.max(1)).map(|row| top_k(row, k, &[])).collect())
+        Ok(scores
+            .chunks(n.max(1))
+            .map(|row| top_k(row, k, &[]))
+            .collect())
     }
 }
 
@@ -80,7 +87,9 @@ mod tests {
     fn agrees_with_a_naive_scan() {
         let dim = 8;
         let n = 500;
-        let v: Vec<f32> = (0..n * dim).map(|i| ((i * 31 % 113) as f32).sin()).collect();
+        let v: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 31 % 113) as f32).sin())
+            .collect();
         let q: Vec<f32> = (0..3 * dim).map(|i| ((i * 17 % 29) as f32).cos()).collect();
         let index = BruteForceIndex::new(v.clone(), dim).unwrap();
         let batch = index.search_batch(&q, 10).unwrap();

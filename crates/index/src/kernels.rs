@@ -98,7 +98,12 @@ fn check_view(v: &MatRef) {
 /// `a · bᵀ` for row-major `a` (m × k) and `b` (n × k): every row of `a` against every row of `b`.
 pub fn matmul_nt(a: &[f32], m: usize, b: &[f32], n: usize, k: usize) -> Vec<f32> {
     let mut out = vec![0.0; m * n];
-    gemm(MatRef::new(a, m, k), MatRef::new(b, n, k).t(), 0.0, &mut out);
+    gemm(
+        MatRef::new(a, m, k),
+        MatRef::new(b, n, k).t(),
+        0.0,
+        &mut out,
+    );
     out
 }
 
@@ -124,8 +129,12 @@ mod tests {
     #[test]
     fn products_agree_with_naive_in_every_layout() {
         let (m, k, n) = (301, 17, 45);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 97) as f32 / 48.0 - 1.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f32 / 48.0 - 1.0)
+            .collect();
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
         let want = naive(MatRef::new(&a, m, k), MatRef::new(&b, k, n));

@@ -187,7 +187,11 @@ impl SavedModel {
                 "offsets",
                 Dtype::U64,
                 vec![m.seen.offsets.len()],
-                m.seen.offsets.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                m.seen
+                    .offsets
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
             ),
             (
                 "rows",
@@ -229,19 +233,25 @@ impl SavedModel {
         let d = card.embedding_dim;
         let wpath = dir.join("weights.safetensors");
         let wbytes = std::fs::read(&wpath).map_err(|e| ModelError::io(&wpath, e))?;
-        let w = SafeTensors::deserialize(&wbytes).map_err(|e| ModelError::bad(&wpath, e.to_string()))?;
+        let w = SafeTensors::deserialize(&wbytes)
+            .map_err(|e| ModelError::bad(&wpath, e.to_string()))?;
         let query = read_f32(&w, &wpath, "query_tower.embedding", &[users.len(), d])?;
         let cand = read_f32(&w, &wpath, "candidate_tower.embedding", &[items.len(), d])?;
         let catalogue = read_items(&dir.join("items.tsv"))?;
         if catalogue.len() != card.catalogue_rows {
             return Err(ModelError::bad(
                 dir.join("items.tsv"),
-                format!("{} rows, model.json says {}", catalogue.len(), card.catalogue_rows),
+                format!(
+                    "{} rows, model.json says {}",
+                    catalogue.len(),
+                    card.catalogue_rows
+                ),
             ));
         }
         let spath = dir.join("seen.safetensors");
         let sbytes = std::fs::read(&spath).map_err(|e| ModelError::io(&spath, e))?;
-        let s = SafeTensors::deserialize(&sbytes).map_err(|e| ModelError::bad(&spath, e.to_string()))?;
+        let s = SafeTensors::deserialize(&sbytes)
+            .map_err(|e| ModelError::bad(&spath, e.to_string()))?;
         let offsets: Vec<u64> = read_tensor(&s, &spath, "offsets", Dtype::U64, 8)?
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -253,11 +263,16 @@ impl SavedModel {
         let ratings = f32_from(read_tensor(&s, &spath, "ratings", Dtype::F32, 4)?);
         let consistent = (offsets.is_empty() || offsets.len() == users.len() + 1)
             && offsets.windows(2).all(|p| p[0] <= p[1])
-            && offsets.last().map_or(rows.is_empty(), |&n| n as usize == rows.len())
+            && offsets
+                .last()
+                .map_or(rows.is_empty(), |&n| n as usize == rows.len())
             && ratings.len() == rows.len()
             && rows.iter().all(|&r| (r as usize) < catalogue.len());
         if !consistent {
-            return Err(ModelError::bad(&spath, "inconsistent offsets, rows or ratings"));
+            return Err(ModelError::bad(
+                &spath,
+                "inconsistent offsets, rows or ratings",
+            ));
         }
         let model = TwoTowerModel::assemble(
             card.config.clone(),
@@ -287,7 +302,8 @@ impl SavedModel {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::bad(path, format!("line {}: {e}", e.line())))
+    serde_json::from_str(&text)
+        .map_err(|e| ModelError::bad(path, format!("line {}: {e}", e.line())))
 }
 
 fn read_tensor<'a>(
@@ -332,7 +348,10 @@ fn read_f32(st: &SafeTensors, path: &Path, name: &str, shape: &[usize]) -> Resul
     }
     let data = f32_from(t.data());
     if data.iter().any(|v| !v.is_finite()) {
-        return Err(ModelError::bad(path, format!("tensor {name} holds NaN or infinite values")));
+        return Err(ModelError::bad(
+            path,
+            format!("tensor {name} holds NaN or infinite values"),
+        ));
     }
     Ok(Embedding {
         rows: shape[0],
@@ -354,7 +373,11 @@ fn read_items(path: &Path) -> Result<Catalogue> {
         if f.len() != 4 {
             return Err(ModelError::bad(
                 path,
-                format!("line {}: expected 4 tab-separated fields, found {}", i + 1, f.len()),
+                format!(
+                    "line {}: expected 4 tab-separated fields, found {}",
+                    i + 1,
+                    f.len()
+                ),
             ));
         }
         c.ids.push(f[0].to_string());
@@ -394,4 +417,107 @@ pub fn seen_by_user(model: &TwoTowerModel) -> HashMap<u32, Vec<u32>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrainConfig;
+
+    fn saved() -> SavedModel {
+        let mut cfg = TrainConfig::preset("tfrs").unwrap();
+        cfg.embedding_dim = 4;
+        let users = Vocabulary::from_tokens(["1", "2", "42"]);
+        let catalogue = Catalogue {
+            ids: vec!["1".into(), "2".into(), "3".into()],
+            // Two rows share a title, as in MovieLens; one title is latin-1 non-ASCII.
+            titles: vec![
+                "Misérables, Les (1995)".into(),
+                "Twin".into(),
+                "Twin".into(),
+            ],
+            genres: vec![
+                vec!["Drama".into()],
+                vec![],
+                vec!["Comedy".into(), "War".into()],
+            ],
+            release_dates: vec!["01-Jan-1995".into(), String::new(), String::new()],
+        };
+        let mut model = TwoTowerModel::new(cfg, users, catalogue).unwrap();
+        model.seen = SeenItems::build(4, vec![(3, 2, 5.0), (1, 0, 3.0), (3, 0, 4.0)]);
+        let card = ModelCard::describe(&model, DatasetInfo::default(), 1.5);
+        SavedModel {
+            model,
+            card,
+            history: vec![],
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tt-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn save_load_round_trip_gives_identical_scores() {
+        let s = saved();
+        let d = dir("rt");
+        s.save(&d).unwrap();
+        // Saving again over an existing folder replaces it whole.
+        s.save(&d).unwrap();
+        let l = SavedModel::load(&d).unwrap();
+        assert_eq!(l.card, s.card);
+        assert_eq!(l.model.query.embedding, s.model.query.embedding);
+        assert_eq!(l.model.candidate.embedding, s.model.candidate.embedding);
+        assert_eq!(l.model.catalogue, s.model.catalogue);
+        assert_eq!(l.model.seen, s.model.seen);
+        assert_eq!(l.model.row_keys, vec![1, 2, 2]);
+        let q = s.model.query_vectors(&["42".into()]);
+        assert_eq!(
+            s.model.candidate_index().scores(&q).unwrap(),
+            l.model.candidate_index().scores(&q).unwrap()
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(d.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("tt-ckpt-rt") && e.path() != d)
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary folders left: {leftovers:?}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn damaged_folders_give_clear_errors() {
+        let s = saved();
+        let d = dir("bad");
+        s.save(&d).unwrap();
+        let w = d.join("weights.safetensors");
+        let bytes = std::fs::read(&w).unwrap();
+        std::fs::write(&w, &bytes[..bytes.len() - 7]).unwrap();
+        let e = SavedModel::load(&d).unwrap_err().to_string();
+        assert!(e.contains("weights.safetensors"), "{e}");
+        std::fs::write(&w, bytes).unwrap();
+        let card = d.join("model.json");
+        let text = std::fs::read_to_string(&card).unwrap();
+        std::fs::write(
+            &card,
+            text.replace("\"embedding_dim\": 4", "\"embedding_dim\": 5"),
+        )
+        .unwrap();
+        let e = SavedModel::load(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("query_tower.embedding") && e.contains("[4, 5]"),
+            "{e}"
+        );
+        std::fs::write(&card, "{ not json").unwrap();
+        let e = SavedModel::load(&d).unwrap_err().to_string();
+        assert!(e.contains("model.json") && e.contains("line 1"), "{e}");
+        let e = SavedModel::load(&d.join("nope")).unwrap_err().to_string();
+        assert!(e.contains("not a model folder"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

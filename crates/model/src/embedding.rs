@@ -14,7 +14,9 @@ pub struct Embedding {
 impl Embedding {
     /// Keras' default initialiser: uniform in [-0.05, 0.05).
     pub fn uniform(rows: usize, dim: usize, rng: &mut impl Rng) -> Self {
-        let data = (0..rows * dim).map(|_| rng.gen_range(-0.05f32..0.05)).collect();
+        let data = (0..rows * dim)
+            .map(|_| rng.gen_range(-0.05f32..0.05))
+            .collect();
         Embedding { rows, dim, data }
     }
 

@@ -75,7 +75,9 @@ impl Scorer for ModelScorer<'_> {
     fn scores(&self, users: &[u32]) -> Vec<f32> {
         let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
         let q = self.model.query_vectors(&names);
-        self.index.scores(&q).expect("query vectors have the model's dimension")
+        self.index
+            .scores(&q)
+            .expect("query vectors have the model's dimension")
     }
 }
 
@@ -184,7 +186,10 @@ mod tests {
     struct Fixed(Vec<Vec<f32>>);
     impl Scorer for Fixed {
         fn scores(&self, users: &[u32]) -> Vec<f32> {
-            users.iter().flat_map(|&u| self.0[u as usize].clone()).collect()
+            users
+                .iter()
+                .flat_map(|&u| self.0[u as usize].clone())
+                .collect()
         }
     }
 

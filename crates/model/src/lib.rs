@@ -27,8 +27,8 @@ mod error;
 pub mod eval;
 pub mod loss;
 pub mod optimizer;
-mod retrieve;
 mod pipeline;
+mod retrieve;
 pub mod towers;
 pub mod trainer;
 
@@ -37,7 +37,7 @@ pub use config::{CandidateKey, Negatives, OptimizerConfig, TrainConfig, PRESETS}
 pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;
-pub use retrieve::Recommendations;
 pub use pipeline::{evaluate_model, test_pairs, Experiment};
-pub use towers::{Catalogue, CandidateTower, QueryTower, SeenItems, TwoTowerModel};
+pub use retrieve::Recommendations;
+pub use towers::{CandidateTower, Catalogue, QueryTower, SeenItems, TwoTowerModel};
 pub use trainer::{BatchProgress, EpochStats, Trainer};

@@ -155,9 +155,7 @@ mod tests {
         for (r, &(qi, ci)) in rows.iter().enumerate() {
             let logit = |col: usize| {
                 let cj = rows[col].1 as usize;
-                let dot: f64 = (0..d)
-                    .map(|k| q[qi as usize * d + k] * c[cj * d + k])
-                    .sum();
+                let dot: f64 = (0..d).map(|k| q[qi as usize * d + k] * c[cj * d + k]).sum();
                 dot / temp + bias.get(cj).copied().unwrap_or(0.0)
             };
             let mut z = 0.0;
@@ -201,9 +199,14 @@ mod tests {
         });
         let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let (q64, c64, b64) = (to64(&q), to64(&c), to64(&bias));
-        let f = |q: &[f64], c: &[f64]| reference_loss(q, c, d, &rows, &b64, temp as f64, remove_hits);
+        let f =
+            |q: &[f64], c: &[f64]| reference_loss(q, c, d, &rows, &b64, temp as f64, remove_hits);
         let want = f(&q64, &c64);
-        assert!((out.loss - want).abs() < 1e-4 * want.abs().max(1.0), "{} vs {want}", out.loss);
+        assert!(
+            (out.loss - want).abs() < 1e-4 * want.abs().max(1.0),
+            "{} vs {want}",
+            out.loss
+        );
         // Finite differences, central, in f64 on the reference.
         let h = 1e-5;
         for i in 0..q64.len() {
@@ -211,14 +214,22 @@ mod tests {
             p[i] += h;
             m[i] -= h;
             let num = (f(&p, &c64) - f(&m, &c64)) / (2.0 * h);
-            assert!((out.grad_queries[i] as f64 - num).abs() < 1e-3, "dQ[{i}] {} vs {num}", out.grad_queries[i]);
+            assert!(
+                (out.grad_queries[i] as f64 - num).abs() < 1e-3,
+                "dQ[{i}] {} vs {num}",
+                out.grad_queries[i]
+            );
         }
         for i in 0..c64.len() {
             let (mut p, mut m) = (c64.clone(), c64.clone());
             p[i] += h;
             m[i] -= h;
             let num = (f(&q64, &p) - f(&q64, &m)) / (2.0 * h);
-            assert!((out.grad_candidates[i] as f64 - num).abs() < 1e-3, "dC[{i}] {} vs {num}", out.grad_candidates[i]);
+            assert!(
+                (out.grad_candidates[i] as f64 - num).abs() < 1e-3,
+                "dC[{i}] {} vs {num}",
+                out.grad_candidates[i]
+            );
         }
     }
 

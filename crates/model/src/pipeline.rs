@@ -32,7 +32,9 @@ pub fn test_pairs(ml: &MovieLens, test: &[Interaction]) -> Result<Vec<(u32, u32)
             row_of
                 .get(&r.item)
                 .map(|&row| (r.user, row as u32))
-                .ok_or_else(|| ModelError::Config(format!("movie id {} is not in the catalogue", r.item)))
+                .ok_or_else(|| {
+                    ModelError::Config(format!("movie id {} is not in the catalogue", r.item))
+                })
         })
         .collect()
 }
@@ -115,5 +117,3 @@ pub fn evaluate_model(model: &TwoTowerModel, test: &[(u32, u32)]) -> Metrics {
     let seen: HashMap<u32, Vec<u32>> = seen_by_user(model);
     evaluate(&ModelScorer::new(model), model.catalogue.len(), test, &seen)
 }
-
-

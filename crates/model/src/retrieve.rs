@@ -42,7 +42,10 @@ impl TwoTowerModel {
     pub fn similar(&self, index: &BruteForceIndex, row: usize, k: usize) -> Vec<Neighbor> {
         let own = self.row_keys[row];
         let hits = index.search(index.vector(row), index.len(), &[]);
-        let others = hits.into_iter().filter(|n| self.row_keys[n.id as usize] != own).collect();
+        let others = hits
+            .into_iter()
+            .filter(|n| self.row_keys[n.id as usize] != own)
+            .collect();
         self.distinct_keys(others, k)
     }
 

@@ -88,7 +88,13 @@ impl Trainer {
             let total = examples.len() as f64;
             logq_bias = counts
                 .iter()
-                .map(|&n| if n > 0.0 { -(n / total).ln() as f32 } else { 0.0 })
+                .map(|&n| {
+                    if n > 0.0 {
+                        -(n / total).ln() as f32
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
         }
         Ok(Trainer {
@@ -124,74 +130,22 @@ impl Trainer {
         self.epoch += 1;
         self.order.shuffle(&mut self.rng);
         let cfg = model.config.clone();
-        let softmax = InBatchSoftmax {
-            temperature: cfg.temperature,
-            remove_accidental_hits: cfg.remove_accidental_hits,
-        };
-        let n_cands = model.candidate.vocab.len();
-        // Full softmax: every known candidate (index ≥ 1) is a column, once.
-        let full_cols: Vec<u32> = (1..n_cands as u32).collect();
-        let full_mult = vec![1.0f32; full_cols.len()];
         let mut total = 0.0f64;
         let mut done = 0usize;
-        let mut rows = Vec::with_capacity(cfg.batch_size);
-        for chunk in self.order.chunks(cfg.batch_size) {
-            self.users.clear();
-            self.cands.clear();
-            rows.clear();
-            for &i in chunk {
-                let (q, c) = self.examples[i];
-                let qs = self.users.insert(q);
-                let cs = match cfg.negatives {
-                    Negatives::InBatch => self.cands.insert(c),
-                    Negatives::Full => {
-                        self.cands.insert(c);
-                        c - 1
-                    }
-                };
-                rows.push((qs, cs));
-            }
-            let (cols, mult): (&[u32], Vec<f32>) = match cfg.negatives {
-                Negatives::InBatch => (
-                    &self.cands.ids,
-                    self.cands.counts.iter().map(|&n| n as f32).collect(),
-                ),
-                Negatives::Full => (&full_cols, full_mult.clone()),
-            };
-            let bias: Vec<f32> = if self.logq_bias.is_empty() {
-                Vec::new()
-            } else {
-                cols.iter().map(|&c| self.logq_bias[c as usize]).collect()
-            };
-            let queries = model.query.embedding.gather(&self.users.ids);
-            let candidates = model.candidate.embedding.gather(cols);
-            let mut out = softmax.forward_backward(&SoftmaxBatch {
-                queries: &queries,
-                candidates: &candidates,
-                dim: cfg.embedding_dim,
-                rows: &rows,
-                multiplicity: &mult,
-                bias: &bias,
-            });
-            if cfg.l2 > 0.0 {
-                add_l2(&mut out.grad_queries, &queries, &self.users.counts, cfg.l2);
-                let col_counts: Vec<u32> = match cfg.negatives {
-                    Negatives::InBatch => self.cands.counts.clone(),
-                    Negatives::Full => {
-                        let mut c = vec![0u32; cols.len()];
-                        for (id, n) in self.cands.ids.iter().zip(&self.cands.counts) {
-                            c[*id as usize - 1] = *n;
-                        }
-                        c
-                    }
-                };
-                add_l2(&mut out.grad_candidates, &candidates, &col_counts, cfg.l2);
-            }
-            self.query_opt
-                .apply(&mut model.query.embedding, &self.users.ids, &out.grad_queries);
-            self.cand_opt
-                .apply(&mut model.candidate.embedding, cols, &out.grad_candidates);
-            total += out.loss;
+        let order = std::mem::take(&mut self.order);
+        for chunk in order.chunks(cfg.batch_size) {
+            let step = self.gradients(model, chunk);
+            self.query_opt.apply(
+                &mut model.query.embedding,
+                &step.query_rows,
+                &step.grad_queries,
+            );
+            self.cand_opt.apply(
+                &mut model.candidate.embedding,
+                &step.candidate_rows,
+                &step.grad_candidates,
+            );
+            total += step.loss;
             done += chunk.len();
             on_batch(BatchProgress {
                 epoch: self.epoch,
@@ -200,6 +154,7 @@ impl Trainer {
                 mean_loss: total / done as f64,
             });
         }
+        self.order = order;
         let seconds = start.elapsed().as_secs_f64();
         EpochStats {
             epoch: self.epoch,
@@ -210,15 +165,248 @@ impl Trainer {
             metrics: None,
         }
     }
+
+    /// Loss and gradients of one batch (the examples at `chunk`), on distinct table rows.
+    pub fn gradients(&mut self, model: &TwoTowerModel, chunk: &[usize]) -> StepGradients {
+        let cfg = &model.config;
+        let softmax = InBatchSoftmax {
+            temperature: cfg.temperature,
+            remove_accidental_hits: cfg.remove_accidental_hits,
+        };
+        self.users.clear();
+        self.cands.clear();
+        let mut rows = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let (q, c) = self.examples[i];
+            let qs = self.users.insert(q);
+            let cs = self.cands.insert(c);
+            // Full softmax: every known candidate (index ≥ 1) is a column, once.
+            rows.push((
+                qs,
+                if cfg.negatives == Negatives::Full {
+                    c - 1
+                } else {
+                    cs
+                },
+            ));
+        }
+        let (cols, mult, col_counts): (Vec<u32>, Vec<f32>, Vec<u32>) = match cfg.negatives {
+            Negatives::InBatch => (
+                self.cands.ids.clone(),
+                self.cands.counts.iter().map(|&n| n as f32).collect(),
+                self.cands.counts.clone(),
+            ),
+            Negatives::Full => {
+                let n = model.candidate.vocab.len() - 1;
+                let mut counts = vec![0u32; n];
+                for (id, k) in self.cands.ids.iter().zip(&self.cands.counts) {
+                    counts[*id as usize - 1] = *k;
+                }
+                ((1..=n as u32).collect(), vec![1.0; n], counts)
+            }
+        };
+        let bias: Vec<f32> = if self.logq_bias.is_empty() {
+            Vec::new()
+        } else {
+            cols.iter().map(|&c| self.logq_bias[c as usize]).collect()
+        };
+        let queries = model.query.embedding.gather(&self.users.ids);
+        let candidates = model.candidate.embedding.gather(&cols);
+        let mut out = softmax.forward_backward(&SoftmaxBatch {
+            queries: &queries,
+            candidates: &candidates,
+            dim: cfg.embedding_dim,
+            rows: &rows,
+            multiplicity: &mult,
+            bias: &bias,
+        });
+        let mut loss = out.loss;
+        if cfg.l2 > 0.0 {
+            loss += add_l2(&mut out.grad_queries, &queries, &self.users.counts, cfg.l2);
+            loss += add_l2(&mut out.grad_candidates, &candidates, &col_counts, cfg.l2);
+        }
+        StepGradients {
+            loss,
+            query_rows: self.users.ids.clone(),
+            grad_queries: out.grad_queries,
+            candidate_rows: cols,
+            grad_candidates: out.grad_candidates,
+        }
+    }
 }
 
-/// Adds the gradient of `l2 · count · ‖w‖²` for each row.
-fn add_l2(grad: &mut [f32], weights: &[f32], counts: &[u32], l2: f32) {
+/// The gradients of one batch, one row per distinct table row (duplicates summed).
+#[derive(Debug, Clone)]
+pub struct StepGradients {
+    pub loss: f64,
+    pub query_rows: Vec<u32>,
+    pub grad_queries: Vec<f32>,
+    pub candidate_rows: Vec<u32>,
+    pub grad_candidates: Vec<f32>,
+}
+
+/// Adds the gradient of `l2 · count · ‖w‖²` for each row; returns that penalty.
+fn add_l2(grad: &mut [f32], weights: &[f32], counts: &[u32], l2: f32) -> f64 {
     let dim = grad.len() / counts.len().max(1);
+    let mut penalty = 0.0f64;
     for (k, &n) in counts.iter().enumerate() {
         let f = 2.0 * l2 * n as f32;
         for d in k * dim..(k + 1) * dim {
             grad[d] += f * weights[d];
+            penalty += (l2 * n as f32 * weights[d] * weights[d]) as f64;
         }
+    }
+    penalty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrainConfig;
+    use crate::towers::Catalogue;
+    use twotower_data::Vocabulary;
+
+    fn tiny(negatives: Negatives, l2: f32) -> (TwoTowerModel, Vec<(u32, u32)>) {
+        let mut cfg = TrainConfig::preset("tfrs").unwrap();
+        cfg.candidate_key = crate::CandidateKey::Id;
+        cfg.embedding_dim = 3;
+        cfg.negatives = negatives;
+        cfg.l2 = l2;
+        let users = Vocabulary::from_tokens(["1", "2", "3"]);
+        let ids: Vec<String> = (1..=4).map(|i| i.to_string()).collect();
+        let catalogue = Catalogue {
+            titles: ids.iter().map(|i| format!("Movie {i}")).collect(),
+            genres: vec![vec![]; 4],
+            release_dates: vec![String::new(); 4],
+            ids,
+        };
+        let mut model = TwoTowerModel::new(cfg, users, catalogue).unwrap();
+        // Larger weights than the initialiser's, so the softmax is far from uniform.
+        for (i, v) in model.query.embedding.data.iter_mut().enumerate() {
+            *v = ((i as f32) * 0.9).sin();
+        }
+        for (i, v) in model.candidate.embedding.data.iter_mut().enumerate() {
+            *v = ((i as f32) * 1.7).cos();
+        }
+        let examples = vec![(1, 1), (2, 2), (1, 2), (3, 3), (2, 1), (3, 4), (1, 1)];
+        (model, examples)
+    }
+
+    /// The plain definition over whole tables, in f64: per example, softmax over the batch's
+    /// positives (in-batch) or every known candidate (full), plus the L2 penalty.
+    fn reference(q: &[f64], c: &[f64], ex: &[(u32, u32)], neg: Negatives, l2: f64) -> f64 {
+        let d = 3;
+        let dot = |u: u32, i: u32| -> f64 {
+            (0..d)
+                .map(|k| q[u as usize * d + k] * c[i as usize * d + k])
+                .sum()
+        };
+        let cols: Vec<u32> = match neg {
+            Negatives::InBatch => ex.iter().map(|e| e.1).collect(),
+            Negatives::Full => (1..5).collect(),
+        };
+        let mut loss = 0.0;
+        for &(u, i) in ex {
+            let z: f64 = cols.iter().map(|&j| dot(u, j).exp()).sum();
+            loss += z.ln() - dot(u, i);
+            let sq = |t: &[f64], r: u32| (0..d).map(|k| t[r as usize * d + k].powi(2)).sum::<f64>();
+            loss += l2 * (sq(q, u) + sq(c, i));
+        }
+        loss
+    }
+
+    fn check(negatives: Negatives, l2: f32) {
+        let (model, examples) = tiny(negatives, l2);
+        let mut trainer = Trainer::new(&model, examples.clone()).unwrap();
+        let chunk: Vec<usize> = (0..examples.len()).collect();
+        let g = trainer.gradients(&model, &chunk);
+        let q: Vec<f64> = model
+            .query
+            .embedding
+            .data
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let c: Vec<f64> = model
+            .candidate
+            .embedding
+            .data
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let l2 = l2 as f64;
+        let want = reference(&q, &c, &examples, negatives, l2);
+        assert!((g.loss - want).abs() < 1e-4, "{} vs {want}", g.loss);
+        let h = 1e-5;
+        let dense = |rows: &[u32], grads: &[f32], n: usize| {
+            let mut out = vec![0.0f64; n];
+            for (k, &r) in rows.iter().enumerate() {
+                for j in 0..3 {
+                    out[r as usize * 3 + j] = grads[k * 3 + j] as f64;
+                }
+            }
+            out
+        };
+        let gq = dense(&g.query_rows, &g.grad_queries, q.len());
+        let gc = dense(&g.candidate_rows, &g.grad_candidates, c.len());
+        for i in 0..q.len() {
+            let (mut p, mut m) = (q.clone(), q.clone());
+            p[i] += h;
+            m[i] -= h;
+            let num = (reference(&p, &c, &examples, negatives, l2)
+                - reference(&m, &c, &examples, negatives, l2))
+                / (2.0 * h);
+            assert!((gq[i] - num).abs() < 1e-3, "query[{i}]: {} vs {num}", gq[i]);
+        }
+        for i in 0..c.len() {
+            let (mut p, mut m) = (c.clone(), c.clone());
+            p[i] += h;
+            m[i] -= h;
+            let num = (reference(&q, &p, &examples, negatives, l2)
+                - reference(&q, &m, &examples, negatives, l2))
+                / (2.0 * h);
+            assert!(
+                (gc[i] - num).abs() < 1e-3,
+                "candidate[{i}]: {} vs {num}",
+                gc[i]
+            );
+        }
+        // Rows never touched (the OOV rows) get no update.
+        assert!(!g.query_rows.contains(&0));
+        assert!(!g.candidate_rows.contains(&0));
+    }
+
+    #[test]
+    fn in_batch_table_gradients_match_finite_differences() {
+        check(Negatives::InBatch, 0.0);
+    }
+
+    #[test]
+    fn full_softmax_table_gradients_match_finite_differences() {
+        check(Negatives::Full, 0.0);
+    }
+
+    #[test]
+    fn l2_penalty_gradients_match_finite_differences() {
+        check(Negatives::InBatch, 0.05);
+        check(Negatives::Full, 0.05);
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_is_reproducible() {
+        let run = || {
+            let (mut model, examples) = tiny(Negatives::InBatch, 0.0);
+            model.config.batch_size = 3;
+            let mut t = Trainer::new(&model, examples).unwrap();
+            let first = t.run_epoch(&mut model, &mut |_| {}).loss;
+            let mut last = first;
+            for _ in 0..20 {
+                last = t.run_epoch(&mut model, &mut |_| {}).loss;
+            }
+            (first, last, model.query.embedding.data)
+        };
+        let (first, last, w1) = run();
+        assert!(last < first, "{last} !< {first}");
+        assert_eq!(w1, run().2);
     }
 }

@@ -32,6 +32,8 @@ enum Command {
     Recommend(commands::recommend::RecommendArgs),
     /// Movies similar to a movie, from the candidate tower of a saved model.
     Similar(commands::similar::SimilarArgs),
+    /// Benchmarks: whole commands timed in fresh processes.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Recommend(a) => commands::recommend::run(a),
         Command::Similar(a) => commands::similar::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use twotower_data::fetch::{cache_dir, fetch_movielens_100k, ML_100K_URL};
+use twotower_data::fetch::{cache_dir, fetch_movielens_100k, ML_100K_URL, URL_ENV};
 
 #[derive(Args)]
 pub struct DataArgs {
@@ -26,7 +26,8 @@ pub fn run(args: DataArgs) -> Result<()> {
                 bail!("unknown dataset {name:?}; known: movielens-100k");
             }
             let cache = cache_dir()?;
-            let dir = fetch_movielens_100k(ML_100K_URL, &cache, &mut crate::progress::download())?;
+            let url = std::env::var(URL_ENV).unwrap_or_else(|_| ML_100K_URL.to_string());
+            let dir = fetch_movielens_100k(&url, &cache, &mut crate::progress::download())?;
             println!("MovieLens 100K verified and installed in {}", dir.display());
             Ok(())
         }

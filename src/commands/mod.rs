@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the argument groups they share.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod recommend;

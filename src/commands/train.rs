@@ -185,7 +185,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         v["popularity"] = serde_json::to_value(&popularity)?;
         v["preset"] = exp.model.config.preset.clone().into();
         v["config"] = serde_json::to_value(&exp.model.config)?;
-        v["split"] = exp.dataset.split.clone().into();
+        v["dataset"] = serde_json::to_value(&exp.dataset)?;
         v["history"] = serde_json::to_value(&exp.history)?;
         if let (Some(r), true) = (&shown, !args.show_user.is_empty()) {
             v["recommendations"] = serde_json::json!({

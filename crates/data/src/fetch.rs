@@ -15,6 +15,9 @@ use crate::{DataError, Result};
 /// Where MovieLens 100K is published.
 pub const ML_100K_URL: &str = "https://files.grouplens.org/datasets/movielens/ml-100k.zip";
 
+/// The environment variable that replaces the download address (a mirror).
+pub const URL_ENV: &str = "TWOTOWER_ML100K_URL";
+
 /// The environment variable naming a folder that holds `ml-100k/`.
 pub const DATA_DIR_ENV: &str = "TWOTOWER_DATA_DIR";
 
@@ -76,9 +79,9 @@ fn verify(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn help_offline(err: impl std::fmt::Display) -> DataError {
+fn help_offline(url: &str, err: impl std::fmt::Display) -> DataError {
     DataError::Download(format!(
-        "could not download {ML_100K_URL}: {err}\n\
+        "could not download {url}: {err}\n\
          No internet here? Point twotower at a local copy instead: pass --data-dir DIR or set \
          {DATA_DIR_ENV}=DIR, where DIR holds the unpacked ml-100k/ folder \
          (u.data, u.item, u1.base, ...)."
@@ -99,7 +102,7 @@ pub fn fetch_movielens_100k(
         .timeout_connect(Duration::from_secs(5))
         .timeout_read(Duration::from_secs(30))
         .build();
-    let response = agent.get(url).call().map_err(help_offline)?;
+    let response = agent.get(url).call().map_err(|e| help_offline(url, e))?;
     let total = response
         .header("Content-Length")
         .and_then(|s| s.parse::<u64>().ok());
@@ -110,7 +113,7 @@ pub fn fetch_movielens_100k(
         let mut buf = vec![0u8; 1 << 16];
         let mut done = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(help_offline)?;
+            let n = reader.read(&mut buf).map_err(|e| help_offline(url, e))?;
             if n == 0 {
                 break;
             }
@@ -204,7 +207,8 @@ pub fn resolve_data_dir(
         verify(&cached)?;
         return Ok((cached, DataDirSource::Cache));
     }
-    let dir = fetch_movielens_100k(ML_100K_URL, &cache, progress)?;
+    let url = std::env::var(URL_ENV).unwrap_or_else(|_| ML_100K_URL.to_string());
+    let dir = fetch_movielens_100k(&url, &cache, progress)?;
     Ok((dir, DataDirSource::Downloaded))
 }
 

@@ -13,7 +13,7 @@ pub struct BruteForceIndex {
 impl BruteForceIndex {
     /// Wraps `vectors` (row-major, `len / dim` rows).
     pub fn new(vectors: Vec<f32>, dim: usize) -> Result<Self, IndexError> {
-        if dim == 0 || vectors.len() % dim != 0 {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
             return Err(IndexError::Shape {
                 len: vectors.len(),
                 dim,
@@ -44,7 +44,7 @@ impl BruteForceIndex {
 
     /// Scores of every row for every query: `queries.len() / dim` rows of `len()` scores.
     pub fn scores(&self, queries: &[f32]) -> Result<Vec<f32>, IndexError> {
-        if queries.len() % self.dim != 0 {
+        if !queries.len().is_multiple_of(self.dim) {
             return Err(IndexError::QueryDim {
                 got: queries.len(),
                 expected: self.dim,

@@ -159,8 +159,8 @@ mod tests {
                 dot / temp + bias.get(cj).copied().unwrap_or(0.0)
             };
             let mut z = 0.0;
-            for col in 0..rows.len() {
-                if remove_hits && col != r && rows[col].1 == ci {
+            for (col, &(_, cj)) in rows.iter().enumerate() {
+                if remove_hits && col != r && cj == ci {
                     continue;
                 }
                 z += logit(col).exp();

@@ -1,0 +1,146 @@
+//! `twotower bench`: time whole commands in fresh processes (wall, CPU, peak memory) and
+//! report medians, so speed claims are measured the way the TFRS anchors were.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Run `twotower train ARGS…` several times, each in its own process, and report medians
+    /// of wall seconds, CPU seconds (user+sys) and peak resident memory.
+    ///
+    /// Example (the TFRS tutorial on u1: 3 epochs plus evaluation of 20,000 interactions):
+    ///   twotower bench train --runs 5 -- --preset tfrs --split u1 --data-dir ../shared/data
+    Train {
+        /// Number of runs.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Arguments passed to `twotower train`.
+        #[arg(last = true, required = true)]
+        train_args: Vec<String>,
+    },
+}
+
+/// What one child process cost.
+struct Usage {
+    wall: f64,
+    cpu: f64,
+    max_rss_mib: f64,
+}
+
+fn run_child(args: &[String]) -> Result<Usage> {
+    let exe = std::env::current_exe().context("locating the twotower binary")?;
+    let start = Instant::now();
+    let child = Command::new(exe)
+        .arg("train")
+        .args(args)
+        .arg("--show-user")
+        .arg("")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting twotower train")?;
+    let mut status = 0i32;
+    // SAFETY: rusage is plain data, zero is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    if r != pid {
+        bail!(
+            "waiting for the child failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!(
+            "`twotower train {}` failed; run it alone to see why",
+            args.join(" ")
+        );
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Ok(Usage {
+        wall,
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+        // Linux reports ru_maxrss in KiB.
+        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// TFRS tutorial on u1, this machine kind (ANCHORS.md): fit with training metrics plus
+/// evaluate, CPU seconds and wall seconds.
+const TFRS_CPU: f64 = 51.1 + 2.3;
+const TFRS_WALL: f64 = 74.6 + 2.56;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let BenchCommand::Train {
+        runs,
+        json,
+        train_args,
+    } = args.command;
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut all = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let u = run_child(&train_args)?;
+        eprintln!(
+            "run {}/{runs}: wall {:.3} s, cpu {:.3} s, peak {:.1} MiB",
+            i + 1,
+            u.wall,
+            u.cpu,
+            u.max_rss_mib
+        );
+        all.push(u);
+    }
+    let wall = median(all.iter().map(|u| u.wall).collect());
+    let cpu = median(all.iter().map(|u| u.cpu).collect());
+    let rss = median(all.iter().map(|u| u.max_rss_mib).collect());
+    if json {
+        let v = serde_json::json!({
+            "runs": runs,
+            "train_args": train_args,
+            "median_wall_seconds": wall,
+            "median_cpu_seconds": cpu,
+            "median_peak_rss_mib": rss,
+            "tfrs_tutorial_cpu_seconds": TFRS_CPU,
+            "tfrs_tutorial_wall_seconds": TFRS_WALL,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "twotower train {} ({runs} runs, medians)",
+            train_args.join(" ")
+        );
+        println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
+        println!(
+            "  for reference, the TFRS tutorial on u1 (fit with metrics + evaluate, ANCHORS.md): \
+             {TFRS_CPU:.1} CPU-s, {TFRS_WALL:.1} s wall, ~1,750 MiB; ratio {:.0}x CPU, {:.0}x wall",
+            TFRS_CPU / cpu,
+            TFRS_WALL / wall
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! End-to-end tests of the `twotower` binary on the real MovieLens 100K folds.
+//!
+//! They read `TWOTOWER_DATA_DIR` (default: `../shared/data` beside the repository).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("TWOTOWER_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.join("ml-100k/u.data").is_file(),
+        "MovieLens 100K not found in {}: set TWOTOWER_DATA_DIR to a folder holding ml-100k/",
+        dir.display()
+    );
+    dir
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tt-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn twotower(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twotower"))
+        .args(args)
+        .env_remove("TWOTOWER_DATA_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = twotower(args);
+    assert!(
+        out.status.success(),
+        "twotower {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = twotower(args);
+    assert!(!out.status.success(), "twotower {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr of {args:?} lacks {n:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn top(v: &Value, k: &str) -> f64 {
+    v["factorized_top_k"][k].as_f64().unwrap()
+}
+
+#[test]
+fn tfrs_preset_on_u1_trains_saves_and_serves() {
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let tmp = scratch("tfrs");
+    let model = tmp.join("model");
+    let model = model.to_str().unwrap();
+    let r = ok_json(&[
+        "train",
+        "--preset",
+        "tfrs",
+        "--split",
+        "u1",
+        "--data-dir",
+        data,
+        "--out",
+        model,
+        "--json",
+    ]);
+    // Parity band of ANCHORS.md around TFRS on u1 (top-10 0.0210, top-100 0.2258).
+    assert!((top(&r, "10") - 0.0210).abs() <= 0.005, "{r}");
+    assert!((top(&r, "100") - 0.2258).abs() <= 0.02, "{r}");
+    // Popularity on u1 is deterministic: the anchors' figures.
+    assert!((top(&r["popularity"], "10") - 0.0449).abs() < 5e-5, "{r}");
+    assert!((top(&r["popularity"], "100") - 0.2968).abs() < 5e-5, "{r}");
+    assert_eq!(r["test_interactions"], 20000);
+    assert_eq!(r["dataset"]["train_interactions"], 80000);
+    assert_eq!(r["history"].as_array().unwrap().len(), 3);
+    for key in ["recall", "ndcg", "train_seconds"] {
+        assert!(!r[key].is_null(), "{key} missing");
+    }
+
+    // Reloading gives identical metrics.
+    let e = ok_json(&[
+        "eval",
+        "--model",
+        model,
+        "--split",
+        "u1",
+        "--data-dir",
+        data,
+        "--json",
+    ]);
+    assert_eq!(e["factorized_top_k"], r["factorized_top_k"]);
+    assert_eq!(e["recall"], r["recall"]);
+    assert_eq!(e["popularity"], r["popularity"]);
+
+    // Recommendations: sorted, titles, and the same as the training run's.
+    let rec = ok_json(&[
+        "recommend",
+        "--model",
+        model,
+        "--user",
+        "42",
+        "-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(rec["known_user"], true);
+    assert_eq!(rec["items"], r["recommendations"]["items"]);
+    let items = rec["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // Excluding seen items drops every movie user 42 rated in u1.base.
+    let base = std::fs::read_to_string(Path::new(data).join("ml-100k/u1.base")).unwrap();
+    let seen: Vec<String> = base
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|f| f[0] == "42")
+        .map(|f| f[1].to_string())
+        .collect();
+    assert!(seen.len() > 20);
+    let rec = ok_json(&[
+        "recommend",
+        "--model",
+        model,
+        "--user",
+        "42",
+        "-k",
+        "50",
+        "--exclude-seen",
+        "--json",
+    ]);
+    let ids: Vec<String> = rec["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 50);
+    assert!(ids.iter().all(|i| !seen.contains(i)));
+
+    // Unknown users are answered from the OOV vector, and say so.
+    let rec = ok_json(&[
+        "recommend",
+        "--model",
+        model,
+        "--user",
+        "no-such-user",
+        "--json",
+    ]);
+    assert_eq!(rec["known_user"], false);
+    assert_eq!(rec["items"].as_array().unwrap().len(), 10);
+
+    // Similar movies by title and by id, never the movie itself.
+    let sim = ok_json(&[
+        "similar",
+        "--model",
+        model,
+        "--item",
+        "Star Wars (1977)",
+        "--json",
+    ]);
+    assert_eq!(sim["item"]["id"], "50");
+    let sims = sim["items"].as_array().unwrap();
+    assert_eq!(sims.len(), 5);
+    assert!(sims.iter().all(|i| i["id"] != "50"));
+    let by_id = ok_json(&["similar", "--model", model, "--item", "50", "--json"]);
+    assert_eq!(by_id["items"], sim["items"]);
+    fails_with(
+        &["similar", "--model", model, "--item", "star wars"],
+        &["no movie", "Star Wars (1977)"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn default_preset_beats_popularity_after_a_few_epochs() {
+    let data = data_dir();
+    let r = ok_json(&[
+        "train",
+        "--split",
+        "u2",
+        "--epochs",
+        "5",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    for k in ["10", "50", "100"] {
+        assert!(top(&r, k) > top(&r["popularity"], k), "top-{k}: {r}");
+    }
+    let against = &r["factorized_top_k_ties_against"];
+    assert!((top(&r, "100") - against["100"].as_f64().unwrap()).abs() < 1e-3);
+}
+
+#[test]
+fn random_split_and_explicit_files() {
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let r = ok_json(&[
+        "train",
+        "--preset",
+        "tfrs",
+        "--epochs",
+        "1",
+        "--split",
+        "random",
+        "--test-fraction",
+        "0.2",
+        "--split-seed",
+        "42",
+        "--data-dir",
+        data,
+        "--json",
+    ]);
+    assert_eq!(r["dataset"]["train_interactions"], 80000);
+    assert_eq!(r["test_interactions"], 20000);
+    let ml = Path::new(data).join("ml-100k");
+    let r = ok_json(&[
+        "train",
+        "--preset",
+        "tfrs",
+        "--epochs",
+        "1",
+        "--data-dir",
+        data,
+        "--json",
+        "--train",
+        ml.join("ua.base").to_str().unwrap(),
+        "--test",
+        ml.join("ua.test").to_str().unwrap(),
+    ]);
+    assert_eq!(r["test_interactions"], 9430);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let tmp = scratch("bad");
+    let bad = tmp.join("bad.data");
+    std::fs::write(&bad, "1\t1\t5\t874965758\n1\t2\t3\t876893171\n1\t3\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    fails_with(
+        &["train", "--data-dir", data, "--train", bad, "--test", bad],
+        &["bad.data:3", "expected 4 tab-separated fields"],
+    );
+    let unknown = tmp.join("unknown.data");
+    std::fs::write(&unknown, "1\t99999\t5\t874965758\n").unwrap();
+    fails_with(
+        &[
+            "train",
+            "--data-dir",
+            data,
+            "--train",
+            unknown.to_str().unwrap(),
+            "--test",
+            bad,
+        ],
+        &["unknown.data:1", "99999", "not in the catalogue"],
+    );
+    fails_with(
+        &["train", "--data-dir", tmp.to_str().unwrap()],
+        &["--data-dir", "ml-100k"],
+    );
+    fails_with(
+        &["train", "--data-dir", data, "--split", "u9"],
+        &["--split", "u1"],
+    );
+    fails_with(
+        &["train", "--data-dir", data, "--preset", "fast"],
+        &["unknown preset"],
+    );
+    fails_with(
+        &["train", "--data-dir", data, "--lr=-1"],
+        &["learning rate"],
+    );
+    fails_with(
+        &["recommend", "--model", tmp.to_str().unwrap(), "--user", "1"],
+        &["not a model folder"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn without_data_or_network_the_main_job_says_how_to_use_a_local_copy() {
+    let tmp = scratch("offline");
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_twotower"))
+        .args(["train", "--preset", "tfrs"])
+        .env_remove("TWOTOWER_DATA_DIR")
+        .env("XDG_CACHE_HOME", &tmp)
+        .env("HOME", &tmp)
+        // Nothing listens on port 9 of loopback: the same failure as no network, at once.
+        .env("TWOTOWER_ML100K_URL", "http://127.0.0.1:9/ml-100k.zip")
+        .output()
+        .unwrap();
+    assert!(start.elapsed().as_secs() < 10);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data-dir") && err.contains("TWOTOWER_DATA_DIR"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

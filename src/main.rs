@@ -32,6 +32,8 @@ enum Command {
     Recommend(commands::recommend::RecommendArgs),
     /// Movies similar to a movie, from the candidate tower of a saved model.
     Similar(commands::similar::SimilarArgs),
+    /// Serve a saved model over HTTP: JSON API, metrics and a web page.
+    Serve(commands::serve::ServeArgs),
     /// Benchmarks: whole commands timed in fresh processes.
     Bench(commands::bench::BenchArgs),
 }
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Recommend(a) => commands::recommend::run(a),
         Command::Similar(a) => commands::similar::run(a),
+        Command::Serve(a) => commands::serve::run(a),
         Command::Bench(a) => commands::bench::run(a),
     };
     match result {

@@ -7,7 +7,7 @@ pub fn bar(total: u64, unit: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
     pb.set_style(
         ProgressStyle::with_template(&format!(
-            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}"
+            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}) {{msg}}"
         ))
         .expect("valid template")
         .progress_chars("=> "),

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod recommend;
+pub mod serve;
 pub mod similar;
 pub mod train;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use twotower_model::{Catalogue, SavedModel};
+use twotower_model::SavedModel;
 
 use crate::report;
 
@@ -24,31 +24,12 @@ pub struct SimilarArgs {
     json: bool,
 }
 
-/// Up to five titles closest to `query`: substring matches first, then by edit similarity.
-pub fn close_titles(catalogue: &Catalogue, query: &str) -> Vec<String> {
-    let q = query.to_lowercase();
-    let mut scored: Vec<(f64, &String)> = catalogue
-        .titles
-        .iter()
-        .map(|t| {
-            let l = t.to_lowercase();
-            let bonus = if l.contains(&q) { 1.0 } else { 0.0 };
-            (bonus + strsim::jaro_winkler(&q, &l), t)
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut out: Vec<String> = scored.into_iter().map(|(_, t)| t.clone()).collect();
-    out.dedup();
-    out.truncate(5);
-    out
-}
-
 pub fn run(args: SimilarArgs) -> Result<()> {
     let saved = SavedModel::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let model = &saved.model;
     let Some(row) = model.catalogue.find(&args.item) else {
-        let close = close_titles(&model.catalogue, &args.item);
+        let close = model.catalogue.close_titles(&args.item, 5);
         bail!(
             "no movie with id or title {:?}. Did you mean: {}?",
             args.item,

@@ -3,7 +3,7 @@
 //! Both go through an exact [`BruteForceIndex`] over the catalogue; in title-keyed models
 //! rows that share a title (and so a vector) are returned once.
 
-use twotower_index::{BruteForceIndex, Neighbor};
+use twotower_index::{top_k, BruteForceIndex, Neighbor};
 
 use crate::towers::TwoTowerModel;
 
@@ -24,24 +24,46 @@ impl TwoTowerModel {
         k: usize,
         exclude_seen: bool,
     ) -> Recommendations {
-        let (q, known) = self.query.embed(user);
-        let idx = self.query.vocab.lookup(user);
-        let seen: &[u32] = if exclude_seen && known {
-            self.seen.of(idx).0
-        } else {
-            &[]
-        };
-        Recommendations {
-            known_user: known,
-            items: self.distinct_keys(index.search(q, index.len(), seen), k),
-        }
+        let mut all = self.recommend_batch(index, &[user.to_string()], k, exclude_seen);
+        all.pop().expect("one answer per user")
+    }
+
+    /// [`TwoTowerModel::recommend`] for many users, scored in one matrix product.
+    pub fn recommend_batch(
+        &self,
+        index: &BruteForceIndex,
+        users: &[String],
+        k: usize,
+        exclude_seen: bool,
+    ) -> Vec<Recommendations> {
+        let q = self.query_vectors(users);
+        let scores = index
+            .scores(&q)
+            .expect("query vectors have the model's dimension");
+        let n = index.len();
+        users
+            .iter()
+            .zip(scores.chunks(n.max(1)))
+            .map(|(user, row)| {
+                let idx = self.query.vocab.lookup(user);
+                let seen: &[u32] = if exclude_seen && idx != 0 {
+                    self.seen.of(idx).0
+                } else {
+                    &[]
+                };
+                Recommendations {
+                    known_user: idx != 0,
+                    items: self.distinct_keys(top_k(row, k + self.shared_keys(), seen), k),
+                }
+            })
+            .collect()
     }
 
     /// The `k` rows whose candidate vectors are closest in cosine to row `row`'s (itself and
     /// rows sharing its key excluded), with `index` built by [`TwoTowerModel::cosine_index`].
     pub fn similar(&self, index: &BruteForceIndex, row: usize, k: usize) -> Vec<Neighbor> {
         let own = self.row_keys[row];
-        let hits = index.search(index.vector(row), index.len(), &[]);
+        let hits = index.search(index.vector(row), k + 1 + self.shared_keys(), &[]);
         let others = hits
             .into_iter()
             .filter(|n| self.row_keys[n.id as usize] != own)
@@ -59,6 +81,12 @@ impl TwoTowerModel {
             }
         }
         BruteForceIndex::new(v, self.dim()).expect("rows have the model's dimension")
+    }
+
+    /// How many catalogue rows repeat another row's key: fetching this many extra results
+    /// leaves `k` after duplicates are dropped.
+    fn shared_keys(&self) -> usize {
+        (self.catalogue.len() + 1).saturating_sub(self.candidate.vocab.len())
     }
 
     fn distinct_keys(&self, ranked: Vec<Neighbor>, k: usize) -> Vec<Neighbor> {

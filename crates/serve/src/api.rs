@@ -1,0 +1,395 @@
+//! The JSON API and the page route.
+//!
+//! Every failure is a 4xx/5xx with `{"error": "…"}` naming the bad parameter; nothing a
+//! client sends can make a handler panic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use twotower_index::Neighbor;
+use twotower_model::TwoTowerModel;
+
+use crate::state::{AppState, Loaded};
+
+/// The largest k a request gets; larger values are capped and the answer says so.
+pub const MAX_K: usize = 1000;
+/// The largest request body accepted (413 above it).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The most users one batched request may name.
+const MAX_USERS: usize = 1000;
+/// The most titles a search returns.
+const MAX_LIMIT: usize = 100;
+
+const PAGE: &str = include_str!("../assets/index.html");
+
+/// An error answer: a status and a message, plus optional extra fields.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    extra: Option<(&'static str, Value)>,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            extra: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some((k, v)) = self.extra {
+            body[k] = v;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+type Params = Query<HashMap<String, String>>;
+
+/// All routes, with metrics and the body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/recommend", get(recommend_get).post(recommend_post))
+        .route("/v1/similar", get(similar))
+        .route("/v1/items", get(items))
+        .route("/v1/users/random", get(random_user))
+        .route("/v1/users/{user}/history", get(history))
+        .route("/v1/model", get(model_card))
+        .fallback(|| async {
+            ApiError::not_found("no such route; see GET / for the page and the README for the API")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .with_state(state)
+}
+
+fn ready(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
+    state.loaded().ok_or(ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "the model is still loading".into(),
+        extra: None,
+    })
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.loaded() {
+        Some(_) => Json(json!({ "status": "ready" })).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "loading" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `k` from text: absent → `default`; not a positive whole number → 400; above
+/// [`MAX_K`] → capped, with a note.
+fn parse_k(
+    raw: Option<&str>,
+    name: &str,
+    default: usize,
+) -> Result<(usize, Option<String>), ApiError> {
+    let Some(raw) = raw else {
+        return Ok((default, None));
+    };
+    let bad = || {
+        ApiError::bad(format!(
+            "parameter {name} must be a whole number from 1 to {MAX_K}, got {raw:?}"
+        ))
+    };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    // All digits: too large to parse is simply huge.
+    let k = raw.parse::<u64>().unwrap_or(u64::MAX);
+    if k == 0 {
+        return Err(bad());
+    }
+    if k > MAX_K as u64 {
+        return Ok((
+            MAX_K,
+            Some(format!("{name} capped at {MAX_K} (asked for {raw})")),
+        ));
+    }
+    Ok((k as usize, None))
+}
+
+fn parse_bool(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    match raw {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad(format!(
+            "parameter {name} must be true or false, got {other:?}"
+        ))),
+    }
+}
+
+/// The first 4-digit year in parentheses at the end of a title, e.g. "Heat (1995)" → 1995.
+fn year_of(title: &str) -> Option<u32> {
+    let open = title.rfind('(')?;
+    let inner = title[open + 1..].trim_end().strip_suffix(')')?;
+    (inner.len() == 4).then(|| inner.parse().ok()).flatten()
+}
+
+fn item_json(model: &TwoTowerModel, row: usize) -> Value {
+    let c = &model.catalogue;
+    json!({
+        "id": c.ids[row],
+        "title": c.titles[row],
+        "genres": c.genres[row],
+        "year": year_of(&c.titles[row]),
+    })
+}
+
+fn scored(model: &TwoTowerModel, items: &[Neighbor]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|n| {
+            let mut v = item_json(model, n.id as usize);
+            v["score"] = json!(n.score);
+            v
+        })
+        .collect()
+}
+
+fn check_approximate(raw: Option<&str>) -> Result<(), ApiError> {
+    if parse_bool(raw, "approximate")? {
+        return Err(ApiError::bad(
+            "parameter approximate: this model has no approximate index; omit it for exact search",
+        ));
+    }
+    Ok(())
+}
+
+async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
+    let loaded = ready(&state)?;
+    let user = p
+        .get("user")
+        .ok_or_else(|| ApiError::bad("missing parameter user"))?;
+    let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
+    let exclude_seen = parse_bool(p.get("exclude_seen").map(String::as_str), "exclude_seen")?;
+    check_approximate(p.get("approximate").map(String::as_str))?;
+    let model = &loaded.saved.model;
+    let r = model.recommend(&loaded.index, user, k, exclude_seen);
+    let mut body = json!({
+        "user": user,
+        "known_user": r.known_user,
+        "items": scored(model, &r.items),
+    });
+    if let Some(n) = note {
+        body["note"] = json!(n);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecommendBody {
+    users: Vec<Value>,
+    #[serde(default)]
+    k: Option<Value>,
+    #[serde(default)]
+    exclude_seen: bool,
+    #[serde(default)]
+    approximate: bool,
+}
+
+async fn recommend_post(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<RecommendBody>, JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(|e| ApiError {
+        status: e.status(),
+        message: format!("request body: {}", e.body_text()),
+        extra: None,
+    })?;
+    let loaded = ready(&state)?;
+    if body.approximate {
+        check_approximate(Some("true"))?;
+    }
+    if body.users.is_empty() || body.users.len() > MAX_USERS {
+        return Err(ApiError::bad(format!(
+            "field users must list 1 to {MAX_USERS} user ids, got {}",
+            body.users.len()
+        )));
+    }
+    let users: Vec<String> = body
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| match u {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(ApiError::bad(format!(
+                "field users[{i}] must be a string or number"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    let k_text = match &body.k {
+        None => None,
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => Some(other.to_string()),
+    };
+    let (k, note) = parse_k(k_text.as_deref(), "k", 10)?;
+    let model = &loaded.saved.model;
+    let answers = model.recommend_batch(&loaded.index, &users, k, body.exclude_seen);
+    let results: Vec<Value> = users
+        .iter()
+        .zip(answers)
+        .map(|(u, r)| json!({ "user": u, "known_user": r.known_user, "items": scored(model, &r.items) }))
+        .collect();
+    let mut out = json!({ "results": results });
+    if let Some(n) = note {
+        out["note"] = json!(n);
+    }
+    Ok(Json(out))
+}
+
+async fn similar(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
+    let loaded = ready(&state)?;
+    let item = p
+        .get("item")
+        .ok_or_else(|| ApiError::bad("missing parameter item (a movie id or exact title)"))?;
+    let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
+    let model = &loaded.saved.model;
+    let Some(row) = model.catalogue.find(item) else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no movie with id or title {item:?}"),
+            extra: Some(("suggestions", json!(model.catalogue.close_titles(item, 5)))),
+        });
+    };
+    let items = model.similar(&loaded.cosine, row, k);
+    let mut out = json!({ "item": item_json(model, row), "items": scored(model, &items) });
+    if let Some(n) = note {
+        out["note"] = json!(n);
+    }
+    Ok(Json(out))
+}
+
+async fn items(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
+    let loaded = ready(&state)?;
+    let query = p.get("query").map(|q| q.to_lowercase()).unwrap_or_default();
+    let (limit, _) = parse_k(p.get("limit").map(String::as_str), "limit", 20)?;
+    let limit = limit.min(MAX_LIMIT);
+    let model = &loaded.saved.model;
+    let found: Vec<Value> = (0..model.catalogue.len())
+        .filter(|&r| model.catalogue.titles[r].to_lowercase().contains(&query))
+        .take(limit)
+        .map(|r| item_json(model, r))
+        .collect();
+    Ok(Json(json!({ "query": query, "items": found })))
+}
+
+async fn random_user(State(state): State<Arc<AppState>>) -> ApiResult {
+    let loaded = ready(&state)?;
+    let vocab = &loaded.saved.model.query.vocab;
+    if vocab.is_empty() {
+        return Err(ApiError::not_found("the model knows no users"));
+    }
+    // Time-seeded pick; quality of randomness is irrelevant here.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    let i = 1 + nanos % (vocab.len() - 1);
+    Ok(Json(json!({ "user": vocab.token(i) })))
+}
+
+async fn history(State(state): State<Arc<AppState>>, Path(user): Path<String>) -> ApiResult {
+    let loaded = ready(&state)?;
+    let model = &loaded.saved.model;
+    let Some(idx) = model.query.vocab.get(&user) else {
+        return Err(ApiError::not_found(format!(
+            "user {user:?} is not in the model"
+        )));
+    };
+    let (rows, ratings) = model.seen.of(idx);
+    let items: Vec<Value> = rows
+        .iter()
+        .zip(ratings)
+        .map(|(&r, &rating)| {
+            let mut v = item_json(model, r as usize);
+            v["rating"] = json!(rating);
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({ "user": user, "known_user": true, "items": items }),
+    ))
+}
+
+async fn model_card(State(state): State<Arc<AppState>>) -> ApiResult {
+    let loaded = ready(&state)?;
+    Ok(Json(
+        json!({ "card": loaded.saved.card, "history": loaded.saved.history }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_parsing() {
+        assert_eq!(parse_k(None, "k", 10).unwrap(), (10, None));
+        assert_eq!(parse_k(Some("7"), "k", 10).unwrap(), (7, None));
+        let (k, note) = parse_k(Some("99999999999999999999999"), "k", 10).unwrap();
+        assert_eq!(k, MAX_K);
+        assert!(note.unwrap().contains("capped"));
+        for bad in ["0", "-3", "abc", "", "1.5"] {
+            let e = parse_k(Some(bad), "k", 10).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains("parameter k"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn years_from_titles() {
+        assert_eq!(year_of("Heat (1995)"), Some(1995));
+        assert_eq!(year_of("Misérables, Les (1995)"), Some(1995));
+        assert_eq!(year_of("unknown"), None);
+        assert_eq!(year_of("Big Night (abc)"), None);
+    }
+}

@@ -2,47 +2,13 @@
 //!
 //! They read `TWOTOWER_DATA_DIR` (default: `../shared/data` beside the repository).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{data_dir, ok_json, scratch, twotower};
 use serde_json::Value;
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("TWOTOWER_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("ml-100k/u.data").is_file(),
-        "MovieLens 100K not found in {}: set TWOTOWER_DATA_DIR to a folder holding ml-100k/",
-        dir.display()
-    );
-    dir
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tt-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn twotower(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twotower"))
-        .args(args)
-        .env_remove("TWOTOWER_DATA_DIR")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = twotower(args);
-    assert!(
-        out.status.success(),
-        "twotower {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-}
 
 fn fails_with(args: &[&str], needles: &[&str]) {
     let out = twotower(args);

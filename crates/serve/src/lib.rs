@@ -109,3 +109,38 @@ pub async fn serve(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_the_model_is_loaded() {
+        let state = Arc::new(AppState::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let health = raw_get(addr, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+        assert!(health.contains("loading"));
+        let rec = raw_get(addr, "/v1/recommend?user=1").await;
+        assert!(
+            rec.starts_with("HTTP/1.1 503") && rec.contains("still loading"),
+            "{rec}"
+        );
+        // The page and metrics do not need the model.
+        assert!(raw_get(addr, "/").await.starts_with("HTTP/1.1 200"));
+        assert!(raw_get(addr, "/metrics").await.starts_with("HTTP/1.1 200"));
+    }
+}

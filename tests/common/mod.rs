@@ -1,0 +1,180 @@
+//! Helpers shared by the end-to-end tests: the data folder, scratch folders, running the
+//! binary, and a real server on an ephemeral loopback port.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The folder holding `ml-100k/`: `TWOTOWER_DATA_DIR`, else `../shared/data`.
+pub fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("TWOTOWER_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.join("ml-100k/u.data").is_file(),
+        "MovieLens 100K not found in {}: set TWOTOWER_DATA_DIR to a folder holding ml-100k/",
+        dir.display()
+    );
+    dir
+}
+
+/// A fresh, empty temporary folder.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tt-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the binary (without TWOTOWER_DATA_DIR, so flags are what count).
+pub fn twotower(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twotower"))
+        .args(args)
+        .env_remove("TWOTOWER_DATA_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs the binary, expects success and one JSON object on stdout.
+pub fn ok_json(args: &[&str]) -> Value {
+    let out = twotower(args);
+    assert!(
+        out.status.success(),
+        "twotower {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+/// Trains a quick tfrs-preset model on u1 (one epoch) into `dir`.
+pub fn quick_model(dir: &Path) {
+    let data = data_dir();
+    ok_json(&[
+        "train",
+        "--preset",
+        "tfrs",
+        "--epochs",
+        "1",
+        "--split",
+        "u1",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+}
+
+/// A running `twotower serve`, stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts the server on an ephemeral port and waits until `/healthz` says ready.
+    pub fn start(model: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twotower"))
+            .args([
+                "serve",
+                "--model",
+                model.to_str().unwrap(),
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let server = Server { child, base };
+        let start = Instant::now();
+        loop {
+            if let Ok((200, _)) = server.try_get("/healthz") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "server never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn try_get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
+        match ureq::get(&format!("{}{path}", self.base)).call() {
+            Ok(r) => Ok((r.status(), r.into_string().unwrap())),
+            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GET: status and body text.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        self.try_get(path).expect("the server answers")
+    }
+
+    /// GET: status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let (code, text) = self.get_text(path);
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+
+    /// POST a raw body: status and JSON body.
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = ureq::post(&format!("{}{path}", self.base))
+            .set("content-type", "application/json")
+            .send_string(body);
+        let (code, text) = match r {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("{path}: {e}"),
+        };
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+
+    /// Sends SIGTERM and returns the exit status and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        terminate(&self.child);
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+        }
+        (status, err)
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            terminate(&self.child);
+            let _ = self.child.wait();
+        }
+    }
+}

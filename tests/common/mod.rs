@@ -114,12 +114,25 @@ impl Server {
         server
     }
 
-    fn try_get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
-        match ureq::get(&format!("{}{path}", self.base)).call() {
-            Ok(r) => Ok((r.status(), r.into_string().unwrap())),
-            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap())),
-            Err(e) => Err(e),
+    /// Sends a request; 4xx/5xx answers are answers, not errors.
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+        let req = ureq::request(method, &format!("{}{path}", self.base))
+            .set("content-type", "application/json");
+        let r = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        match r {
+            Ok(r) => Ok((r.status(), r.into_string().map_err(|e| e.to_string())?)),
+            Err(ureq::Error::Status(code, r)) => {
+                Ok((code, r.into_string().map_err(|e| e.to_string())?))
+            }
+            Err(e) => Err(e.to_string()),
         }
+    }
+
+    fn try_get(&self, path: &str) -> Result<(u16, String), String> {
+        self.call("GET", path, None)
     }
 
     /// GET: status and body text.
@@ -130,26 +143,15 @@ impl Server {
     /// GET: status and JSON body.
     pub fn get(&self, path: &str) -> (u16, Value) {
         let (code, text) = self.get_text(path);
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
-        )
+        (code, parse(path, &text))
     }
 
     /// POST a raw body: status and JSON body.
     pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = ureq::post(&format!("{}{path}", self.base))
-            .set("content-type", "application/json")
-            .send_string(body);
-        let (code, text) = match r {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
-            Err(e) => panic!("{path}: {e}"),
-        };
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
-        )
+        let (code, text) = self
+            .call("POST", path, Some(body))
+            .expect("the server answers");
+        (code, parse(path, &text))
     }
 
     /// Sends SIGTERM and returns the exit status and stderr.
@@ -162,6 +164,10 @@ impl Server {
         }
         (status, err)
     }
+}
+
+fn parse(path: &str, text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"))
 }
 
 fn terminate(child: &Child) {

@@ -154,6 +154,32 @@ impl Server {
         (code, parse(path, &text))
     }
 
+    /// POST that declares a `length`-byte body and sends none of it: the answer must come
+    /// from the declared length alone (sending the body would race the server's close).
+    pub fn post_declaring(&self, path: &str, length: usize) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let code = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        (code, parse(path, body))
+    }
+
     /// Sends SIGTERM and returns the exit status and stderr.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         terminate(&self.child);

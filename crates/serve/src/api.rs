@@ -85,11 +85,36 @@ pub fn router(state: Arc<AppState>) -> Router {
             ApiError::not_found("no such route; see GET / for the page and the README for the API")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(reject_large_bodies))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
         ))
         .with_state(state)
+}
+
+/// Answers 413 from the declared length alone, before reading a byte of the body (bodies
+/// without a length are cut at the same limit while being read).
+async fn reject_large_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY_BYTES as u64 => ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "request body of {n} bytes is over the limit of {MAX_BODY_BYTES} bytes"
+            ),
+            extra: None,
+        }
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 fn ready(state: &AppState) -> Result<Arc<Loaded>, ApiError> {

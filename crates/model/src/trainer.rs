@@ -320,20 +320,9 @@ mod tests {
         let mut trainer = Trainer::new(&model, examples.clone()).unwrap();
         let chunk: Vec<usize> = (0..examples.len()).collect();
         let g = trainer.gradients(&model, &chunk);
-        let q: Vec<f64> = model
-            .query
-            .embedding
-            .data
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
-        let c: Vec<f64> = model
-            .candidate
-            .embedding
-            .data
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
+        let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let q = to64(&model.query.embedding.data);
+        let c = to64(&model.candidate.embedding.data);
         let l2 = l2 as f64;
         let want = reference(&q, &c, &examples, negatives, l2);
         assert!((g.loss - want).abs() < 1e-4, "{} vs {want}", g.loss);

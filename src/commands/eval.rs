@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use twotower_model::{evaluate, Popularity, SavedModel};
+use twotower_model::{SavedModel, SplitEval};
 
 use super::DataSplitArgs;
 use crate::report;
@@ -26,15 +26,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let ml = args.data.open()?;
     let (train, test) = ml.split(&args.data.spec()?)?;
-    let test = twotower_model::test_pairs(&ml, &test)?;
-    let metrics = twotower_model::evaluate_model(&saved.model, &test);
-    let rows = ml.row_of_id();
-    let pop = Popularity::new(ml.movies.len(), train.iter().map(|r| rows[&r.item] as u32));
-    let mut seen = std::collections::HashMap::<u32, Vec<u32>>::new();
-    for r in &train {
-        seen.entry(r.user).or_default().push(rows[&r.item] as u32);
+    let ids: Vec<String> = ml.movies.iter().map(|m| m.id.to_string()).collect();
+    if saved.model.catalogue.ids != ids {
+        bail!(
+            "the model's catalogue ({} movies) is not the catalogue of {} ({} movies)",
+            saved.model.catalogue.len(),
+            ml.dir.display(),
+            ids.len()
+        );
     }
-    let popularity = evaluate(&pop, ml.movies.len(), &test, &seen);
+    let split = SplitEval::new(&ml, &train, &test)?;
+    let metrics = split.model(&saved.model);
+    let popularity = split.popularity();
     if args.json {
         let mut v = serde_json::to_value(&metrics)?;
         v["popularity"] = serde_json::to_value(&popularity)?;

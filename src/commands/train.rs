@@ -155,7 +155,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             stats.loss, stats.mean_loss, stats.examples_per_second, stats.seconds
         );
         if args.eval_every_epoch {
-            let m = twotower_model::evaluate_model(&exp.model, &exp.test);
+            let m = exp.evaluate();
             let stats = exp.history.last_mut().expect("epoch recorded");
             stats.metrics = Some(serde_json::to_value(&m)?);
         }

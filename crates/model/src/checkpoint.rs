@@ -14,7 +14,6 @@
 //! Writes go to a temporary sibling folder that is renamed into place, so a reader never
 //! sees half a model; loads validate every shape against `model.json`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -403,20 +402,6 @@ mod erased {
             serde_json::to_string_pretty(self).expect("plain data serialises") + "\n"
         }
     }
-}
-
-/// Training rows of each user id (for Protocol 2 exclusions), from a seen-items table.
-pub fn seen_by_user(model: &TwoTowerModel) -> HashMap<u32, Vec<u32>> {
-    let mut out = HashMap::new();
-    for (i, token) in model.query.vocab.tokens().iter().enumerate().skip(1) {
-        if let Ok(u) = token.parse::<u32>() {
-            let rows = model.seen.of(i).0;
-            if !rows.is_empty() {
-                out.insert(u, rows.to_vec());
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

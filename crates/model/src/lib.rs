@@ -37,7 +37,7 @@ pub use config::{CandidateKey, Negatives, OptimizerConfig, TrainConfig, PRESETS}
 pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;
-pub use pipeline::{evaluate_model, test_pairs, Experiment};
+pub use pipeline::{Experiment, SplitEval};
 pub use retrieve::Recommendations;
 pub use towers::{CandidateTower, Catalogue, QueryTower, SeenItems, TwoTowerModel};
 pub use trainer::{BatchProgress, EpochStats, Trainer};

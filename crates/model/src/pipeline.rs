@@ -6,37 +6,76 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 use twotower_data::{Interaction, MovieLens, Vocabulary};
 
-use crate::checkpoint::{seen_by_user, DatasetInfo};
+use crate::checkpoint::DatasetInfo;
 use crate::eval::{evaluate, Metrics, ModelScorer, Popularity};
 use crate::towers::{Catalogue, SeenItems, TwoTowerModel};
 use crate::trainer::{BatchProgress, EpochStats, Trainer};
 use crate::{ModelError, Result, TrainConfig};
 
-/// A model with its training examples and test set.
+/// A split ready for evaluation: test pairs, each user's training rows (excluded in
+/// Protocol 2), and training rows for the popularity baseline.
+pub struct SplitEval {
+    /// Test interactions as (user id, catalogue row).
+    pub test: Vec<(u32, u32)>,
+    /// Training rows of each user id.
+    pub seen: HashMap<u32, Vec<u32>>,
+    /// Every training interaction's row.
+    pub train_rows: Vec<u32>,
+    n_rows: usize,
+}
+
+impl SplitEval {
+    /// Maps a split onto catalogue rows.
+    pub fn new(ml: &MovieLens, train: &[Interaction], test: &[Interaction]) -> Result<Self> {
+        let row_of = ml.row_of_id();
+        let row = |r: &Interaction| {
+            row_of.get(&r.item).map(|&x| x as u32).ok_or_else(|| {
+                ModelError::Config(format!("movie id {} is not in the catalogue", r.item))
+            })
+        };
+        let mut seen: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut train_rows = Vec::with_capacity(train.len());
+        for r in train {
+            let x = row(r)?;
+            seen.entry(r.user).or_default().push(x);
+            train_rows.push(x);
+        }
+        let test = test
+            .iter()
+            .map(|r| row(r).map(|x| (r.user, x)))
+            .collect::<Result<_>>()?;
+        Ok(SplitEval {
+            test,
+            seen,
+            train_rows,
+            n_rows: ml.movies.len(),
+        })
+    }
+
+    /// A model's metrics (both protocols) on the test side.
+    pub fn model(&self, model: &TwoTowerModel) -> Metrics {
+        evaluate(
+            &ModelScorer::new(model),
+            self.n_rows,
+            &self.test,
+            &self.seen,
+        )
+    }
+
+    /// The popularity baseline's metrics on the same split.
+    pub fn popularity(&self) -> Metrics {
+        let pop = Popularity::new(self.n_rows, self.train_rows.iter().copied());
+        evaluate(&pop, self.n_rows, &self.test, &self.seen)
+    }
+}
+
+/// A model with its training examples and evaluation split.
 pub struct Experiment {
     pub model: TwoTowerModel,
     pub trainer: Trainer,
-    /// Test interactions as (user id, catalogue row).
-    pub test: Vec<(u32, u32)>,
-    /// Training interactions as catalogue rows (for popularity).
-    pub train_rows: Vec<u32>,
+    pub split: SplitEval,
     pub dataset: DatasetInfo,
     pub history: Vec<EpochStats>,
-}
-
-/// Test interactions as (user id, catalogue row), checked against the catalogue.
-pub fn test_pairs(ml: &MovieLens, test: &[Interaction]) -> Result<Vec<(u32, u32)>> {
-    let row_of = ml.row_of_id();
-    test.iter()
-        .map(|r| {
-            row_of
-                .get(&r.item)
-                .map(|&row| (r.user, row as u32))
-                .ok_or_else(|| {
-                    ModelError::Config(format!("movie id {} is not in the catalogue", r.item))
-                })
-        })
-        .collect()
 }
 
 impl Experiment {
@@ -57,19 +96,14 @@ impl Experiment {
         );
         let catalogue = Catalogue::from_movies(&ml.movies);
         let mut model = TwoTowerModel::new(config, users, catalogue)?;
-        let row_of = ml.row_of_id();
+        let split = SplitEval::new(ml, &train, &test)?;
         let mut examples = Vec::with_capacity(train.len());
         let mut triples = Vec::with_capacity(train.len());
-        let mut train_rows = Vec::with_capacity(train.len());
         let mut hasher = Sha256::new();
-        for r in &train {
-            let row = *row_of.get(&r.item).ok_or_else(|| {
-                ModelError::Config(format!("movie id {} is not in the catalogue", r.item))
-            })?;
+        for (r, &row) in train.iter().zip(&split.train_rows) {
             let q = model.query.vocab.lookup(&r.user.to_string()) as u32;
-            examples.push((q, model.row_keys[row]));
-            triples.push((q, row as u32, r.rating));
-            train_rows.push(row as u32);
+            examples.push((q, model.row_keys[row as usize]));
+            triples.push((q, row, r.rating));
             hasher.update(r.user.to_le_bytes());
             hasher.update(r.item.to_le_bytes());
         }
@@ -83,10 +117,9 @@ impl Experiment {
             test_interactions: test.len(),
         };
         Ok(Experiment {
-            test: test_pairs(ml, &test)?,
             model,
             trainer,
-            train_rows,
+            split,
             dataset,
             history: Vec::new(),
         })
@@ -101,19 +134,11 @@ impl Experiment {
 
     /// The model's metrics on the test set.
     pub fn evaluate(&self) -> Metrics {
-        evaluate_model(&self.model, &self.test)
+        self.split.model(&self.model)
     }
 
     /// The popularity baseline's metrics on the same split.
     pub fn evaluate_popularity(&self) -> Metrics {
-        let seen = seen_by_user(&self.model);
-        let pop = Popularity::new(self.model.catalogue.len(), self.train_rows.iter().copied());
-        evaluate(&pop, self.model.catalogue.len(), &self.test, &seen)
+        self.split.popularity()
     }
-}
-
-/// A model's metrics on test pairs, excluding its stored training items in Protocol 2.
-pub fn evaluate_model(model: &TwoTowerModel, test: &[(u32, u32)]) -> Metrics {
-    let seen: HashMap<u32, Vec<u32>> = seen_by_user(model);
-    evaluate(&ModelScorer::new(model), model.catalogue.len(), test, &seen)
 }

@@ -10,19 +10,19 @@ pub fn print_metrics(model: &Metrics, popularity: &Metrics) {
         "Protocol 1: factorized top-K accuracy over all candidates ({} test interactions)",
         model.test_interactions
     );
-    print!("{:<22}", "");
+    print!("{:<26}", "");
     for k in TOP_KS {
         print!("{:>9}", format!("top-{k}"));
     }
     println!();
     for (name, m) in [("model", model), ("popularity", popularity)] {
-        print!("{name:<22}");
+        print!("{name:<26}");
         for k in TOP_KS {
             print!("{:>9.4}", m.factorized_top_k[&k]);
         }
         println!();
         if m.ties_matter() {
-            print!("{:<22}", format!("{name} (ties against)"));
+            print!("{:<26}", format!("{name} (ties against)"));
             for k in TOP_KS {
                 print!("{:>9.4}", m.factorized_top_k_ties_against[&k]);
             }
@@ -36,7 +36,7 @@ pub fn print_metrics(model: &Metrics, popularity: &Metrics) {
         "Protocol 2: top-N with training items excluded ({} users)",
         model.test_users
     );
-    print!("{:<22}", "");
+    print!("{:<26}", "");
     for k in RECALL_KS {
         print!("{:>11}", format!("Recall@{k}"));
     }
@@ -45,7 +45,7 @@ pub fn print_metrics(model: &Metrics, popularity: &Metrics) {
     }
     println!();
     for (name, m) in [("model", model), ("popularity", popularity)] {
-        print!("{name:<22}");
+        print!("{name:<26}");
         for k in RECALL_KS {
             print!("{:>11.4}", m.recall[&k]);
         }

@@ -283,3 +283,66 @@ fn without_data_or_network_the_main_job_says_how_to_use_a_local_copy() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn other_movielens_layouts_and_temporal_splits() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/data/tests/fixtures");
+    let fixtures = fixtures.to_str().unwrap();
+    let r = ok_json(&[
+        "train",
+        "--dataset",
+        "movielens-latest-small",
+        "--data-dir",
+        fixtures,
+        "--split",
+        "last",
+        "--n",
+        "1",
+        "--preset",
+        "tfrs",
+        "--batch-size",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(r["test_interactions"], 5);
+    assert_eq!(r["dataset"]["train_interactions"], 15);
+    let r = ok_json(&[
+        "train",
+        "--dataset",
+        "movielens-1m",
+        "--data-dir",
+        fixtures,
+        "--split",
+        "time",
+        "--before",
+        "978303000",
+        "--json",
+    ]);
+    let total = r["test_interactions"].as_u64().unwrap()
+        + r["dataset"]["train_interactions"].as_u64().unwrap();
+    assert_eq!(total, 30);
+    fails_with(
+        &[
+            "train",
+            "--dataset",
+            "movielens-1m",
+            "--data-dir",
+            fixtures,
+            "--split",
+            "time",
+        ],
+        &["--before"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--dataset",
+            "movielens-1m",
+            "--data-dir",
+            fixtures,
+            "--split",
+            "u1",
+        ],
+        &["only in MovieLens 100K"],
+    );
+}

@@ -17,13 +17,24 @@ use twotower_data::{resolve_data_dir, DataDirSource, MovieLens, SplitSpec, FOLDS
 /// Where the data is and how to split it.
 #[derive(Args, Debug, Clone)]
 pub struct DataSplitArgs {
+    /// Dataset: movielens-100k, movielens-1m, movielens-latest-small, movielens-20m,
+    /// movielens-25m, movielens-32m (all but 100K are read from --data-dir).
+    #[arg(long, default_value = "movielens-100k")]
+    pub dataset: String,
     /// Folder holding the unpacked `ml-100k/` (or the ml-100k folder itself). Default: the
     /// TWOTOWER_DATA_DIR environment variable, else the download cache.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Split: an official fold (u1..u5, ua, ub) or `random`.
+    /// Split: an official fold of MovieLens 100K (u1..u5, ua, ub), `random`, `last` (each
+    /// user's last --n interactions by time) or `time` (before --before).
     #[arg(long, default_value = "u1")]
     pub split: String,
+    /// With `--split last`: test interactions per user.
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    /// With `--split time`: the Unix timestamp where test begins.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub before: Option<i64>,
     /// With `--split random`: the fraction of ratings held out for testing.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
@@ -52,18 +63,26 @@ impl DataSplitArgs {
                 test_fraction: self.test_fraction,
                 seed: self.split_seed,
             }),
+            "last" => Ok(SplitSpec::LastPerUser { n: self.n }),
+            "time" => match self.before {
+                Some(cut) => Ok(SplitSpec::TimeBefore { cut }),
+                None => bail!("--split time needs --before TIMESTAMP"),
+            },
             f if FOLDS.contains(&f) => Ok(SplitSpec::Fold(f.into())),
             other => bail!(
-                "--split {other:?}: expected one of {} or `random`",
+                "--split {other:?}: expected one of {}, `random`, `last` or `time`",
                 FOLDS.join(", ")
             ),
         }
     }
 
-    /// Loads MovieLens 100K from the resolved folder (downloading into the cache if needed).
+    /// Loads the dataset from the resolved folder (downloading into the cache if needed).
     pub fn open(&self) -> Result<MovieLens> {
-        let (dir, source) =
-            resolve_data_dir(self.data_dir.as_deref(), &mut crate::progress::download())?;
+        let (dir, source) = resolve_data_dir(
+            self.data_dir.as_deref(),
+            &self.dataset,
+            &mut crate::progress::download(),
+        )?;
         if source == DataDirSource::Downloaded {
             eprintln!("downloaded MovieLens 100K into {}", dir.display());
         }

@@ -174,12 +174,31 @@ fn unpack(zip_path: &Path, into: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Finds the folder holding `ml-100k/`: the flag, then `TWOTOWER_DATA_DIR`, then the cache
-/// (downloading into it when empty). Returns the `ml-100k` folder itself.
+/// The MovieLens datasets `--dataset` names, with the folder each unpacks to.
+pub const DATASETS: [(&str, &str, &str); 6] = [
+    ("movielens-100k", "ml-100k", "u.data"),
+    ("movielens-1m", "ml-1m", "ratings.dat"),
+    ("movielens-latest-small", "ml-latest-small", "ratings.csv"),
+    ("movielens-20m", "ml-20m", "ratings.csv"),
+    ("movielens-25m", "ml-25m", "ratings.csv"),
+    ("movielens-32m", "ml-32m", "ratings.csv"),
+];
+
+/// Finds the folder of dataset `name` (see [`DATASETS`]): under the flag's folder, then
+/// under `TWOTOWER_DATA_DIR`, then in the cache (downloading MovieLens 100K into it when
+/// missing). The flag or variable may also name the dataset folder itself.
 pub fn resolve_data_dir(
     flag: Option<&Path>,
+    name: &str,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<(PathBuf, DataDirSource)> {
+    let Some(&(_, folder, marker)) = DATASETS.iter().find(|d| d.0 == name) else {
+        let known: Vec<&str> = DATASETS.iter().map(|d| d.0).collect();
+        return Err(DataError::Invalid(format!(
+            "unknown dataset {name:?}; known: {}",
+            known.join(", ")
+        )));
+    };
     let given = flag
         .map(|p| (p.to_path_buf(), DataDirSource::Flag))
         .or_else(|| {
@@ -188,8 +207,8 @@ pub fn resolve_data_dir(
                 .map(|v| (PathBuf::from(v), DataDirSource::Env))
         });
     if let Some((dir, source)) = given {
-        for candidate in [dir.join("ml-100k"), dir.clone()] {
-            if candidate.join("u.data").is_file() {
+        for candidate in [dir.join(folder), dir.clone()] {
+            if candidate.join(marker).is_file() {
                 return Ok((candidate, source));
             }
         }
@@ -198,14 +217,22 @@ pub fn resolve_data_dir(
             _ => format!("--data-dir {}", dir.display()),
         };
         return Err(DataError::Invalid(format!(
-            "{how}: no ml-100k/u.data there; the folder must hold the unpacked ml-100k/ folder"
+            "{how}: no {folder}/{marker} there; the folder must hold the unpacked {folder}/ folder"
         )));
     }
     let cache = cache_dir()?;
-    let cached = cache.join("ml-100k");
-    if cached.join("u.data").is_file() {
-        verify(&cached)?;
+    let cached = cache.join(folder);
+    if cached.join(marker).is_file() {
+        if name == "movielens-100k" {
+            verify(&cached)?;
+        }
         return Ok((cached, DataDirSource::Cache));
+    }
+    if name != "movielens-100k" {
+        return Err(DataError::Invalid(format!(
+            "{name} is not downloaded by this build (no verified checksum is known for it yet): \
+             unpack {folder}.zip from GroupLens into DIR/{folder} and pass --data-dir DIR"
+        )));
     }
     let url = std::env::var(URL_ENV).unwrap_or_else(|_| ML_100K_URL.to_string());
     let dir = fetch_movielens_100k(&url, &cache, progress)?;
@@ -265,7 +292,7 @@ mod tests {
     #[test]
     fn data_dir_flag_must_hold_the_data() {
         let empty = scratch("noflag");
-        let err = resolve_data_dir(Some(&empty), &mut |_, _| {})
+        let err = resolve_data_dir(Some(&empty), "movielens-100k", &mut |_, _| {})
             .unwrap_err()
             .to_string();
         assert!(

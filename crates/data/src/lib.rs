@@ -1,10 +1,10 @@
 //! Datasets for twotower: reading MovieLens, coding ids, splitting, downloading.
 //!
 //! This crate is the first layer of the system and knows nothing of models. Its principal
-//! types are [`MovieLens`] (a loaded MovieLens 100K folder: ratings plus the movie
-//! catalogue), [`Vocabulary`] (string → index with index 0 for out-of-vocabulary, like
+//! types are [`MovieLens`] (a loaded MovieLens folder — 100K, 1M or the CSV family —
+//! ratings plus the movie catalogue), [`Vocabulary`] (string → index with index 0 for out-of-vocabulary, like
 //! Keras `StringLookup(mask_token=None)`) and [`SplitSpec`] (official folds, seeded random
-//! fractions, explicit files).
+//! fractions, explicit files, temporal leave-last-n-out and time cuts).
 //!
 //! ```no_run
 //! use twotower_data::{MovieLens, SplitSpec};
@@ -16,11 +16,15 @@
 mod error;
 pub mod fetch;
 mod movielens;
+pub mod movielens_1m;
+pub mod movielens_csv;
 mod split;
 mod vocab;
 
 pub use error::{DataError, Result};
 pub use fetch::{resolve_data_dir, DataDirSource};
-pub use movielens::{read_interactions, read_movies, Interaction, Movie, MovieLens, GENRES};
-pub use split::{random_split, SplitSpec, FOLDS};
+pub use movielens::{
+    read_interactions, read_movies, Format, Interaction, Movie, MovieLens, GENRES,
+};
+pub use split::{last_per_user, random_split, time_cut, SplitSpec, FOLDS};
 pub use vocab::{Vocabulary, OOV_TOKEN};

@@ -1,5 +1,6 @@
-//! MovieLens 100K: `u.data`-format ratings (tab-separated `user item rating timestamp`) and
-//! the `u.item` movie catalogue (`|`-separated, latin-1 encoded).
+//! MovieLens datasets: the 100K format (`u.data`-format ratings, tab-separated
+//! `user item rating timestamp`, and the `u.item` catalogue, `|`-separated, latin-1), and
+//! [`MovieLens::open`], which recognises every supported MovieLens folder by its files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,35 +49,115 @@ pub struct Movie {
     pub genres: Vec<String>,
 }
 
-/// A MovieLens 100K folder: all ratings (`u.data`) and the catalogue (`u.item`).
+/// The MovieLens file layouts this crate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `u.data` + `u.item` (MovieLens 100K), with the official folds.
+    Ml100k,
+    /// `ratings.dat` + `movies.dat` (MovieLens 1M).
+    Ml1m,
+    /// `ratings.csv` + `movies.csv` (latest-small, 20M, 25M, 32M).
+    Csv,
+}
+
+impl Format {
+    /// Which layout `dir` holds, if any.
+    pub fn detect(dir: &Path) -> Option<Format> {
+        [
+            ("u.data", Format::Ml100k),
+            ("ratings.dat", Format::Ml1m),
+            ("ratings.csv", Format::Csv),
+        ]
+        .into_iter()
+        .find(|(f, _)| dir.join(f).is_file())
+        .map(|(_, fmt)| fmt)
+    }
+}
+
+/// A MovieLens folder: all ratings and the movie catalogue.
 #[derive(Debug, Clone)]
 pub struct MovieLens {
     pub dir: PathBuf,
+    pub format: Format,
     pub ratings: Vec<Interaction>,
     pub movies: Vec<Movie>,
 }
 
 impl MovieLens {
-    /// Opens the folder holding `u.data` and `u.item` (or its parent holding `ml-100k/`).
+    /// Opens a MovieLens folder of any supported layout (or a parent holding `ml-100k/`).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let mut dir = dir.as_ref().to_path_buf();
-        if !dir.join("u.data").exists() && dir.join("ml-100k").join("u.data").exists() {
+        if Format::detect(&dir).is_none() && dir.join("ml-100k").join("u.data").exists() {
             dir = dir.join("ml-100k");
         }
-        let movies = read_movies(&dir.join("u.item"))?;
-        let ratings = read_interactions(&dir.join("u.data"))?;
+        let format = Format::detect(&dir).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "{}: not a MovieLens folder (expected u.data, ratings.dat or ratings.csv)",
+                dir.display()
+            ))
+        })?;
+        let (ratings_path, movies, ratings) = match format {
+            Format::Ml100k => {
+                let p = dir.join("u.data");
+                (
+                    p.clone(),
+                    read_movies(&dir.join("u.item"))?,
+                    read_interactions(&p)?,
+                )
+            }
+            Format::Ml1m => {
+                let p = dir.join("ratings.dat");
+                let movies = crate::movielens_1m::read_movies_dat(&dir.join("movies.dat"))?;
+                (
+                    p.clone(),
+                    movies,
+                    crate::movielens_1m::read_ratings_dat(&p)?,
+                )
+            }
+            Format::Csv => {
+                let p = dir.join("ratings.csv");
+                let movies = crate::movielens_csv::read_movies_csv(&dir.join("movies.csv"))?;
+                (
+                    p.clone(),
+                    movies,
+                    crate::movielens_csv::read_ratings_csv(&p)?,
+                )
+            }
+        };
+        check_unique_ids(&movies, &dir)?;
         let ml = MovieLens {
             dir,
+            format,
             ratings,
             movies,
         };
-        ml.check_items(&ml.ratings, &ml.dir.join("u.data"))?;
+        ml.check_items(&ml.ratings, &ratings_path)?;
         Ok(ml)
+    }
+
+    /// A short name for model cards.
+    pub fn name(&self) -> String {
+        let folder = self
+            .dir
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        match self.format {
+            Format::Ml100k => "movielens-100k".into(),
+            Format::Ml1m => "movielens-1m".into(),
+            Format::Csv => format!("movielens ({folder})"),
+        }
     }
 
     /// Train and test interactions for a split.
     pub fn split(&self, spec: &SplitSpec) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
         let (train, test) = match spec {
+            SplitSpec::Fold(name) if self.format != Format::Ml100k => {
+                return Err(DataError::Invalid(format!(
+                    "fold {name:?}: official folds exist only in MovieLens 100K; use a random or \
+                     temporal split"
+                )))
+            }
             SplitSpec::Fold(name) => {
                 let (base, test) = (
                     self.dir.join(format!("{name}.base")),
@@ -91,6 +172,8 @@ impl MovieLens {
                 test_fraction,
                 seed,
             } => crate::split::random_split(&self.ratings, *test_fraction, *seed)?,
+            SplitSpec::LastPerUser { n } => crate::split::last_per_user(&self.ratings, *n)?,
+            SplitSpec::TimeBefore { cut } => crate::split::time_cut(&self.ratings, *cut)?,
         };
         Ok((train, test))
     }
@@ -124,11 +207,16 @@ impl MovieLens {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
 }
 
-fn parse_num<T: std::str::FromStr>(path: &Path, line: usize, what: &str, s: &str) -> Result<T> {
+pub(crate) fn parse_num<T: std::str::FromStr>(
+    path: &Path,
+    line: usize,
+    what: &str,
+    s: &str,
+) -> Result<T> {
     s.trim().parse().map_err(|_| DataError::Parse {
         path: path.into(),
         line,
@@ -228,15 +316,19 @@ pub fn read_movies(path: &Path) -> Result<Vec<Movie>> {
     if movies.is_empty() {
         return Err(DataError::Empty { path: path.into() });
     }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(i) = movies.iter().position(|m| !seen.insert(m.id)) {
-        return Err(DataError::Invalid(format!(
-            "{}: movie id {} appears twice",
-            path.display(),
-            movies[i].id
-        )));
-    }
     Ok(movies)
+}
+
+fn check_unique_ids(movies: &[Movie], dir: &Path) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    match movies.iter().find(|m| !seen.insert(m.id)) {
+        Some(m) => Err(DataError::Invalid(format!(
+            "{}: movie id {} appears twice in the catalogue",
+            dir.display(),
+            m.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

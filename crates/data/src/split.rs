@@ -20,6 +20,11 @@ pub enum SplitSpec {
     Random { test_fraction: f64, seed: u64 },
     /// Two `u.data`-format files.
     Files { train: PathBuf, test: PathBuf },
+    /// Each user's last `n` interactions by time are the test set (users with at most `n`
+    /// interactions stay wholly in training).
+    LastPerUser { n: usize },
+    /// Interactions before `cut` (a Unix timestamp) train, the rest test.
+    TimeBefore { cut: i64 },
 }
 
 impl SplitSpec {
@@ -34,6 +39,8 @@ impl SplitSpec {
             SplitSpec::Files { train, test } => {
                 format!("files({}, {})", train.display(), test.display())
             }
+            SplitSpec::LastPerUser { n } => format!("last {n} per user"),
+            SplitSpec::TimeBefore { cut } => format!("time before {cut}"),
         }
     }
 }
@@ -71,6 +78,58 @@ pub fn random_split(
     Ok((shuffled, test))
 }
 
+fn nonempty(
+    train: Vec<Interaction>,
+    test: Vec<Interaction>,
+    what: &str,
+) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+    if train.is_empty() || test.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{what} leaves an empty side ({} train, {} test)",
+            train.len(),
+            test.len()
+        )));
+    }
+    Ok((train, test))
+}
+
+/// Temporal leave-last-`n`-out: each user's `n` latest interactions (ties broken by input
+/// order) go to the test set; users with `n` or fewer interactions stay in training.
+pub fn last_per_user(
+    rows: &[Interaction],
+    n: usize,
+) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+    if n == 0 {
+        return Err(DataError::Invalid("--n must be at least 1".into()));
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (rows[i].user, rows[i].timestamp, i));
+    let mut is_test = vec![false; rows.len()];
+    for group in order.chunk_by(|&a, &b| rows[a].user == rows[b].user) {
+        if group.len() > n {
+            for &i in &group[group.len() - n..] {
+                is_test[i] = true;
+            }
+        }
+    }
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (r, t) in rows.iter().zip(is_test) {
+        if t {
+            test.push(*r)
+        } else {
+            train.push(*r)
+        }
+    }
+    nonempty(train, test, &format!("leaving the last {n} per user out"))
+}
+
+/// Global time cut: interactions with `timestamp < cut` train, the others test.
+pub fn time_cut(rows: &[Interaction], cut: i64) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+    let (train, test): (Vec<Interaction>, Vec<Interaction>) =
+        rows.iter().partition(|r| r.timestamp < cut);
+    nonempty(train, test, &format!("a time cut at {cut}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +158,50 @@ mod tests {
         let mut ids: Vec<u32> = a.iter().chain(&b).map(|r| r.user).collect();
         ids.sort();
         assert_eq!(ids, (0..1000).collect::<Vec<_>>());
+    }
+
+    fn at(user: u32, item: u32, timestamp: i64) -> Interaction {
+        Interaction {
+            user,
+            item,
+            rating: 1.0,
+            timestamp,
+        }
+    }
+
+    #[test]
+    fn last_per_user_takes_each_users_latest() {
+        let rows = vec![
+            at(1, 10, 300),
+            at(1, 11, 100),
+            at(2, 20, 50),
+            at(1, 12, 200),
+            at(2, 21, 60),
+            at(3, 30, 1),
+        ];
+        let (train, test) = last_per_user(&rows, 1).unwrap();
+        let test_items: Vec<u32> = test.iter().map(|r| r.item).collect();
+        assert_eq!(test_items, vec![10, 21]);
+        assert_eq!(train.len(), 4);
+        assert!(
+            train.iter().any(|r| r.user == 3),
+            "a one-interaction user stays in training"
+        );
+        let (_, test2) = last_per_user(&rows, 2).unwrap();
+        let mut items: Vec<u32> = test2.iter().map(|r| r.item).collect();
+        items.sort();
+        assert_eq!(items, vec![10, 12]);
+        assert!(last_per_user(&rows, 0).is_err());
+        assert!(last_per_user(&rows, 5).is_err());
+    }
+
+    #[test]
+    fn time_cut_splits_on_the_timestamp() {
+        let rows = vec![at(1, 1, 10), at(1, 2, 20), at(2, 3, 30)];
+        let (train, test) = time_cut(&rows, 20).unwrap();
+        assert_eq!(train.iter().map(|r| r.item).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(test.iter().map(|r| r.item).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(time_cut(&rows, 0).is_err());
     }
 
     #[test]

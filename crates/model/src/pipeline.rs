@@ -110,7 +110,7 @@ impl Experiment {
         model.seen = SeenItems::build(model.query.vocab.len(), triples);
         let trainer = Trainer::new(&model, examples)?;
         let dataset = DatasetInfo {
-            name: "movielens-100k".into(),
+            name: ml.name(),
             split: String::new(),
             fingerprint: hex::encode(hasher.finalize()),
             train_interactions: train.len(),

@@ -346,3 +346,47 @@ fn other_movielens_layouts_and_temporal_splits() {
         &["only in MovieLens 100K"],
     );
 }
+
+#[test]
+fn a_model_beats_popularity_on_a_synthetic_log() {
+    let tmp = scratch("synth");
+    let out = tmp.join("log");
+    let out = out.to_str().unwrap();
+    let made = twotower(&[
+        "data",
+        "synth",
+        "--users",
+        "1000",
+        "--items",
+        "500",
+        "--interactions",
+        "60000",
+        "--seed",
+        "3",
+        "--out",
+        out,
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let r = ok_json(&[
+        "train",
+        "--dataset",
+        "movielens-csv",
+        "--data-dir",
+        out,
+        "--split",
+        "last",
+        "--n",
+        "5",
+        "--epochs",
+        "3",
+        "--json",
+    ]);
+    for k in ["10", "100"] {
+        assert!(top(&r, k) > top(&r["popularity"], k) + 0.02, "top-{k}: {r}");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

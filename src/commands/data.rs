@@ -17,10 +17,54 @@ enum DataCommand {
         /// Dataset name: movielens-100k.
         name: String,
     },
+    /// Write a synthetic interaction log (power-law popularity, latent topics) in the
+    /// MovieLens CSV layout; read it with `--dataset movielens-csv --data-dir OUT`.
+    Synth {
+        #[arg(long)]
+        users: u32,
+        #[arg(long)]
+        items: u32,
+        #[arg(long)]
+        interactions: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Latent topics.
+        #[arg(long, default_value_t = 64)]
+        topics: u32,
+        /// Probability that an interaction follows the user's taste.
+        #[arg(long, default_value_t = 0.7)]
+        affinity: f64,
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 
 pub fn run(args: DataArgs) -> Result<()> {
     match args.command {
+        DataCommand::Synth {
+            users,
+            items,
+            interactions,
+            seed,
+            topics,
+            affinity,
+            out,
+        } => {
+            let cfg = twotower_data::synth::SynthConfig {
+                topics,
+                affinity,
+                ..twotower_data::synth::SynthConfig::new(users, items, interactions, seed)
+            };
+            let start = std::time::Instant::now();
+            twotower_data::synth::write_synth(&cfg, &out)?;
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "wrote {interactions} interactions ({users} users, {items} items) to {} in {secs:.2} s ({:.1} M rows/s)",
+                out.display(),
+                interactions as f64 / secs / 1e6
+            );
+            Ok(())
+        }
         DataCommand::Fetch { name } => {
             if name != "movielens-100k" {
                 bail!("unknown dataset {name:?}; known: movielens-100k");

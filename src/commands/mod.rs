@@ -18,7 +18,8 @@ use twotower_data::{resolve_data_dir, DataDirSource, MovieLens, SplitSpec, FOLDS
 #[derive(Args, Debug, Clone)]
 pub struct DataSplitArgs {
     /// Dataset: movielens-100k, movielens-1m, movielens-latest-small, movielens-20m,
-    /// movielens-25m, movielens-32m (all but 100K are read from --data-dir).
+    /// movielens-25m, movielens-32m, or movielens-csv (--data-dir itself holds ratings.csv
+    /// and movies.csv, e.g. from `data synth`). All but 100K are read from --data-dir.
     #[arg(long, default_value = "movielens-100k")]
     pub dataset: String,
     /// Folder holding the unpacked `ml-100k/` (or the ml-100k folder itself). Default: the

@@ -175,13 +175,15 @@ fn unpack(zip_path: &Path, into: &Path) -> Result<()> {
 }
 
 /// The MovieLens datasets `--dataset` names, with the folder each unpacks to.
-pub const DATASETS: [(&str, &str, &str); 6] = [
+/// `movielens-csv` is any folder in the CSV layout (e.g. written by `data synth`).
+pub const DATASETS: [(&str, &str, &str); 7] = [
     ("movielens-100k", "ml-100k", "u.data"),
     ("movielens-1m", "ml-1m", "ratings.dat"),
     ("movielens-latest-small", "ml-latest-small", "ratings.csv"),
     ("movielens-20m", "ml-20m", "ratings.csv"),
     ("movielens-25m", "ml-25m", "ratings.csv"),
     ("movielens-32m", "ml-32m", "ratings.csv"),
+    ("movielens-csv", "", "ratings.csv"),
 ];
 
 /// Finds the folder of dataset `name` (see [`DATASETS`]): under the flag's folder, then

@@ -19,6 +19,7 @@ mod movielens;
 pub mod movielens_1m;
 pub mod movielens_csv;
 mod split;
+pub mod synth;
 mod vocab;
 
 pub use error::{DataError, Result};

@@ -44,87 +44,95 @@ pub struct SoftmaxOutput {
 impl InBatchSoftmax {
     /// Forward and backward for one batch.
     pub fn forward_backward(&self, b: &SoftmaxBatch) -> SoftmaxOutput {
+        self.forward_backward_with(b, &mut Vec::new())
+    }
+
+    /// [`InBatchSoftmax::forward_backward`] reusing `scratch` for the U×C logits, so a
+    /// training loop allocates (and page-faults) that matrix once, not once per batch.
+    pub fn forward_backward_with(&self, b: &SoftmaxBatch, scratch: &mut Vec<f32>) -> SoftmaxOutput {
         let d = b.dim;
         let u = b.queries.len() / d;
         let c = b.candidates.len() / d;
         let inv_t = 1.0 / self.temperature;
-        // Logits l = Q·Cᵀ / τ + bias.
-        let mut e = vec![0.0f32; u * c];
+        let bias = |j: usize| b.bias.get(j).copied().unwrap_or(0.0);
+        // S = Q·Cᵀ (beta 0: the old contents of the scratch are never read).
+        if scratch.len() < u * c {
+            scratch.resize(u * c, 0.0);
+        }
+        let e = &mut scratch[..u * c];
         gemm(
             MatRef::new(b.queries, u, d),
             MatRef::new(b.candidates, c, d).t(),
             0.0,
-            &mut e,
+            e,
         );
-        // Per query: logits (kept for the rows' positives), E = exp(l − max), Z = Σ n·E.
-        let mut logits = e.clone();
-        let mut maxes = vec![0.0f32; u];
-        let mut z = vec![0.0f64; u];
-        logits
+        // Per query: the max logit l = S/τ + bias.
+        let maxes: Vec<f32> = e
+            .par_chunks(c)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold(f32::NEG_INFINITY, |m, (j, &s)| m.max(s * inv_t + bias(j)))
+            })
+            .collect();
+        // The positives' logits, read before the matrix is overwritten.
+        let pos: Vec<f32> = b
+            .rows
+            .iter()
+            .map(|&(qi, ci)| e[qi as usize * c + ci as usize] * inv_t + bias(ci as usize))
+            .collect();
+        // E = exp(l − max) in place, Z = Σ n·E per query.
+        let z: Vec<f64> = e
             .par_chunks_mut(c)
-            .zip(e.par_chunks_mut(c))
-            .zip(maxes.par_iter_mut().zip(z.par_iter_mut()))
-            .for_each(|((lrow, erow), (m, zu))| {
-                let mut mx = f32::NEG_INFINITY;
-                for (j, l) in lrow.iter_mut().enumerate() {
-                    *l = *l * inv_t + b.bias.get(j).copied().unwrap_or(0.0);
-                    mx = mx.max(*l);
-                }
+            .zip(maxes.par_iter())
+            .map(|(row, &mx)| {
                 let mut s = 0.0f64;
-                for (j, (ev, &l)) in erow.iter_mut().zip(lrow.iter()).enumerate() {
-                    *ev = (l - mx).exp();
-                    s += (*ev * b.multiplicity[j]) as f64;
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (*v * inv_t + bias(j) - mx).exp();
+                    s += (*v * b.multiplicity[j]) as f64;
                 }
-                *m = mx;
-                *zu = s;
-            });
+                s
+            })
+            .collect();
         // Per example: its own partition Z_r (accidental hits keep one copy of the positive).
         let mut a = vec![0.0f64; u];
         let mut loss = 0.0f64;
-        let mut z_rows = Vec::with_capacity(b.rows.len());
-        for &(qi, ci) in b.rows {
+        let mut hit_fix = Vec::new();
+        for (&(qi, ci), &l) in b.rows.iter().zip(&pos) {
             let (qi, ci) = (qi as usize, ci as usize);
+            let e_pos = ((l - maxes[qi]) as f64).exp();
             let mut zr = z[qi];
             if self.remove_accidental_hits {
-                zr -= ((b.multiplicity[ci] - 1.0) * e[qi * c + ci]) as f64;
+                zr -= (b.multiplicity[ci] as f64 - 1.0) * e_pos;
+                hit_fix.push(e_pos * (b.multiplicity[ci] as f64 - 1.0) / zr);
             }
             a[qi] += 1.0 / zr;
-            loss += zr.ln() - (logits[qi * c + ci] - maxes[qi]) as f64;
-            z_rows.push(zr);
+            loss += zr.ln() - (l - maxes[qi]) as f64;
         }
-        // dL/dl(u, c) = n_c · E · Σ_r 1/Z_r − [positives] (− accidental-hit corrections).
-        let mut g = e;
+        // dL/dS = (n_c · E · Σ_r 1/Z_r − [positives] − accidental-hit corrections) / τ.
+        let g = e;
         g.par_chunks_mut(c)
             .zip(a.par_iter())
-            .for_each(|(grow, &au)| {
-                for (j, gv) in grow.iter_mut().enumerate() {
-                    *gv = (*gv as f64 * b.multiplicity[j] as f64 * au) as f32;
+            .for_each(|(row, &au)| {
+                let f = au * inv_t as f64;
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (*v as f64 * b.multiplicity[j] as f64 * f) as f32;
                 }
             });
-        for (&(qi, ci), &zr) in b.rows.iter().zip(&z_rows) {
-            let k = qi as usize * c + ci as usize;
-            if self.remove_accidental_hits {
-                let n = b.multiplicity[ci as usize];
-                // E was overwritten above: recover it from this entry's own factor.
-                let e_val = (logits[k] - maxes[qi as usize]).exp() as f64;
-                g[k] -= (e_val * (n as f64 - 1.0) / zr) as f32;
-            }
-            g[k] -= 1.0;
-        }
-        // Through the 1/τ scaling to the dot products, then to both towers.
-        if inv_t != 1.0 {
-            g.par_iter_mut().for_each(|v| *v *= inv_t);
+        for (k, &(qi, ci)) in b.rows.iter().enumerate() {
+            let fix = hit_fix.get(k).copied().unwrap_or(0.0);
+            g[qi as usize * c + ci as usize] -= ((1.0 + fix) * inv_t as f64) as f32;
         }
         let mut grad_queries = vec![0.0f32; u * d];
         gemm(
-            MatRef::new(&g, u, c),
+            MatRef::new(g, u, c),
             MatRef::new(b.candidates, c, d),
             0.0,
             &mut grad_queries,
         );
         let mut grad_candidates = vec![0.0f32; c * d];
         gemm(
-            MatRef::new(&g, u, c).t(),
+            MatRef::new(g, u, c).t(),
             MatRef::new(b.queries, u, d),
             0.0,
             &mut grad_candidates,

@@ -60,6 +60,8 @@ pub struct Trainer {
     cands: UniqueIds,
     /// −ln(sampling probability) per candidate index, for the logQ correction.
     logq_bias: Vec<f32>,
+    /// Scratch for the batch's logits matrix, reused across batches.
+    logits: Vec<f32>,
     epoch: usize,
 }
 
@@ -106,6 +108,7 @@ impl Trainer {
             users: UniqueIds::new(nq),
             cands: UniqueIds::new(nc),
             logq_bias,
+            logits: Vec::new(),
             epoch: 0,
         })
     }
@@ -212,14 +215,17 @@ impl Trainer {
         };
         let queries = model.query.embedding.gather(&self.users.ids);
         let candidates = model.candidate.embedding.gather(&cols);
-        let mut out = softmax.forward_backward(&SoftmaxBatch {
-            queries: &queries,
-            candidates: &candidates,
-            dim: cfg.embedding_dim,
-            rows: &rows,
-            multiplicity: &mult,
-            bias: &bias,
-        });
+        let mut out = softmax.forward_backward_with(
+            &SoftmaxBatch {
+                queries: &queries,
+                candidates: &candidates,
+                dim: cfg.embedding_dim,
+                rows: &rows,
+                multiplicity: &mult,
+                bias: &bias,
+            },
+            &mut self.logits,
+        );
         let mut loss = out.loss;
         if cfg.l2 > 0.0 {
             loss += add_l2(&mut out.grad_queries, &queries, &self.users.counts, cfg.l2);

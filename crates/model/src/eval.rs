@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use twotower_index::top_k;
 
@@ -23,7 +24,7 @@ pub const NDCG_KS: [usize; 1] = [10];
 const USERS_PER_BLOCK: usize = 256;
 
 /// Scores every catalogue row for a block of users.
-pub trait Scorer {
+pub trait Scorer: Sync {
     /// `users.len()` rows of `n_rows` scores, row-major.
     fn scores(&self, users: &[u32]) -> Vec<f32>;
 }
@@ -104,8 +105,80 @@ impl Metrics {
     }
 }
 
+/// Sums of both protocols over some users; blocks of users are tallied in parallel and
+/// merged.
+#[derive(Default)]
+struct Tally {
+    hits_fav: [usize; TOP_KS.len()],
+    hits_against: [usize; TOP_KS.len()],
+    recall: [f64; RECALL_KS.len()],
+    ndcg: [f64; NDCG_KS.len()],
+}
+
+impl Tally {
+    /// Adds one user: `row` holds their scores of every catalogue row, `truth` their test
+    /// rows (duplicates included), `seen` their training rows.
+    fn add_user(&mut self, row: &[f32], truth: &[u32], seen: &[u32]) {
+        // Protocol 1: every test interaction, duplicates included.
+        for &t in truth {
+            let s = row[t as usize];
+            let (mut greater, mut at_least) = (0usize, 0usize);
+            for &x in row {
+                greater += (x > s) as usize;
+                at_least += (x >= s) as usize;
+            }
+            let at_least = at_least - 1; // the true item itself
+            for (i, &k) in TOP_KS.iter().enumerate() {
+                self.hits_fav[i] += (greater < k) as usize;
+                self.hits_against[i] += (at_least < k) as usize;
+            }
+        }
+        // Protocol 2: distinct test rows, training rows excluded from the ranking.
+        let mut relevant = truth.to_vec();
+        relevant.sort_unstable();
+        relevant.dedup();
+        let max_n = RECALL_KS.iter().chain(&NDCG_KS).copied().max().unwrap_or(0);
+        let is_hit: Vec<bool> = top_k(row, max_n, seen)
+            .iter()
+            .map(|n| relevant.binary_search(&n.id).is_ok())
+            .collect();
+        for (i, &k) in RECALL_KS.iter().enumerate() {
+            let h = is_hit.iter().take(k).filter(|&&x| x).count();
+            self.recall[i] += h as f64 / relevant.len() as f64;
+        }
+        for (i, &k) in NDCG_KS.iter().enumerate() {
+            let dcg: f64 = is_hit
+                .iter()
+                .take(k)
+                .enumerate()
+                .filter(|(_, &h)| h)
+                .map(|(p, _)| 1.0 / (p as f64 + 2.0).log2())
+                .sum();
+            let idcg: f64 = (0..relevant.len().min(k))
+                .map(|p| 1.0 / (p as f64 + 2.0).log2())
+                .sum();
+            self.ndcg[i] += dcg / idcg;
+        }
+    }
+
+    fn merge(mut self, o: Tally) -> Tally {
+        for i in 0..TOP_KS.len() {
+            self.hits_fav[i] += o.hits_fav[i];
+            self.hits_against[i] += o.hits_against[i];
+        }
+        for i in 0..RECALL_KS.len() {
+            self.recall[i] += o.recall[i];
+        }
+        for i in 0..NDCG_KS.len() {
+            self.ndcg[i] += o.ndcg[i];
+        }
+        self
+    }
+}
+
 /// Evaluates `scorer` on test interactions `(user id, catalogue row)`; `seen` holds each
-/// user's training rows (excluded in Protocol 2 only).
+/// user's training rows (excluded in Protocol 2 only). Users are scored in blocks, blocks
+/// run on all cores.
 pub fn evaluate(
     scorer: &dyn Scorer,
     n_rows: usize,
@@ -117,63 +190,26 @@ pub fn evaluate(
         by_user.entry(u).or_default().push(r);
     }
     let users: Vec<u32> = by_user.keys().copied().collect();
-    let mut hits_fav = [0usize; TOP_KS.len()];
-    let mut hits_against = [0usize; TOP_KS.len()];
-    let mut recall = [0f64; RECALL_KS.len()];
-    let mut ndcg = [0f64; NDCG_KS.len()];
-    let max_n = RECALL_KS.iter().chain(&NDCG_KS).copied().max().unwrap_or(0);
-    let no_seen = Vec::new();
-    for block in users.chunks(USERS_PER_BLOCK) {
-        let scores = scorer.scores(block);
-        for (b, &u) in block.iter().enumerate() {
-            let row = &scores[b * n_rows..(b + 1) * n_rows];
-            let truth = &by_user[&u];
-            // Protocol 1: every test interaction, duplicates included.
-            for &t in truth {
-                let s = row[t as usize];
-                let greater = row.iter().filter(|&&x| x > s).count();
-                let at_least = row.iter().filter(|&&x| x >= s).count() - 1;
-                for (i, &k) in TOP_KS.iter().enumerate() {
-                    hits_fav[i] += (greater < k) as usize;
-                    hits_against[i] += (at_least < k) as usize;
-                }
+    let tally = users
+        .par_chunks(USERS_PER_BLOCK)
+        .map(|block| {
+            let scores = scorer.scores(block);
+            let mut t = Tally::default();
+            for (b, u) in block.iter().enumerate() {
+                let row = &scores[b * n_rows..(b + 1) * n_rows];
+                t.add_user(row, &by_user[u], seen.get(u).map_or(&[], Vec::as_slice));
             }
-            // Protocol 2: distinct test rows, training rows excluded from the ranking.
-            let mut relevant = truth.clone();
-            relevant.sort_unstable();
-            relevant.dedup();
-            let top = top_k(row, max_n, seen.get(&u).unwrap_or(&no_seen));
-            let is_hit: Vec<bool> = top
-                .iter()
-                .map(|n| relevant.binary_search(&n.id).is_ok())
-                .collect();
-            for (i, &k) in RECALL_KS.iter().enumerate() {
-                let h = is_hit.iter().take(k).filter(|&&x| x).count();
-                recall[i] += h as f64 / relevant.len() as f64;
-            }
-            for (i, &k) in NDCG_KS.iter().enumerate() {
-                let dcg: f64 = is_hit
-                    .iter()
-                    .take(k)
-                    .enumerate()
-                    .filter(|(_, &h)| h)
-                    .map(|(p, _)| 1.0 / (p as f64 + 2.0).log2())
-                    .sum();
-                let idcg: f64 = (0..relevant.len().min(k))
-                    .map(|p| 1.0 / (p as f64 + 2.0).log2())
-                    .sum();
-                ndcg[i] += dcg / idcg;
-            }
-        }
-    }
+            t
+        })
+        .reduce(Tally::default, Tally::merge);
     let n = test.len().max(1) as f64;
     let nu = users.len().max(1) as f64;
     let per = |ks: &[usize], v: &[f64]| ks.iter().copied().zip(v.iter().copied()).collect();
     Metrics {
-        factorized_top_k: per(&TOP_KS, &hits_fav.map(|h| h as f64 / n)),
-        factorized_top_k_ties_against: per(&TOP_KS, &hits_against.map(|h| h as f64 / n)),
-        recall: per(&RECALL_KS, &recall.map(|r| r / nu)),
-        ndcg: per(&NDCG_KS, &ndcg.map(|r| r / nu)),
+        factorized_top_k: per(&TOP_KS, &tally.hits_fav.map(|h| h as f64 / n)),
+        factorized_top_k_ties_against: per(&TOP_KS, &tally.hits_against.map(|h| h as f64 / n)),
+        recall: per(&RECALL_KS, &tally.recall.map(|r| r / nu)),
+        ndcg: per(&NDCG_KS, &tally.ndcg.map(|r| r / nu)),
         test_interactions: test.len(),
         test_users: users.len(),
     }

@@ -87,21 +87,27 @@ impl Experiment {
         test: Vec<Interaction>,
         config: TrainConfig,
     ) -> Result<Self> {
-        let users = Vocabulary::from_tokens(
-            ml.ratings
-                .iter()
-                .chain(&train)
-                .chain(&test)
-                .map(|r| r.user.to_string()),
-        );
+        // Distinct ids first: one string per user, not one per interaction.
+        let distinct: std::collections::HashSet<u32> = ml
+            .ratings
+            .iter()
+            .chain(&train)
+            .chain(&test)
+            .map(|r| r.user)
+            .collect();
+        let users = Vocabulary::from_tokens(distinct.iter().map(|u| u.to_string()));
         let catalogue = Catalogue::from_movies(&ml.movies);
         let mut model = TwoTowerModel::new(config, users, catalogue)?;
         let split = SplitEval::new(ml, &train, &test)?;
         let mut examples = Vec::with_capacity(train.len());
         let mut triples = Vec::with_capacity(train.len());
         let mut hasher = Sha256::new();
+        let user_index: HashMap<u32, u32> = distinct
+            .iter()
+            .map(|&u| (u, model.query.vocab.lookup(&u.to_string()) as u32))
+            .collect();
         for (r, &row) in train.iter().zip(&split.train_rows) {
-            let q = model.query.vocab.lookup(&r.user.to_string()) as u32;
+            let q = user_index[&r.user];
             examples.push((q, model.row_keys[row as usize]));
             triples.push((q, row, r.rating));
             hasher.update(r.user.to_le_bytes());

@@ -210,6 +210,26 @@ fn random_split_and_explicit_files() {
         ml.join("ua.test").to_str().unwrap(),
     ]);
     assert_eq!(r["test_interactions"], 9430);
+    let r = ok_json(&[
+        "--threads",
+        "1",
+        "train",
+        "--preset",
+        "tfrs",
+        "--epochs",
+        "1",
+        "--data-dir",
+        data,
+        "--eval-sample",
+        "5000",
+        "--json",
+    ]);
+    assert_eq!(r["test_interactions"], 5000);
+    assert_eq!(r["eval_sample"]["of"], 20000);
+    fails_with(
+        &["--threads", "0", "train", "--data-dir", data],
+        &["--threads"],
+    );
 }
 
 #[test]

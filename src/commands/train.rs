@@ -40,6 +40,10 @@ pub struct TrainArgs {
     /// tuning without touching the test set).
     #[arg(long, value_name = "FRACTION")]
     validation: Option<f64>,
+    /// Evaluate on a seeded random sample of this many test interactions (faster on large
+    /// logs; the output says so).
+    #[arg(long, value_name = "N")]
+    eval_sample: Option<usize>,
     /// Evaluate after every epoch (recorded in history.json).
     #[arg(long)]
     eval_every_epoch: bool,
@@ -141,6 +145,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let start = Instant::now();
     let mut exp = Experiment::new(&ml, train, test, config)?;
     exp.dataset.split = split_label;
+    let all_test = exp.split.test.len();
+    if let Some(n) = args.eval_sample {
+        exp.split.sample(n, exp.model.config.seed);
+    }
+    let sampled = (exp.split.test.len() < all_test).then_some(exp.split.test.len());
     let epochs = exp.model.config.epochs;
     for e in 1..=epochs {
         let pb = crate::progress::bar(exp.trainer.len() as u64, "examples");
@@ -197,6 +206,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(out) = &args.out {
             v["model_dir"] = out.display().to_string().into();
         }
+        if let Some(n) = sampled {
+            v["eval_sample"] = serde_json::json!({ "evaluated": n, "of": all_test });
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -209,6 +221,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         train_seconds,
         eval_seconds
     );
+    if let Some(n) = sampled {
+        println!("Evaluated on a random sample of {n} of the {all_test} test interactions (--eval-sample).");
+    }
     report::print_metrics(&metrics, &popularity);
     if let Some(r) = shown {
         println!(

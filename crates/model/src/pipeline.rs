@@ -52,6 +52,18 @@ impl SplitEval {
         })
     }
 
+    /// The same split evaluated on a seeded random sample of `n` test interactions (all of
+    /// them when there are no more than `n`).
+    pub fn sample(&mut self, n: usize, seed: u64) {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        if n < self.test.len() {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            self.test.shuffle(&mut rng);
+            self.test.truncate(n);
+        }
+    }
+
     /// A model's metrics (both protocols) on the test side.
     pub fn model(&self, model: &TwoTowerModel) -> Metrics {
         evaluate(

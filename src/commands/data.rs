@@ -20,12 +20,16 @@ enum DataCommand {
     /// Write a synthetic interaction log (power-law popularity, latent topics) in the
     /// MovieLens CSV layout; read it with `--dataset movielens-csv --data-dir OUT`.
     Synth {
+        /// Number of users.
         #[arg(long)]
         users: u32,
+        /// Number of items.
         #[arg(long)]
         items: u32,
+        /// Number of interactions (rows of ratings.csv).
         #[arg(long)]
         interactions: u64,
+        /// Seed: the same seed writes the same file.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Latent topics.
@@ -34,6 +38,7 @@ enum DataCommand {
         /// Probability that an interaction follows the user's taste.
         #[arg(long, default_value_t = 0.7)]
         affinity: f64,
+        /// Output folder (replaced atomically).
         #[arg(long, value_name = "DIR")]
         out: std::path::PathBuf,
     },

@@ -25,6 +25,7 @@ pub mod config;
 pub mod embedding;
 mod error;
 pub mod eval;
+pub mod fastexp;
 pub mod loss;
 pub mod optimizer;
 mod pipeline;

@@ -86,12 +86,11 @@ impl InBatchSoftmax {
             .par_chunks_mut(c)
             .zip(maxes.par_iter())
             .map(|(row, &mx)| {
-                let mut s = 0.0f64;
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = (*v * inv_t + bias(j) - mx).exp();
-                    s += (*v * b.multiplicity[j]) as f64;
-                }
-                s
+                crate::fastexp::exp_affine(row, inv_t, b.bias, mx);
+                row.iter()
+                    .zip(b.multiplicity)
+                    .map(|(&v, &n)| (v * n) as f64)
+                    .sum::<f64>()
             })
             .collect();
         // Per example: its own partition Z_r (accidental hits keep one copy of the positive).

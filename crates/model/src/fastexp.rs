@@ -15,11 +15,10 @@ pub fn exp(x: f32) -> f32 {
     // ln 2 split in two for an exact-enough range reduction.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_451_9e-3) * r + 4.166_579_6e-2)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5e-1;
     let y = p * r2 + r + 1.0;
     let y = f32::from_bits(y.to_bits().wrapping_add(((n as i32) << 23) as u32));
     if underflow {

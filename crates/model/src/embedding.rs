@@ -25,11 +25,6 @@ impl Embedding {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
 
-    /// Row `i`, writable.
-    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
-        &mut self.data[i * self.dim..(i + 1) * self.dim]
-    }
-
     /// The rows `ids`, stacked into a new row-major matrix.
     pub fn gather(&self, ids: &[u32]) -> Vec<f32> {
         let mut out = Vec::with_capacity(ids.len() * self.dim);

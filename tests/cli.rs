@@ -306,8 +306,17 @@ fn without_data_or_network_the_main_job_says_how_to_use_a_local_copy() {
 
 #[test]
 fn other_movielens_layouts_and_temporal_splits() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/data/tests/fixtures");
-    let fixtures = fixtures.to_str().unwrap();
+    // The data crate's fixtures, under their real file names (see its fixtures/README.md).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/data/tests/fixtures");
+    let tmp = scratch("fixtures");
+    for (folder, ext) in [("ml-1m", "dat"), ("ml-latest-small", "csv")] {
+        std::fs::create_dir_all(tmp.join(folder)).unwrap();
+        for stem in ["ratings", "movies"] {
+            let from = src.join(folder).join(format!("{stem}.fixture"));
+            std::fs::copy(from, tmp.join(folder).join(format!("{stem}.{ext}"))).unwrap();
+        }
+    }
+    let fixtures = tmp.to_str().unwrap();
     let r = ok_json(&[
         "train",
         "--dataset",

@@ -5,10 +5,24 @@ use std::path::{Path, PathBuf};
 
 use twotower_data::{Format, MovieLens, SplitSpec};
 
+/// The fixture folder `name` under its real file names (`X.fixture` → `X.dat` for the 1M
+/// layout, `X.csv` for the CSV layout), in a temporary folder.
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
-        .join(name)
+        .join(name);
+    let ext = if name == "ml-1m" { "dat" } else { "csv" };
+    // One folder per call: tests run in parallel and must not rewrite each other's files.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tt-fixture-{name}-{}-{call}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        let stem = p.file_stem().unwrap().to_str().unwrap();
+        std::fs::copy(&p, dir.join(format!("{stem}.{ext}"))).unwrap();
+    }
+    dir
 }
 
 /// A copy of a fixture folder with one file replaced, for malformed-input cases.

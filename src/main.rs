@@ -37,6 +37,8 @@ enum Command {
     Similar(commands::similar::SimilarArgs),
     /// Serve a saved model over HTTP: JSON API, metrics and a web page.
     Serve(commands::serve::ServeArgs),
+    /// Exact and approximate (ScaNN-style) vector indexes: build, search, bench, synth.
+    Index(commands::index::IndexArgs),
     /// Benchmarks: whole commands timed in fresh processes.
     Bench(commands::bench::BenchArgs),
 }
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Recommend(a) => commands::recommend::run(a),
         Command::Similar(a) => commands::similar::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Index(a) => commands::index::run(a),
         Command::Bench(a) => commands::bench::run(a),
     };
     match result {

@@ -7,18 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{data_dir, ok_json, scratch, twotower};
+use common::{data_dir, fails_with, ok_json, scratch, twotower};
 use serde_json::Value;
-
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = twotower(args);
-    assert!(!out.status.success(), "twotower {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    for n in needles {
-        assert!(err.contains(n), "stderr of {args:?} lacks {n:?}:\n{err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
 
 fn top(v: &Value, k: &str) -> f64 {
     v["factorized_top_k"][k].as_f64().unwrap()

@@ -16,6 +16,11 @@ pub struct EvalArgs {
     model: PathBuf,
     #[command(flatten)]
     data: DataSplitArgs,
+    /// Rank through the model folder's approximate index: ranks are read from the
+    /// retrieved ids (a test item not retrieved in the top 100 is a miss), as TFRS does
+    /// with ScaNN.
+    #[arg(long)]
+    approximate: bool,
     /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     json: bool,
@@ -36,7 +41,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let split = SplitEval::new(&ml, &train, &test)?;
-    let metrics = split.model(&saved.model);
+    let metrics = if args.approximate {
+        let Some(ann) = saved.load_index(&args.model)? else {
+            bail!(
+                "{} has no approximate index: build one with `twotower index build --model {}`",
+                args.model.display(),
+                args.model.display()
+            );
+        };
+        split.model_approximate(&saved.model, &ann)
+    } else {
+        split.model(&saved.model)
+    };
     let popularity = split.popularity();
     if args.json {
         let mut v = serde_json::to_value(&metrics)?;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod index;
 pub mod recommend;
 pub mod serve;
 pub mod similar;

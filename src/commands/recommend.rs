@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use twotower_index::Index;
 use twotower_model::SavedModel;
 
 use crate::report;
@@ -22,6 +23,9 @@ pub struct RecommendArgs {
     /// Leave out the movies the user rated in training.
     #[arg(long)]
     exclude_seen: bool,
+    /// Search the model folder's approximate index (`twotower index build --model`).
+    #[arg(long)]
+    approximate: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -31,12 +35,19 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let saved = SavedModel::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let model = &saved.model;
-    let recs = model.recommend(
-        &model.candidate_index(),
-        &args.user,
-        args.k,
-        args.exclude_seen,
-    );
+    let index = if args.approximate {
+        match saved.load_index(&args.model)? {
+            Some(ann) => Index::Approximate(ann),
+            None => bail!(
+                "{} has no approximate index: build one with `twotower index build --model {}`",
+                args.model.display(),
+                args.model.display()
+            ),
+        }
+    } else {
+        model.exact_index()
+    };
+    let recs = model.recommend(&index, &args.user, args.k, args.exclude_seen);
     if args.json {
         let v = serde_json::json!({
             "user": args.user,

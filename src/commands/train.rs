@@ -176,7 +176,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let popularity = exp.evaluate_popularity();
     let mut card = ModelCard::describe(&exp.model, exp.dataset.clone(), train_seconds);
     card.metrics = serde_json::json!({ "model": metrics, "popularity": popularity });
-    let index = exp.model.candidate_index();
+    let index = exp.model.exact_index();
     let shown = (!args.show_user.is_empty())
         .then(|| exp.model.recommend(&index, &args.show_user, args.k, false));
     if let Some(out) = &args.out {

@@ -39,14 +39,31 @@ pub fn twotower(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-/// Runs the binary, expects success and one JSON object on stdout.
-pub fn ok_json(args: &[&str]) -> Value {
+/// Runs the binary and expects success.
+pub fn run_ok(args: &[&str]) -> Output {
     let out = twotower(args);
     assert!(
         out.status.success(),
         "twotower {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Runs the binary, expects failure with every one of `needles` on stderr, and no panic.
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = twotower(args);
+    assert!(!out.status.success(), "twotower {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr of {args:?} lacks {n:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Runs the binary, expects success and one JSON object on stdout.
+pub fn ok_json(args: &[&str]) -> Value {
+    let out = run_ok(args);
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 

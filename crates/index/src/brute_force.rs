@@ -1,18 +1,42 @@
-//! The exact index: every query against every row, as one matrix product.
+//! The exact index: every query against every row. One query is a streamed SIMD scan;
+//! a batch is a blocked matrix product (a block of queries against a block of rows at a
+//! time, so the score matrix never exists whole) feeding a streaming top-k per query.
 
-use crate::kernels::matmul_nt;
-use crate::{top_k, IndexError, Neighbor};
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{gemm, matmul_nt, MatRef};
+use crate::store::{self, Buf, FileEntry};
+use crate::{simd, IndexError, Neighbor, TopK};
+
+/// Queries per task of a batched search.
+const QUERY_BLOCK: usize = 64;
+/// Rows scored per matrix product of a batched search (64 × 2,048 scores fit in L2).
+const ROW_BLOCK: usize = 2048;
 
 /// Exact maximum-inner-product search over a row-major f32 matrix.
 #[derive(Debug, Clone)]
 pub struct BruteForceIndex {
-    vectors: Vec<f32>,
+    vectors: Buf<f32>,
     dim: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    #[serde(flatten)]
+    head: store::Head,
+    files: std::collections::BTreeMap<String, FileEntry>,
 }
 
 impl BruteForceIndex {
     /// Wraps `vectors` (row-major, `len / dim` rows).
     pub fn new(vectors: Vec<f32>, dim: usize) -> Result<Self, IndexError> {
+        Self::from_buf(vectors.into(), dim)
+    }
+
+    fn from_buf(vectors: Buf<f32>, dim: usize) -> Result<Self, IndexError> {
         if dim == 0 || !vectors.len().is_multiple_of(dim) {
             return Err(IndexError::Shape {
                 len: vectors.len(),
@@ -42,16 +66,26 @@ impl BruteForceIndex {
         &self.vectors[id * self.dim..(id + 1) * self.dim]
     }
 
+    /// All rows, row-major.
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
+
     /// Scores of every row for every query: `queries.len() / dim` rows of `len()` scores.
     pub fn scores(&self, queries: &[f32]) -> Result<Vec<f32>, IndexError> {
+        self.check(queries)?;
+        let nq = queries.len() / self.dim;
+        Ok(matmul_nt(queries, nq, &self.vectors, self.len(), self.dim))
+    }
+
+    fn check(&self, queries: &[f32]) -> Result<(), IndexError> {
         if !queries.len().is_multiple_of(self.dim) {
             return Err(IndexError::QueryDim {
                 got: queries.len(),
                 expected: self.dim,
             });
         }
-        let nq = queries.len() / self.dim;
-        Ok(matmul_nt(queries, nq, &self.vectors, self.len(), self.dim))
+        Ok(())
     }
 
     /// The `k` best rows for one query, skipping `exclude`.
@@ -60,22 +94,102 @@ impl BruteForceIndex {
     /// When `query.len() != dim()`; callers own their dimensions.
     pub fn search(&self, query: &[f32], k: usize, exclude: &[u32]) -> Vec<Neighbor> {
         assert_eq!(query.len(), self.dim, "query dimension");
-        let scores = self.scores(query).expect("dimension checked");
-        top_k(&scores, k, exclude)
+        let mut skip = exclude.to_vec();
+        skip.sort_unstable();
+        let mut top = TopK::new(k);
+        let mut scores = vec![0.0f32; ROW_BLOCK];
+        for (b, rows) in self.vectors.chunks(ROW_BLOCK * self.dim).enumerate() {
+            let s = &mut scores[..rows.len() / self.dim];
+            simd::dot_rows(query, rows, s);
+            push_row(&mut top, s, b * ROW_BLOCK, &skip);
+        }
+        top.into_sorted()
     }
 
-    /// The `k` best rows for each of many queries (row-major), in one blocked product.
+    /// The `k` best rows for each of many queries (row-major): blocks of queries on all
+    /// threads, each scored against blocks of rows by matrix products.
     pub fn search_batch(
         &self,
         queries: &[f32],
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
-        let scores = self.scores(queries)?;
+        self.check(queries)?;
+        let d = self.dim;
         let n = self.len();
-        Ok(scores
-            .chunks(n.max(1))
-            .map(|row| top_k(row, k, &[]))
-            .collect())
+        let blocks: Vec<Vec<Vec<Neighbor>>> = queries
+            .par_chunks(QUERY_BLOCK * d)
+            .map(|qb| {
+                let nq = qb.len() / d;
+                let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+                let mut scores = vec![0.0f32; nq * ROW_BLOCK];
+                for r0 in (0..n).step_by(ROW_BLOCK) {
+                    let rows = ROW_BLOCK.min(n - r0);
+                    let s = &mut scores[..nq * rows];
+                    gemm(
+                        MatRef::new(qb, nq, d),
+                        MatRef::new(&self.vectors[r0 * d..(r0 + rows) * d], rows, d).t(),
+                        0.0,
+                        s,
+                    );
+                    for (top, row) in tops.iter_mut().zip(s.chunks_exact(rows)) {
+                        push_row(top, row, r0, &[]);
+                    }
+                }
+                tops.into_iter().map(TopK::into_sorted).collect()
+            })
+            .collect();
+        Ok(blocks.into_iter().flatten().collect())
+    }
+
+    /// Writes the index as a folder (see [`store`]).
+    pub fn save(&self, dir: &Path) -> Result<(), IndexError> {
+        let (dim, len) = (self.dim, self.len());
+        store::write_folder(
+            dir,
+            &[("vectors.f32", store::bytes_of(&self.vectors))],
+            |files| {
+                serde_json::to_value(Manifest {
+                    head: store::Head::new("exact", dim, len),
+                    files,
+                })
+                .expect("manifest serialises")
+            },
+        )
+    }
+
+    /// Loads a folder written by [`save`](Self::save), mapping the vectors.
+    pub fn load(dir: &Path) -> Result<Self, IndexError> {
+        let Manifest { head: m, files } = store::read_manifest(dir)?;
+        if m.kind != "exact" || m.dim == 0 {
+            return Err(IndexError::format(
+                &dir.join(store::MANIFEST),
+                format!(
+                    "not an exact index of positive dimension (kind {:?}, dim {})",
+                    m.kind, m.dim
+                ),
+            ));
+        }
+        let count = m
+            .len
+            .checked_mul(m.dim)
+            .ok_or_else(|| IndexError::format(&dir.join(store::MANIFEST), "shape overflows"))?;
+        let vectors = store::map_file(dir, "vectors.f32", &files, count)?;
+        Self::from_buf(vectors, m.dim)
+    }
+}
+
+/// Offers the scores of rows `first..` to `top`, skipping the sorted ids in `skip`.
+#[inline]
+fn push_row(top: &mut TopK, scores: &[f32], first: usize, skip: &[u32]) {
+    let mut threshold = top.threshold();
+    for (j, &s) in scores.iter().enumerate() {
+        if s >= threshold {
+            let id = (first + j) as u32;
+            if skip.is_empty() || skip.binary_search(&id).is_err() {
+                top.push(id, s);
+                threshold = top.threshold();
+            }
+        }
     }
 }
 
@@ -105,8 +219,41 @@ mod tests {
             let want: Vec<u32> = naive[..10].iter().map(|x| x.1).collect();
             let ids: Vec<u32> = got.iter().map(|x| x.id).collect();
             assert_eq!(ids, want);
-            assert_eq!(index.search(query, 10, &[]), *got);
+            // The single-query scan sums in another order than the matrix product.
+            let single = index.search(query, 10, &[]);
+            for (a, b) in single.iter().zip(got) {
+                assert_eq!(a.id, b.id);
+                assert!((a.score - b.score).abs() < 1e-5);
+            }
         }
+    }
+
+    #[test]
+    fn batched_search_crosses_block_boundaries_and_round_trips() {
+        let dim = 4;
+        let n = 2 * ROW_BLOCK + 17;
+        let v: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7 % 1013) as f32).sin())
+            .collect();
+        let q: Vec<f32> = (0..(QUERY_BLOCK + 3) * dim)
+            .map(|i| ((i * 13 % 71) as f32).cos())
+            .collect();
+        let index = BruteForceIndex::new(v, dim).unwrap();
+        let batch = index.search_batch(&q, 5).unwrap();
+        assert_eq!(batch.len(), QUERY_BLOCK + 3);
+        for (qi, got) in batch.iter().enumerate() {
+            let scores = index.scores(&q[qi * dim..(qi + 1) * dim]).unwrap();
+            let want = crate::top_k(&scores, 5, &[]);
+            assert_eq!(
+                got.iter().map(|x| x.id).collect::<Vec<_>>(),
+                want.iter().map(|x| x.id).collect::<Vec<_>>()
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("twotower-exact-{}", std::process::id()));
+        index.save(&dir).unwrap();
+        let loaded = BruteForceIndex::load(&dir).unwrap();
+        assert_eq!(loaded.search_batch(&q, 5).unwrap(), batch);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

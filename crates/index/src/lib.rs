@@ -12,12 +12,27 @@
 //! assert_eq!(top[1].id, 2);
 //! ```
 
+#[cfg(target_endian = "big")]
+compile_error!("index files are little-endian arrays; big-endian hosts are not supported");
+
+mod ann;
 mod brute_force;
 pub mod kernels;
+pub mod kmeans;
+pub mod npy;
+mod pq;
+pub mod simd;
+pub mod store;
+pub mod synth;
 mod topk;
+mod tune;
 
+pub use ann::{AnnIndex, BuildOptions, SearchParams};
 pub use brute_force::BruteForceIndex;
-pub use topk::{top_k, Neighbor};
+pub use topk::{top_k, Neighbor, Reservoir, TopK};
+pub use tune::{recall_at, TuneReport, TuneTrial};
+
+use std::path::{Path, PathBuf};
 
 /// Errors of the index layer.
 #[derive(Debug, thiserror::Error)]
@@ -26,4 +41,107 @@ pub enum IndexError {
     Shape { len: usize, dim: usize },
     #[error("query has dimension {got}, the index has {expected}")]
     QueryDim { got: usize, expected: usize },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Npy { path: PathBuf, problem: String },
+    #[error("{}: {problem}", path.display())]
+    Format { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl IndexError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        IndexError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(path: &Path, problem: impl Into<String>) -> Self {
+        IndexError::Format {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// An index of either kind, as loaded from a folder: [`Index::load`] reads `index.json`
+/// to tell which.
+#[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
+pub enum Index {
+    Exact(BruteForceIndex),
+    Approximate(AnnIndex),
+}
+
+impl Index {
+    /// Loads the index folder `dir`, whichever its kind.
+    pub fn load(dir: &Path) -> Result<Index, IndexError> {
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            kind: String,
+        }
+        let k: Kind = store::read_manifest(dir)?;
+        match k.kind.as_str() {
+            "exact" => Ok(Index::Exact(BruteForceIndex::load(dir)?)),
+            "ann" => Ok(Index::Approximate(AnnIndex::load(dir)?)),
+            other => Err(IndexError::format(
+                &dir.join(store::MANIFEST),
+                format!("unknown index kind {other:?}"),
+            )),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Index::Exact(i) => i.len(),
+            Index::Approximate(i) => i.len(),
+        }
+    }
+
+    /// True when the index holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        match self {
+            Index::Exact(i) => i.dim(),
+            Index::Approximate(i) => i.dim(),
+        }
+    }
+
+    /// The `k` best rows for one query (approximate indexes use their stored settings).
+    pub fn search(&self, query: &[f32], k: usize) -> Vec<Neighbor> {
+        match self {
+            Index::Exact(i) => i.search(query, k, &[]),
+            Index::Approximate(i) => i.search(query, k, &[]),
+        }
+    }
+
+    /// The `k` best rows for every query of a row-major batch, on all threads.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
+        match self {
+            Index::Exact(i) => i.search_batch(queries, k),
+            Index::Approximate(i) => i.search_batch(queries, k, i.params()),
+        }
+    }
+
+    /// Bytes of the index structure, not counting original vectors kept for re-ranking.
+    pub fn index_bytes(&self) -> usize {
+        match self {
+            Index::Exact(i) => i.len() * i.dim() * 4,
+            Index::Approximate(i) => i.index_bytes(),
+        }
+    }
 }

@@ -15,7 +15,7 @@
 //! sees half a model; loads validate every shape against `model.json`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,34 @@ fn safetensors_bytes(tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>) -> Result
     safetensors::serialize(views, None).map_err(|e| ModelError::Config(e.to_string()))
 }
 
+/// Folder of a model folder holding its approximate index (`twotower index build --model`).
+pub const INDEX_DIR: &str = "index";
+
 impl SavedModel {
+    /// The approximate index stored in model folder `dir`, if one was built, checked
+    /// against the model (same catalogue size and dimension).
+    pub fn load_index(&self, dir: &Path) -> Result<Option<twotower_index::AnnIndex>> {
+        let at = dir.join(INDEX_DIR);
+        if !at.join(twotower_index::store::MANIFEST).exists() {
+            return Ok(None);
+        }
+        let index = twotower_index::AnnIndex::load(&at)
+            .map_err(|e| ModelError::Config(format!("approximate index: {e}")))?;
+        let m = &self.model;
+        if index.len() != m.catalogue.len() || index.dim() != m.dim() {
+            return Err(ModelError::Config(format!(
+                "{}: index of {} vectors of dimension {} does not fit this model ({} movies, \
+                 dimension {}); rebuild it with `twotower index build --model`",
+                at.display(),
+                index.len(),
+                index.dim(),
+                m.catalogue.len(),
+                m.dim()
+            )));
+        }
+        Ok(Some(index))
+    }
+
     /// Writes the folder atomically: a temporary sibling renamed over `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let m = &self.model;
@@ -119,30 +146,11 @@ impl SavedModel {
                 )));
             }
         }
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
-        let name = dir
-            .file_name()
-            .ok_or_else(|| ModelError::Config(format!("{}: not a folder name", dir.display())))?
-            .to_string_lossy()
-            .to_string();
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let written = self.write_into(&tmp);
-        if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        twotower_index::store::replace_dir(
+            dir,
+            |tmp| self.write_into(tmp),
+            |p, e| ModelError::io(p, e),
+        )
     }
 
     fn write_into(&self, tmp: &Path) -> Result<()> {
@@ -408,6 +416,7 @@ mod erased {
 mod tests {
     use super::*;
     use crate::config::TrainConfig;
+    use std::path::PathBuf;
 
     fn saved() -> SavedModel {
         let mut cfg = TrainConfig::preset("tfrs").unwrap();

@@ -20,6 +20,10 @@ pub const RECALL_KS: [usize; 2] = [10, 20];
 /// The K of NDCG@K.
 pub const NDCG_KS: [usize; 1] = [10];
 
+/// Rows ranked for Protocol 2 (the largest N of Recall@N and NDCG@N).
+const PROTOCOL2_N: usize = 20;
+const _: () = assert!(PROTOCOL2_N >= RECALL_KS[1] && PROTOCOL2_N >= NDCG_KS[0]);
+
 /// Users evaluated per scoring block (bounds memory on large catalogues).
 const USERS_PER_BLOCK: usize = 256;
 
@@ -134,13 +138,33 @@ impl Tally {
             }
         }
         // Protocol 2: distinct test rows, training rows excluded from the ranking.
+        let ranked: Vec<u32> = top_k(row, PROTOCOL2_N, seen).iter().map(|n| n.id).collect();
+        self.add_protocol2(&ranked, truth);
+    }
+
+    /// Adds one user from retrieved ids alone (an approximate index): `top` is the best
+    /// 100 rows with nothing excluded, `ranked` the best [`PROTOCOL2_N`] with training rows
+    /// excluded. A test row's rank is its position in `top` (ties cannot be told apart, so
+    /// both tie counts are the same); a row not retrieved is a miss, as in TFRS with ScaNN.
+    fn add_user_ids(&mut self, top: &[u32], ranked: &[u32], truth: &[u32]) {
+        for &t in truth {
+            let rank = top.iter().position(|&x| x == t).unwrap_or(usize::MAX);
+            for (i, &k) in TOP_KS.iter().enumerate() {
+                self.hits_fav[i] += (rank < k) as usize;
+                self.hits_against[i] += (rank < k) as usize;
+            }
+        }
+        self.add_protocol2(ranked, truth);
+    }
+
+    /// Recall and NDCG of one user's ranking (training rows already left out).
+    fn add_protocol2(&mut self, ranked: &[u32], truth: &[u32]) {
         let mut relevant = truth.to_vec();
         relevant.sort_unstable();
         relevant.dedup();
-        let max_n = RECALL_KS.iter().chain(&NDCG_KS).copied().max().unwrap_or(0);
-        let is_hit: Vec<bool> = top_k(row, max_n, seen)
+        let is_hit: Vec<bool> = ranked
             .iter()
-            .map(|n| relevant.binary_search(&n.id).is_ok())
+            .map(|id| relevant.binary_search(id).is_ok())
             .collect();
         for (i, &k) in RECALL_KS.iter().enumerate() {
             let h = is_hit.iter().take(k).filter(|&&x| x).count();
@@ -158,6 +182,21 @@ impl Tally {
                 .map(|p| 1.0 / (p as f64 + 2.0).log2())
                 .sum();
             self.ndcg[i] += dcg / idcg;
+        }
+    }
+
+    /// Means over `interactions` (Protocol 1) and `users` (Protocol 2).
+    fn metrics(&self, interactions: usize, users: usize) -> Metrics {
+        let n = interactions.max(1) as f64;
+        let nu = users.max(1) as f64;
+        let per = |ks: &[usize], v: &[f64]| ks.iter().copied().zip(v.iter().copied()).collect();
+        Metrics {
+            factorized_top_k: per(&TOP_KS, &self.hits_fav.map(|h| h as f64 / n)),
+            factorized_top_k_ties_against: per(&TOP_KS, &self.hits_against.map(|h| h as f64 / n)),
+            recall: per(&RECALL_KS, &self.recall.map(|r| r / nu)),
+            ndcg: per(&NDCG_KS, &self.ndcg.map(|r| r / nu)),
+            test_interactions: interactions,
+            test_users: users,
         }
     }
 
@@ -185,11 +224,7 @@ pub fn evaluate(
     test: &[(u32, u32)],
     seen: &HashMap<u32, Vec<u32>>,
 ) -> Metrics {
-    let mut by_user: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &(u, r) in test {
-        by_user.entry(u).or_default().push(r);
-    }
-    let users: Vec<u32> = by_user.keys().copied().collect();
+    let (by_user, users) = group_by_user(test);
     let tally = users
         .par_chunks(USERS_PER_BLOCK)
         .map(|block| {
@@ -202,22 +237,78 @@ pub fn evaluate(
             t
         })
         .reduce(Tally::default, Tally::merge);
-    let n = test.len().max(1) as f64;
-    let nu = users.len().max(1) as f64;
-    let per = |ks: &[usize], v: &[f64]| ks.iter().copied().zip(v.iter().copied()).collect();
-    Metrics {
-        factorized_top_k: per(&TOP_KS, &tally.hits_fav.map(|h| h as f64 / n)),
-        factorized_top_k_ties_against: per(&TOP_KS, &tally.hits_against.map(|h| h as f64 / n)),
-        recall: per(&RECALL_KS, &tally.recall.map(|r| r / nu)),
-        ndcg: per(&NDCG_KS, &tally.ndcg.map(|r| r / nu)),
-        test_interactions: test.len(),
-        test_users: users.len(),
+    tally.metrics(test.len(), users.len())
+}
+
+/// Test rows of each user, and the users in order.
+fn group_by_user(test: &[(u32, u32)]) -> (BTreeMap<u32, Vec<u32>>, Vec<u32>) {
+    let mut by_user: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(u, r) in test {
+        by_user.entry(u).or_default().push(r);
     }
+    let users = by_user.keys().copied().collect();
+    (by_user, users)
+}
+
+/// Retrieves the best rows for one user (an approximate index behind a model).
+pub trait Retriever: Sync {
+    /// The `k` best rows for `user`, best first, skipping `exclude`.
+    fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32>;
+}
+
+/// [`evaluate`] for a [`Retriever`]: metrics from retrieved ids, as TFRS computes them for
+/// a ScaNN layer (see [`Tally::add_user_ids`]).
+pub fn evaluate_retrieved(
+    retriever: &dyn Retriever,
+    test: &[(u32, u32)],
+    seen: &HashMap<u32, Vec<u32>>,
+) -> Metrics {
+    let (by_user, users) = group_by_user(test);
+    let max_k = TOP_KS.iter().copied().max().unwrap_or(0);
+    let tally = users
+        .par_chunks(USERS_PER_BLOCK)
+        .map(|block| {
+            let mut t = Tally::default();
+            for u in block {
+                let s = seen.get(u).map_or(&[][..], Vec::as_slice);
+                let top = retriever.retrieve(*u, max_k, &[]);
+                let ranked = retriever.retrieve(*u, PROTOCOL2_N, s);
+                t.add_user_ids(&top, &ranked, &by_user[u]);
+            }
+            t
+        })
+        .reduce(Tally::default, Tally::merge);
+    tally.metrics(test.len(), users.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Retrieval from fixed scores: the exact ranking, so it must match [`evaluate`].
+    struct Ranked(Vec<Vec<f32>>);
+    impl Retriever for Ranked {
+        fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
+            top_k(&self.0[user as usize], k, exclude)
+                .iter()
+                .map(|n| n.id)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn retrieved_ids_give_the_same_metrics_as_distinct_scores() {
+        let rows: Vec<Vec<f32>> = (0..3)
+            .map(|u| (0..151).map(|i| ((i * 31 + u * 7) % 151) as f32).collect())
+            .collect();
+        let test = [(0, 5), (0, 140), (1, 3), (1, 3), (2, 77), (2, 120)];
+        let mut seen = HashMap::new();
+        seen.insert(0, vec![1, 2, 3]);
+        seen.insert(2, vec![10]);
+        let want = evaluate(&Fixed(rows.clone()), 151, &test, &seen);
+        let got = evaluate_retrieved(&Ranked(rows), &test, &seen);
+        assert_eq!(got, want);
+    }
 
     struct Fixed(Vec<Vec<f32>>);
     impl Scorer for Fixed {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 use twotower_data::{Interaction, MovieLens, Vocabulary};
+use twotower_index::AnnIndex;
 
 use crate::checkpoint::DatasetInfo;
 use crate::eval::{evaluate, Metrics, ModelScorer, Popularity};
@@ -72,6 +73,19 @@ impl SplitEval {
             &self.test,
             &self.seen,
         )
+    }
+
+    /// A model's metrics through an approximate index over its catalogue: ranks are read
+    /// from the retrieved ids (see [`crate::eval::evaluate_retrieved`]).
+    pub fn model_approximate(&self, model: &TwoTowerModel, ann: &AnnIndex) -> Metrics {
+        struct Approx<'a>(&'a TwoTowerModel, &'a AnnIndex);
+        impl crate::eval::Retriever for Approx<'_> {
+            fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
+                let (q, _) = self.0.query.embed(&user.to_string());
+                self.1.search(q, k, exclude).iter().map(|n| n.id).collect()
+            }
+        }
+        crate::eval::evaluate_retrieved(&Approx(model, ann), &self.test, &self.seen)
     }
 
     /// The popularity baseline's metrics on the same split.

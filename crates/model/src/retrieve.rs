@@ -1,9 +1,10 @@
 //! Answering queries with a trained model: top-k rows for a user, similar rows for a row.
 //!
-//! Both go through an exact [`BruteForceIndex`] over the catalogue; in title-keyed models
+//! Recommendations go through an [`Index`] over the catalogue's candidate vectors: exact (a
+//! [`BruteForceIndex`]) or approximate (the model folder's `index/`). In title-keyed models
 //! rows that share a title (and so a vector) are returned once.
 
-use twotower_index::{top_k, BruteForceIndex, Neighbor};
+use twotower_index::{top_k, BruteForceIndex, Index, Neighbor};
 
 use crate::towers::TwoTowerModel;
 
@@ -19,7 +20,7 @@ impl TwoTowerModel {
     /// The `k` best rows for `user` by dot product; `exclude_seen` drops their training items.
     pub fn recommend(
         &self,
-        index: &BruteForceIndex,
+        index: &Index,
         user: &str,
         k: usize,
         exclude_seen: bool,
@@ -28,35 +29,57 @@ impl TwoTowerModel {
         all.pop().expect("one answer per user")
     }
 
-    /// [`TwoTowerModel::recommend`] for many users, scored in one matrix product.
+    /// [`TwoTowerModel::recommend`] for many users: with an exact index, scored in one
+    /// matrix product; with an approximate one, a search per user.
     pub fn recommend_batch(
         &self,
-        index: &BruteForceIndex,
+        index: &Index,
         users: &[String],
         k: usize,
         exclude_seen: bool,
     ) -> Vec<Recommendations> {
         let q = self.query_vectors(users);
-        let scores = index
-            .scores(&q)
-            .expect("query vectors have the model's dimension");
-        let n = index.len();
-        users
-            .iter()
-            .zip(scores.chunks(n.max(1)))
-            .map(|(user, row)| {
-                let idx = self.query.vocab.lookup(user);
-                let seen: &[u32] = if exclude_seen && idx != 0 {
-                    self.seen.of(idx).0
-                } else {
-                    &[]
-                };
-                Recommendations {
-                    known_user: idx != 0,
-                    items: self.distinct_keys(top_k(row, k + self.shared_keys(), seen), k),
-                }
-            })
-            .collect()
+        let d = self.dim();
+        let seen_of = |user: &str| -> (bool, &[u32]) {
+            let idx = self.query.vocab.lookup(user);
+            let seen: &[u32] = if exclude_seen && idx != 0 {
+                self.seen.of(idx).0
+            } else {
+                &[]
+            };
+            (idx != 0, seen)
+        };
+        let want = k + self.shared_keys();
+        match index {
+            Index::Exact(exact) => {
+                let scores = exact
+                    .scores(&q)
+                    .expect("query vectors have the model's dimension");
+                let n = exact.len();
+                users
+                    .iter()
+                    .zip(scores.chunks(n.max(1)))
+                    .map(|(user, row)| {
+                        let (known_user, seen) = seen_of(user);
+                        Recommendations {
+                            known_user,
+                            items: self.distinct_keys(top_k(row, want, seen), k),
+                        }
+                    })
+                    .collect()
+            }
+            Index::Approximate(ann) => users
+                .iter()
+                .zip(q.chunks_exact(d))
+                .map(|(user, qv)| {
+                    let (known_user, seen) = seen_of(user);
+                    Recommendations {
+                        known_user,
+                        items: self.distinct_keys(ann.search(qv, want, seen), k),
+                    }
+                })
+                .collect(),
+        }
     }
 
     /// The `k` rows whose candidate vectors are closest in cosine to row `row`'s (itself and

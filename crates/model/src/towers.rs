@@ -7,7 +7,7 @@
 
 use rand::SeedableRng;
 use twotower_data::{Movie, Vocabulary};
-use twotower_index::BruteForceIndex;
+use twotower_index::{BruteForceIndex, Index};
 
 use crate::config::{CandidateKey, TrainConfig};
 use crate::embedding::Embedding;
@@ -204,6 +204,11 @@ impl TwoTowerModel {
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
         self.config.embedding_dim
+    }
+
+    /// [`candidate_index`](Self::candidate_index) as an [`Index`] for recommendations.
+    pub fn exact_index(&self) -> Index {
+        Index::Exact(self.candidate_index())
     }
 
     /// The candidate vectors of every catalogue row, as an exact index.

@@ -18,6 +18,7 @@ use twotower_index::Neighbor;
 use twotower_model::TwoTowerModel;
 
 use crate::state::{AppState, Loaded};
+use twotower_index::Index;
 
 /// The largest k a request gets; larger values are capped and the answer says so.
 pub const MAX_K: usize = 1000;
@@ -218,13 +219,18 @@ fn scored(model: &TwoTowerModel, items: &[Neighbor]) -> Vec<Value> {
         .collect()
 }
 
-fn check_approximate(raw: Option<&str>) -> Result<(), ApiError> {
-    if parse_bool(raw, "approximate")? {
-        return Err(ApiError::bad(
-            "parameter approximate: this model has no approximate index; omit it for exact search",
-        ));
+/// The index a request asks for: the approximate one when `approximate` is true (an
+/// error if the model folder has none), else the exact one.
+fn choose_index(loaded: &Loaded, approximate: bool) -> Result<&Index, ApiError> {
+    if !approximate {
+        return Ok(&loaded.index);
     }
-    Ok(())
+    loaded.approximate.as_ref().ok_or_else(|| {
+        ApiError::bad(
+            "parameter approximate: this model has no approximate index (build one with \
+             `twotower index build --model DIR`); omit it for exact search",
+        )
+    })
 }
 
 async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
@@ -234,9 +240,10 @@ async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> 
         .ok_or_else(|| ApiError::bad("missing parameter user"))?;
     let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
     let exclude_seen = parse_bool(p.get("exclude_seen").map(String::as_str), "exclude_seen")?;
-    check_approximate(p.get("approximate").map(String::as_str))?;
+    let approximate = parse_bool(p.get("approximate").map(String::as_str), "approximate")?;
+    let index = choose_index(&loaded, approximate)?;
     let model = &loaded.saved.model;
-    let r = model.recommend(&loaded.index, user, k, exclude_seen);
+    let r = model.recommend(index, user, k, exclude_seen);
     let mut body = json!({
         "user": user,
         "known_user": r.known_user,
@@ -270,9 +277,7 @@ async fn recommend_post(
         extra: None,
     })?;
     let loaded = ready(&state)?;
-    if body.approximate {
-        check_approximate(Some("true"))?;
-    }
+    let index = choose_index(&loaded, body.approximate)?;
     if body.users.is_empty() || body.users.len() > MAX_USERS {
         return Err(ApiError::bad(format!(
             "field users must list 1 to {MAX_USERS} user ids, got {}",
@@ -298,7 +303,7 @@ async fn recommend_post(
     };
     let (k, note) = parse_k(k_text.as_deref(), "k", 10)?;
     let model = &loaded.saved.model;
-    let answers = model.recommend_batch(&loaded.index, &users, k, body.exclude_seen);
+    let answers = model.recommend_batch(index, &users, k, body.exclude_seen);
     let results: Vec<Value> = users
         .iter()
         .zip(answers)
@@ -387,9 +392,20 @@ async fn history(State(state): State<Arc<AppState>>, Path(user): Path<String>) -
 
 async fn model_card(State(state): State<Arc<AppState>>) -> ApiResult {
     let loaded = ready(&state)?;
-    Ok(Json(
-        json!({ "card": loaded.saved.card, "history": loaded.saved.history }),
-    ))
+    let approximate = match &loaded.approximate {
+        Some(Index::Approximate(a)) => json!({
+            "leaves": a.leaves(),
+            "subspaces": a.subspaces(),
+            "search": a.params(),
+            "index_bytes": a.index_bytes(),
+        }),
+        _ => Value::Null,
+    };
+    Ok(Json(json!({
+        "card": loaded.saved.card,
+        "history": loaded.saved.history,
+        "approximate_index": approximate,
+    })))
 }
 
 #[cfg(test)]

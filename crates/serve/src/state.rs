@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use twotower_index::BruteForceIndex;
+use twotower_index::{BruteForceIndex, Index};
 use twotower_model::{Result, SavedModel};
 
 use crate::metrics::HttpMetrics;
@@ -11,21 +11,25 @@ use crate::metrics::HttpMetrics;
 /// A model ready to answer: the saved folder plus the indexes built from it.
 pub struct Loaded {
     pub saved: SavedModel,
-    /// Dot-product index over the catalogue (recommendations).
-    pub index: BruteForceIndex,
+    /// Exact dot-product index over the catalogue (recommendations).
+    pub index: Index,
+    /// The model folder's approximate index, when one was built (`approximate=true`).
+    pub approximate: Option<Index>,
     /// Unit-length candidate vectors (similar movies by cosine).
     pub cosine: BruteForceIndex,
 }
 
 impl Loaded {
-    /// Loads a model folder and builds its indexes.
+    /// Loads a model folder, builds its exact indexes and loads its approximate one.
     pub fn open(dir: &Path) -> Result<Self> {
         let saved = SavedModel::load(dir)?;
-        let index = saved.model.candidate_index();
+        let index = saved.model.exact_index();
         let cosine = saved.model.cosine_index();
+        let approximate = saved.load_index(dir)?.map(Index::Approximate);
         Ok(Loaded {
             saved,
             index,
+            approximate,
             cosine,
         })
     }

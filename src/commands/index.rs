@@ -12,7 +12,9 @@ use rand::SeedableRng;
 use serde_json::json;
 use twotower_index::npy::{self, Array2};
 use twotower_index::synth::{generate, SynthOptions};
-use twotower_index::{AnnIndex, BruteForceIndex, BuildOptions, Index, Neighbor, SearchParams};
+use twotower_index::{
+    AnnIndex, BruteForceIndex, BuildOptions, Index, KmeansInit, Neighbor, SearchParams,
+};
 use twotower_model::checkpoint::INDEX_DIR;
 use twotower_model::SavedModel;
 
@@ -85,9 +87,19 @@ struct BuildArgs {
     /// ScaNN's anisotropic threshold T (0: plain product quantization).
     #[arg(long, default_value_t = 0.2)]
     anisotropic: f32,
+    /// How the partition k-means starts: `random` (balanced leaves; best up to recall
+    /// ≈ 0.95) or `plusplus` (k-means++: outliers get leaves of their own; best at 0.99).
+    #[arg(long, value_enum, default_value = "random")]
+    kmeans_init: InitArg,
     /// Seed of sampling and k-means.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InitArg {
+    Random,
+    Plusplus,
 }
 
 #[derive(Args)]
@@ -147,6 +159,19 @@ struct BenchArgs {
     json: bool,
     #[command(flatten)]
     params: ParamArgs,
+    /// Sweep instead: time every pair of these leaves-to-search values and --sweep-reorder
+    /// values one query at a time, and report the fastest setting at recall 0.90, 0.95
+    /// and 0.99 (approximate indexes).
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    sweep_leaves: Vec<usize>,
+    /// Re-rank sizes of the sweep.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "N,N,…",
+        default_value = "40,80,160,320,640"
+    )]
+    sweep_reorder: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -200,6 +225,11 @@ fn read_vectors(path: &Path) -> Result<Array2<f32>> {
 
 fn read_queries(path: &Path, dim: usize) -> Result<Array2<f32>> {
     let q = npy::read_f32(path)?;
+    check_dim(path, &q, dim)?;
+    Ok(q)
+}
+
+fn check_dim(path: &Path, q: &Array2<f32>, dim: usize) -> Result<()> {
     if q.cols != dim {
         bail!(
             "{}: queries have dimension {}, the index has {dim}",
@@ -207,7 +237,7 @@ fn read_queries(path: &Path, dim: usize) -> Result<Array2<f32>> {
             q.cols
         );
     }
-    Ok(q)
+    Ok(())
 }
 
 /// Exact top-`k` ids of each query.
@@ -265,6 +295,10 @@ fn build(a: BuildArgs) -> Result<()> {
         leaves: a.leaves,
         subspaces: a.subspaces,
         anisotropic_threshold: a.anisotropic,
+        kmeans_init: match a.kmeans_init {
+            InitArg::Random => KmeansInit::Random,
+            InitArg::Plusplus => KmeansInit::PlusPlus,
+        },
         seed: a.seed,
         ..BuildOptions::default()
     };
@@ -375,6 +409,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    // SAFETY: rusage is plain data; getrusage fills it for this process.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_minflt
+}
+
 fn peak_rss_mib() -> f64 {
     // SAFETY: rusage is plain data; getrusage fills it for this process.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -386,11 +428,13 @@ fn bench(a: BenchArgs) -> Result<()> {
     if a.k == 0 || a.repeats == 0 {
         bail!("-k and --repeats must be at least 1");
     }
+    // Inputs first, so that nothing runs between loading the index and its first query.
+    let q = npy::read_f32(&a.queries)?;
+    let gt = npy::read_ids(&a.truth)?;
     let load_start = Instant::now();
     let index = open_index(&a.index, &a.params)?;
     let load_seconds = load_start.elapsed().as_secs_f64();
-    let q = read_queries(&a.queries, index.dim())?;
-    let gt = npy::read_ids(&a.truth)?;
+    check_dim(&a.queries, &q, index.dim())?;
     if gt.rows != q.rows || gt.cols < a.k {
         bail!(
             "{}: shape ({}, {}), expected ({}, ≥{}) for these queries",
@@ -418,11 +462,36 @@ fn bench(a: BenchArgs) -> Result<()> {
         .map(|r| gt.row(r)[..a.k].iter().map(|&x| x as u32).collect())
         .collect();
     let d = index.dim();
+    if !a.sweep_leaves.is_empty() {
+        let Index::Approximate(ann) = &index else {
+            bail!("--sweep-leaves applies to approximate indexes only");
+        };
+        let single_n = a.single_queries.unwrap_or(q.rows).clamp(1, q.rows);
+        return sweep(ann, &q.data[..single_n * d], &truth[..single_n], &a);
+    }
 
-    // First query after load, then the same query again (warm-up spike check).
+    // The first query after load against the median of the next 99, each timed alone
+    // (a lazily loaded index would show a spike on the first, and page faults).
+    let mut first_faults = 0;
+    let faults_before = minor_faults();
+    let mut lat = Vec::new();
+    for (i, row) in q.data.chunks_exact(d).take(100).enumerate() {
+        if i == 1 {
+            first_faults = minor_faults() - faults_before;
+        }
+        let t = Instant::now();
+        std::hint::black_box(index.search(row, a.k));
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let first_query_us = lat[0];
+    let next_queries_us = if lat.len() > 1 {
+        median(lat[1..].to_vec())
+    } else {
+        lat[0]
+    };
     let t = Instant::now();
     std::hint::black_box(index.search(q.row(0), a.k));
-    let first_query_us = t.elapsed().as_secs_f64() * 1e6;
+    let first_again_us = t.elapsed().as_secs_f64() * 1e6;
 
     let single_n = a.single_queries.unwrap_or(q.rows).clamp(1, q.rows);
     let mut single = Vec::new();
@@ -470,6 +539,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         "batch_qps": batch_qps,
         "batch_threads": threads,
         "first_query_us": first_query_us,
+        "median_next_99_us": next_queries_us,
+        "first_query_again_us": first_again_us,
+        "first_query_page_faults": first_faults,
         "load_seconds": load_seconds,
         "build_seconds": build_seconds,
         "search": params,
@@ -502,7 +574,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         a.repeats
     );
     println!("batch            {batch_qps:.0} queries/s ({threads} threads)");
-    println!("first query      {first_query_us:.0} µs after a {load_seconds:.2} s load");
+    println!(
+        "first query      {first_query_us:.0} µs after a {load_seconds:.2} s load with {first_faults} page faults (the same query after 100 others: {first_again_us:.0} µs; median of those: {next_queries_us:.0} µs)"
+    );
     if let Some(b) = build_seconds {
         println!("build            {b:.1} s");
     }
@@ -512,6 +586,67 @@ fn bench(a: BenchArgs) -> Result<()> {
         vector_bytes as f64 / 1e6
     );
     println!("peak memory      {:.0} MiB", peak_rss_mib());
+    Ok(())
+}
+
+/// Single-thread queries per second and recall of every setting of the sweep grid, then
+/// the fastest setting at each recall level.
+fn sweep(ann: &AnnIndex, queries: &[f32], truth: &[Vec<u32>], a: &BenchArgs) -> Result<()> {
+    let d = ann.dim();
+    let nq = queries.len() / d;
+    let mut rows = Vec::new();
+    for &leaves in &a.sweep_leaves {
+        for &reorder in &a.sweep_reorder {
+            let p = SearchParams {
+                leaves_to_search: leaves.clamp(1, ann.leaves()),
+                reorder,
+            };
+            let mut qps = Vec::new();
+            let mut found = Vec::new();
+            for _ in 0..a.repeats {
+                let t = Instant::now();
+                found = queries
+                    .chunks_exact(d)
+                    .map(|row| ann.search_with(row, a.k, &[], p))
+                    .collect();
+                qps.push(nq as f64 / t.elapsed().as_secs_f64());
+            }
+            let recall = twotower_index::recall_at(&found, truth, a.k);
+            let row = json!({
+                "leaves_to_search": p.leaves_to_search,
+                "reorder": reorder,
+                "recall": recall,
+                "single_thread_qps": median(qps),
+            });
+            if !a.json {
+                println!("{row}");
+            }
+            rows.push(row);
+        }
+    }
+    let best: Vec<serde_json::Value> = [0.90, 0.95, 0.99]
+        .iter()
+        .map(|&level| {
+            let pick = rows
+                .iter()
+                .filter(|r| r["recall"].as_f64().unwrap_or(0.0) >= level)
+                .max_by(|x, y| {
+                    let q = |v: &serde_json::Value| v["single_thread_qps"].as_f64().unwrap_or(0.0);
+                    q(x).total_cmp(&q(y))
+                });
+            json!({ "recall_at_least": level, "best": pick })
+        })
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "grid": rows, "best": best }))?
+        );
+    } else {
+        for b in &best {
+            println!("{b}");
+        }
+    }
     Ok(())
 }
 

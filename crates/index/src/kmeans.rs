@@ -86,14 +86,29 @@ fn seed_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut ChaCha8Rng) -> V
     centroids
 }
 
-/// `k` centroids of the rows of `data` after `iters` Lloyd iterations from a k-means++
-/// start. A centroid left without rows is moved next to the largest one. Needs at least
-/// `k` rows.
-pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> Vec<f32> {
+/// How k-means picks its first centroids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// `k` distinct random rows: balanced partitions of large data (k-means++ favours
+    /// outliers, which become tiny leaves while the bulk shares a few large ones).
+    Random,
+    /// k-means++: spread-out starts for few clusters (codebooks).
+    PlusPlus,
+}
+
+/// `k` centroids of the rows of `data` after `iters` Lloyd iterations from `init`. A
+/// centroid left without rows is moved next to the largest one. Needs at least `k` rows.
+pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, init: Init) -> Vec<f32> {
     let n = data.len() / dim;
     assert!(k >= 1 && n >= k, "k-means of {n} rows into {k} clusters");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut centroids = seed_plus_plus(data, dim, k, &mut rng);
+    let mut centroids = match init {
+        Init::PlusPlus => seed_plus_plus(data, dim, k, &mut rng),
+        Init::Random => sample(&mut rng, n, k)
+            .iter()
+            .flat_map(|i| data[i * dim..(i + 1) * dim].iter().copied())
+            .collect(),
+    };
     for _ in 0..iters {
         let labels = assign(data, dim, &centroids);
         let (sums, counts) = data
@@ -154,7 +169,7 @@ mod tests {
             data.push(c[0] + rng.gen_range(-0.5..0.5));
             data.push(c[1] + rng.gen_range(-0.5..0.5));
         }
-        let found = kmeans(&data, 2, 3, 10, 7);
+        let found = kmeans(&data, 2, 3, 10, 7, Init::PlusPlus);
         for c in centres {
             let nearest = found
                 .chunks_exact(2)

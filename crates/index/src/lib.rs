@@ -29,6 +29,7 @@ mod tune;
 
 pub use ann::{AnnIndex, BuildOptions, SearchParams};
 pub use brute_force::BruteForceIndex;
+pub use kmeans::Init as KmeansInit;
 pub use topk::{top_k, Neighbor, Reservoir, TopK};
 pub use tune::{recall_at, TuneReport, TuneTrial};
 

@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use crate::kmeans::kmeans;
+use crate::kmeans::{kmeans, Init};
 
 /// Codewords per subspace.
 pub const CODEWORDS: usize = 16;
@@ -23,6 +23,9 @@ pub struct ProductQuantizer {
     pub subspaces: usize,
     /// `codebooks[16 * start(m) + c * width(m) ..]`: codeword `c` of subspace `m`.
     pub codebooks: Vec<f32>,
+    /// The same numbers with each subspace's block transposed (`[t][c]`), so that the 16
+    /// entries of a table are one vectorised loop.
+    transposed: Vec<f32>,
 }
 
 /// The η of ScaNN's anisotropic loss for threshold `t` in dimension `dim` (1 for `t = 0`).
@@ -35,6 +38,32 @@ pub fn eta(t: f32, dim: usize) -> f32 {
 }
 
 impl ProductQuantizer {
+    /// A quantizer with the given codebooks (layout of [`ProductQuantizer::codebooks`]).
+    pub fn new(dim: usize, subspaces: usize, codebooks: Vec<f32>) -> Self {
+        let mut pq = ProductQuantizer {
+            dim,
+            subspaces,
+            codebooks,
+            transposed: Vec::new(),
+        };
+        pq.transpose();
+        pq
+    }
+
+    fn transpose(&mut self) {
+        let mut t = vec![0.0f32; self.codebooks.len()];
+        for m in 0..self.subspaces {
+            let (s, w) = (self.start(m), self.width(m));
+            for c in 0..CODEWORDS {
+                for d in 0..w {
+                    t[CODEWORDS * s + d * CODEWORDS + c] =
+                        self.codebooks[CODEWORDS * s + c * w + d];
+                }
+            }
+        }
+        self.transposed = t;
+    }
+
     /// First dimension of subspace `m` (subspaces are as equal as `dim` allows).
     pub fn start(&self, m: usize) -> usize {
         m * self.dim / self.subspaces
@@ -54,11 +83,7 @@ impl ProductQuantizer {
     pub fn train(residuals: &[f32], dim: usize, subspaces: usize, iters: usize, seed: u64) -> Self {
         assert!(subspaces >= 1 && subspaces <= dim);
         let n = residuals.len() / dim;
-        let mut pq = ProductQuantizer {
-            dim,
-            subspaces,
-            codebooks: vec![0.0; CODEWORDS * dim],
-        };
+        let mut pq = ProductQuantizer::new(dim, subspaces, vec![0.0; CODEWORDS * dim]);
         for m in 0..subspaces {
             let (s, w) = (pq.start(m), pq.width(m));
             let part: Vec<f32> = residuals
@@ -69,7 +94,14 @@ impl ProductQuantizer {
             let found = if k == 0 {
                 vec![0.0; w]
             } else {
-                kmeans(&part, w, k, iters, seed.wrapping_add(m as u64))
+                kmeans(
+                    &part,
+                    w,
+                    k,
+                    iters,
+                    seed.wrapping_add(m as u64),
+                    Init::PlusPlus,
+                )
             };
             let book = &mut pq.codebooks[CODEWORDS * s..CODEWORDS * (s + w)];
             for c in 0..CODEWORDS {
@@ -78,6 +110,7 @@ impl ProductQuantizer {
                 book[c * w..(c + 1) * w].copy_from_slice(&found[from * w..(from + 1) * w]);
             }
         }
+        pq.transpose();
         pq
     }
 
@@ -153,6 +186,7 @@ impl ProductQuantizer {
                 for (c, v) in self.codebooks.iter_mut().zip(&b) {
                     *c = *v as f32;
                 }
+                self.transpose();
             }
         }
     }
@@ -217,12 +251,19 @@ impl ProductQuantizer {
 
     /// The inner products of `query` with every codeword: `out[m * 16 + c]`.
     pub fn tables(&self, query: &[f32], out: &mut [f32]) {
-        for m in 0..self.subspaces {
+        for (m, table) in out
+            .chunks_exact_mut(CODEWORDS)
+            .enumerate()
+            .take(self.subspaces)
+        {
             let (s, w) = (self.start(m), self.width(m));
-            let q = &query[s..s + w];
-            for c in 0..CODEWORDS {
-                let cw = self.codeword(m, c);
-                out[m * CODEWORDS + c] = q.iter().zip(cw).map(|(a, b)| a * b).sum();
+            table.fill(0.0);
+            for d in 0..w {
+                let q = query[s + d];
+                let row = &self.transposed[CODEWORDS * s + d * CODEWORDS..][..CODEWORDS];
+                for (o, &c) in table.iter_mut().zip(row) {
+                    *o += q * c;
+                }
             }
         }
     }
@@ -290,23 +331,27 @@ pub struct QuantizedTables {
 pub fn quantize_tables(tables: &[f32], subspaces: usize) -> QuantizedTables {
     let mut bias = 0.0f32;
     let mut range = 0.0f32;
-    let mut mins = Vec::with_capacity(subspaces);
-    for t in tables.chunks_exact(CODEWORDS) {
+    let mut mins = vec![0.0f32; subspaces];
+    for (t, lo_out) in tables.chunks_exact(CODEWORDS).zip(mins.iter_mut()) {
         let lo = t.iter().copied().fold(f32::INFINITY, f32::min);
         let hi = t.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        mins.push(lo);
+        *lo_out = lo;
         bias += lo;
         range = range.max(hi - lo);
     }
     let scale = if range > 0.0 { range / 126.0 } else { 1.0 };
-    let bytes = tables
+    let inv = 1.0 / scale;
+    let mut bytes = vec![0u8; subspaces * CODEWORDS];
+    for ((t, out), &lo) in tables
         .chunks_exact(CODEWORDS)
+        .zip(bytes.chunks_exact_mut(CODEWORDS))
         .zip(&mins)
-        .flat_map(|(t, &lo)| {
-            t.iter()
-                .map(move |&v| 1 + ((v - lo) / scale).round().clamp(0.0, 126.0) as u8)
-        })
-        .collect();
+    {
+        for (o, &v) in out.iter_mut().zip(t) {
+            // Round half up; v ≥ lo, so the value is never negative.
+            *o = 1 + ((v - lo) * inv + 0.5).min(126.0) as u8;
+        }
+    }
     QuantizedTables { bytes, bias, scale }
 }
 

@@ -61,6 +61,35 @@ pub fn dot_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Half-precision copies of `v` when this CPU scores them in SIMD (AVX2, FMA and F16C);
+/// empty otherwise, and callers then use the f32 rows.
+pub fn to_f16(v: &[f32]) -> Vec<u16> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: F16C present (checked above).
+        return unsafe { x86::to_f16(v) };
+    }
+    let _ = v;
+    Vec::new()
+}
+
+/// [`dot_rows`] over half-precision rows made by [`to_f16`].
+///
+/// # Panics
+/// When the rows are not `out.len()` rows of `query.len()`, or `to_f16` returned nothing
+/// on this CPU.
+pub fn dot_rows_f16(query: &[f32], rows: &[u16], out: &mut [f32]) {
+    let d = query.len();
+    assert_eq!(rows.len(), out.len() * d, "matrix and output disagree");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: AVX2, FMA and F16C present; sizes checked above.
+        unsafe { x86::dot_rows_f16(query, rows, out) };
+        return;
+    }
+    panic!("half-precision rows exist only on CPUs with F16C");
+}
+
 /// `out[i] = query · rows[slots[i]]`: scattered rows of a row-major matrix (re-ranking).
 pub fn dot_gather(query: &[f32], rows: &[f32], slots: &[u32], out: &mut [f32]) {
     let d = query.len();
@@ -235,12 +264,7 @@ mod x86 {
             }
             t += 8;
         }
-        let s01 = _mm256_hadd_ps(acc[0], acc[1]);
-        let s23 = _mm256_hadd_ps(acc[2], acc[3]);
-        let s = _mm256_hadd_ps(s01, s23);
-        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        let mut out = [0.0f32; 4];
-        _mm_storeu_ps(out.as_mut_ptr(), sum);
+        let mut out = hsum4(acc);
         for (t, &qt) in q.iter().enumerate().skip(full) {
             for (o, &row) in out.iter_mut().zip(&p) {
                 *o += qt * *row.add(t);
@@ -270,6 +294,79 @@ mod x86 {
         }
     }
 
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn to_f16(v: &[f32]) -> Vec<u16> {
+        let mut out = vec![0u16; v.len()];
+        let mut i = 0;
+        while i + 8 <= v.len() {
+            let h = _mm256_cvtps_ph(
+                _mm256_loadu_ps(v.as_ptr().add(i)),
+                _MM_FROUND_TO_NEAREST_INT,
+            );
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, h);
+            i += 8;
+        }
+        for (j, o) in out.iter_mut().enumerate().skip(i) {
+            let mut lane = [0.0f32; 8];
+            lane[0] = v[j];
+            let h = _mm256_cvtps_ph(_mm256_loadu_ps(lane.as_ptr()), _MM_FROUND_TO_NEAREST_INT);
+            *o = _mm_extract_epi16(h, 0) as u16;
+        }
+        out
+    }
+
+    /// Loads 8 halves as 8 floats.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_f16(p: *const u16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    /// Sums each of 4 accumulators' lanes: `[Σ a0, Σ a1, Σ a2, Σ a3]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum4(acc: [__m256; 4]) -> [f32; 4] {
+        let s01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let s23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let s = _mm256_hadd_ps(s01, s23);
+        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let mut out = [0.0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sum);
+        out
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u16], out: &mut [f32]) {
+        let d = q.len();
+        let full = d / 8 * 8;
+        let base = rows.as_ptr();
+        let n = out.len();
+        let mut r = 0;
+        while r < n {
+            let take = (n - r).min(4);
+            let p: [*const u16; 4] = std::array::from_fn(|j| base.add((r + j.min(take - 1)) * d));
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut t = 0;
+            while t < full {
+                let qv = _mm256_loadu_ps(q.as_ptr().add(t));
+                for (a, &row) in acc.iter_mut().zip(&p) {
+                    *a = _mm256_fmadd_ps(load_f16(row.add(t)), qv, *a);
+                }
+                t += 8;
+            }
+            let mut sums = hsum4(acc);
+            for (t, &qt) in q.iter().enumerate().skip(full) {
+                for (s, &row) in sums.iter_mut().zip(&p) {
+                    let mut lane = [0u16; 8];
+                    lane[0] = *row.add(t);
+                    *s += qt * _mm256_cvtss_f32(load_f16(lane.as_ptr()));
+                }
+            }
+            out[r..r + take].copy_from_slice(&sums[..take]);
+            r += take;
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_gather(q: &[f32], rows: &[f32], slots: &[u32], out: &mut [f32]) {
         let d = q.len();
@@ -294,6 +391,46 @@ mod x86 {
         }
     }
 
+    /// Reports the lanes of one block's sums above `threshold`; returns the threshold
+    /// for what follows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn report<F: FnMut(usize, u16) -> u16>(
+        first: usize,
+        even: __m256i,
+        odd: __m256i,
+        threshold: u16,
+        on_hit: &mut F,
+    ) -> u16 {
+        let t = _mm256_set1_epi16(threshold as i16);
+        let zero = _mm256_setzero_si256();
+        // A lane is above the threshold exactly when the saturating difference is not 0.
+        let miss_e = _mm256_cmpeq_epi16(_mm256_subs_epu16(even, t), zero);
+        let miss_o = _mm256_cmpeq_epi16(_mm256_subs_epu16(odd, t), zero);
+        let hit_e = !(_mm256_movemask_epi8(miss_e) as u32);
+        let hit_o = !(_mm256_movemask_epi8(miss_o) as u32);
+        if (hit_e | hit_o) == 0 {
+            return threshold;
+        }
+        let mut se = [0u16; 16];
+        let mut so = [0u16; 16];
+        _mm256_storeu_si256(se.as_mut_ptr() as *mut __m256i, even);
+        _mm256_storeu_si256(so.as_mut_ptr() as *mut __m256i, odd);
+        let mut next = threshold;
+        for i in 0..16 {
+            if hit_e & (1 << (2 * i)) != 0 {
+                next = on_hit(first + 2 * i, se[i]);
+            }
+            if hit_o & (1 << (2 * i)) != 0 {
+                next = on_hit(first + 2 * i + 1, so[i]);
+            }
+        }
+        next
+    }
+
+    /// Two blocks at a time, so that each pair of tables is loaded once for both. Sums
+    /// are kept as whole 16-bit lanes (low byte + 256 × high byte, wrapping) beside the
+    /// high bytes alone; the low bytes' sum is recovered at the end (it fits in 16 bits).
     #[target_feature(enable = "avx2")]
     pub unsafe fn scan<F: FnMut(usize, u16) -> u16>(
         codes: &[u8],
@@ -306,46 +443,42 @@ mod x86 {
         let bb = pairs * BLOCK;
         let blocks = codes.len() / bb;
         let low = _mm256_set1_epi8(0x0f);
-        let byte = _mm256_set1_epi16(0xff);
-        let zero = _mm256_setzero_si256();
         let lp = luts.bytes.as_ptr();
-        for b in 0..blocks {
-            let cp = codes.as_ptr().add(b * bb);
-            let mut even = _mm256_setzero_si256();
-            let mut odd = _mm256_setzero_si256();
+        let mut b = 0;
+        while b < blocks {
+            let two = b + 1 < blocks;
+            let cp0 = codes.as_ptr().add(b * bb);
+            // With one block left, the second lane of work repeats it and is ignored.
+            let cp1 = if two { cp0.add(bb) } else { cp0 };
+            let mut all0 = _mm256_setzero_si256();
+            let mut high0 = _mm256_setzero_si256();
+            let mut all1 = _mm256_setzero_si256();
+            let mut high1 = _mm256_setzero_si256();
             for p in 0..pairs {
-                let c = _mm256_loadu_si256(cp.add(p * BLOCK) as *const __m256i);
-                let lo = _mm256_and_si256(c, low);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), low);
                 let t0 = _mm256_loadu_si256(lp.add(2 * p * 32) as *const __m256i);
                 let t1 = _mm256_loadu_si256(lp.add((2 * p + 1) * 32) as *const __m256i);
-                let s = _mm256_add_epi8(_mm256_shuffle_epi8(t0, lo), _mm256_shuffle_epi8(t1, hi));
-                even = _mm256_add_epi16(even, _mm256_and_si256(s, byte));
-                odd = _mm256_add_epi16(odd, _mm256_srli_epi16(s, 8));
+                let c0 = _mm256_loadu_si256(cp0.add(p * BLOCK) as *const __m256i);
+                let c1 = _mm256_loadu_si256(cp1.add(p * BLOCK) as *const __m256i);
+                let s0 = _mm256_add_epi8(
+                    _mm256_shuffle_epi8(t0, _mm256_and_si256(c0, low)),
+                    _mm256_shuffle_epi8(t1, _mm256_and_si256(_mm256_srli_epi16(c0, 4), low)),
+                );
+                let s1 = _mm256_add_epi8(
+                    _mm256_shuffle_epi8(t0, _mm256_and_si256(c1, low)),
+                    _mm256_shuffle_epi8(t1, _mm256_and_si256(_mm256_srli_epi16(c1, 4), low)),
+                );
+                all0 = _mm256_add_epi16(all0, s0);
+                high0 = _mm256_add_epi16(high0, _mm256_srli_epi16(s0, 8));
+                all1 = _mm256_add_epi16(all1, s1);
+                high1 = _mm256_add_epi16(high1, _mm256_srli_epi16(s1, 8));
             }
-            let t = _mm256_set1_epi16(threshold as i16);
-            // A lane is above the threshold exactly when the saturating difference is not 0.
-            let miss_e = _mm256_cmpeq_epi16(_mm256_subs_epu16(even, t), zero);
-            let miss_o = _mm256_cmpeq_epi16(_mm256_subs_epu16(odd, t), zero);
-            let hit_e = !(_mm256_movemask_epi8(miss_e) as u32);
-            let hit_o = !(_mm256_movemask_epi8(miss_o) as u32);
-            if (hit_e | hit_o) == 0 {
-                continue;
+            let even0 = _mm256_sub_epi16(all0, _mm256_slli_epi16(high0, 8));
+            threshold = report(b * BLOCK, even0, high0, threshold, &mut on_hit);
+            if two {
+                let even1 = _mm256_sub_epi16(all1, _mm256_slli_epi16(high1, 8));
+                threshold = report((b + 1) * BLOCK, even1, high1, threshold, &mut on_hit);
             }
-            let mut se = [0u16; 16];
-            let mut so = [0u16; 16];
-            _mm256_storeu_si256(se.as_mut_ptr() as *mut __m256i, even);
-            _mm256_storeu_si256(so.as_mut_ptr() as *mut __m256i, odd);
-            let mut next = threshold;
-            for i in 0..16 {
-                if hit_e & (1 << (2 * i)) != 0 {
-                    next = on_hit(b * BLOCK + 2 * i, se[i]);
-                }
-                if hit_o & (1 << (2 * i)) != 0 {
-                    next = on_hit(b * BLOCK + 2 * i + 1, so[i]);
-                }
-            }
-            threshold = next;
+            b += 2;
         }
     }
 }
@@ -384,6 +517,29 @@ mod tests {
             }
             for (g, &s) in gathered.iter().zip(&slots) {
                 assert!((g - out[s as usize]).abs() < 1e-5, "d={d} slot {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn half_precision_rows_score_within_rounding() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for d in [5, 16, 21, 64] {
+            let rows: Vec<f32> = (0..9 * d).map(|_| rng.gen_range(-2.0..2.0)).collect();
+            let q: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let h = to_f16(&rows);
+            if h.is_empty() {
+                return; // no F16C: the f32 rows are used
+            }
+            let mut out = vec![0.0; 9];
+            dot_rows_f16(&q, &h, &mut out);
+            for r in 0..9 {
+                let row = &rows[r * d..(r + 1) * d];
+                let bound: f32 = q.iter().zip(row).map(|(a, b)| (a * b).abs()).sum::<f32>() * 1e-3;
+                assert!(
+                    (out[r] - dot_scalar(&q, row)).abs() <= bound,
+                    "d={d} row {r}"
+                );
             }
         }
     }

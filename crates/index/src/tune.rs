@@ -194,7 +194,10 @@ impl AnnIndex {
             chosen,
             candidates,
         };
-        self.set_tuning(serde_json::to_value(&report).expect("report serialises"));
+        self.set_tuning(
+            serde_json::to_value(&report).expect("report serialises"),
+            queries,
+        );
         report
     }
 }

@@ -354,10 +354,11 @@ impl AnnIndex {
         self.warm_queries = queries[..queries.len().min(WARM_QUERIES * self.dim)].to_vec();
     }
 
-    /// Bytes of the index proper: centres, codebooks, leaf table, ids and codes (not the
-    /// original vectors kept for re-ranking).
+    /// Bytes of the index proper: centres (and their half-precision copy), codebooks, leaf
+    /// table, ids and codes (not the original vectors kept for re-ranking).
     pub fn index_bytes(&self) -> usize {
         self.centroids.len() * 4
+            + self.centroids_f16.len() * 2
             + self.pq.codebooks.len() * 4
             + self.leaf_blocks.len() * 4
             + self.ids.len() * 4
@@ -401,9 +402,19 @@ impl AnnIndex {
             simd::dot_rows_f16(query, &self.centroids_f16, &mut centre_scores);
         }
         let visit = p.leaves_to_search.clamp(1, leaves);
-        let order: Vec<Neighbor> = {
-            // A linear-time selection: cheaper here than a heap, whose sifts cost more than
-            // the 2,000-odd comparisons of a partition.
+        let order: Vec<Neighbor> = if visit * 64 <= leaves {
+            // Few leaves: a heap that most centres never enter (one comparison each).
+            let mut best = TopK::new(visit);
+            let mut worst = f32::NEG_INFINITY;
+            for (l, &s) in centre_scores.iter().enumerate() {
+                if s >= worst {
+                    best.push(l as u32, s);
+                    worst = best.threshold();
+                }
+            }
+            best.into_sorted()
+        } else {
+            // Many: a linear-time selection, cheaper than that many heap sifts.
             let mut all: Vec<Neighbor> = (0..leaves as u32)
                 .map(|id| Neighbor {
                     id,

@@ -6,11 +6,14 @@
 /// Vectors scored together by one [`scan`] step: a block of codes holds this many items.
 pub const BLOCK: usize = 32;
 
-/// True when this CPU runs the AVX2+FMA kernels.
+/// True when this CPU runs the AVX2 kernels (AVX2, FMA and F16C, which every AVX2 CPU
+/// has).
 pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -65,7 +68,7 @@ pub fn dot_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
 /// empty otherwise, and callers then use the f32 rows.
 pub fn to_f16(v: &[f32]) -> Vec<u16> {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+    if has_avx2() {
         // SAFETY: F16C present (checked above).
         return unsafe { x86::to_f16(v) };
     }
@@ -82,7 +85,7 @@ pub fn dot_rows_f16(query: &[f32], rows: &[u16], out: &mut [f32]) {
     let d = query.len();
     assert_eq!(rows.len(), out.len() * d, "matrix and output disagree");
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+    if has_avx2() {
         // SAFETY: AVX2, FMA and F16C present; sizes checked above.
         unsafe { x86::dot_rows_f16(query, rows, out) };
         return;
@@ -217,7 +220,7 @@ mod x86 {
     use super::{Luts, BLOCK};
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len();
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -249,10 +252,42 @@ mod x86 {
         s
     }
 
+    /// An element type of rows that [`dot4`] reads: f32, or f16 bits (with F16C).
+    trait Elem: Copy {
+        /// Eight elements from `p` as floats.
+        unsafe fn load8(p: *const Self) -> __m256;
+        /// One element as a float.
+        unsafe fn load1(p: *const Self) -> f32;
+    }
+
+    impl Elem for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn load1(p: *const f32) -> f32 {
+            *p
+        }
+    }
+
+    impl Elem for u16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const u16) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        }
+        #[inline(always)]
+        unsafe fn load1(p: *const u16) -> f32 {
+            let mut lane = [0u16; 8];
+            lane[0] = *p;
+            _mm256_cvtss_f32(Self::load8(lane.as_ptr()))
+        }
+    }
+
     /// Inner products of `q` with the 4 rows starting at the pointers, each `q.len()` long.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot4(q: &[f32], p: [*const f32; 4]) -> [f32; 4] {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot4<E: Elem>(q: &[f32], p: [*const E; 4]) -> [f32; 4] {
         let d = q.len();
         let full = d / 8 * 8;
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -260,20 +295,20 @@ mod x86 {
         while t < full {
             let qv = _mm256_loadu_ps(q.as_ptr().add(t));
             for (a, &row) in acc.iter_mut().zip(&p) {
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(t)), qv, *a);
+                *a = _mm256_fmadd_ps(E::load8(row.add(t)), qv, *a);
             }
             t += 8;
         }
         let mut out = hsum4(acc);
         for (t, &qt) in q.iter().enumerate().skip(full) {
             for (o, &row) in out.iter_mut().zip(&p) {
-                *o += qt * *row.add(t);
+                *o += qt * E::load1(row.add(t));
             }
         }
         out
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
         let d = q.len();
         let base = rows.as_ptr();
@@ -315,16 +350,9 @@ mod x86 {
         out
     }
 
-    /// Loads 8 halves as 8 floats.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_f16(p: *const u16) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-    }
-
     /// Sums each of 4 accumulators' lanes: `[Σ a0, Σ a1, Σ a2, Σ a3]`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn hsum4(acc: [__m256; 4]) -> [f32; 4] {
         let s01 = _mm256_hadd_ps(acc[0], acc[1]);
         let s23 = _mm256_hadd_ps(acc[2], acc[3]);
@@ -338,36 +366,19 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u16], out: &mut [f32]) {
         let d = q.len();
-        let full = d / 8 * 8;
         let base = rows.as_ptr();
         let n = out.len();
         let mut r = 0;
         while r < n {
             let take = (n - r).min(4);
+            // Past the last row, the final row is repeated and its results dropped.
             let p: [*const u16; 4] = std::array::from_fn(|j| base.add((r + j.min(take - 1)) * d));
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut t = 0;
-            while t < full {
-                let qv = _mm256_loadu_ps(q.as_ptr().add(t));
-                for (a, &row) in acc.iter_mut().zip(&p) {
-                    *a = _mm256_fmadd_ps(load_f16(row.add(t)), qv, *a);
-                }
-                t += 8;
-            }
-            let mut sums = hsum4(acc);
-            for (t, &qt) in q.iter().enumerate().skip(full) {
-                for (s, &row) in sums.iter_mut().zip(&p) {
-                    let mut lane = [0u16; 8];
-                    lane[0] = *row.add(t);
-                    *s += qt * _mm256_cvtss_f32(load_f16(lane.as_ptr()));
-                }
-            }
-            out[r..r + take].copy_from_slice(&sums[..take]);
+            out[r..r + take].copy_from_slice(&dot4(q, p)[..take]);
             r += take;
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_gather(q: &[f32], rows: &[f32], slots: &[u32], out: &mut [f32]) {
         let d = q.len();
         let base = rows.as_ptr();

@@ -52,8 +52,9 @@ pub fn recall_at(found: &[Vec<crate::Neighbor>], truth: &[Vec<u32>], k: usize) -
 }
 
 impl AnnIndex {
-    /// Chooses and stores the fastest setting with recall@`k` ≥ `target` on `queries`
-    /// (row-major), whose exact top-`k` ids are `truth`.
+    /// Chooses and stores the fastest setting whose recall@`k` on `queries` (row-major,
+    /// with exact top-`k` ids `truth`) reaches `target` with 95% confidence (its one-sided
+    /// lower bound over the queries, so that unseen queries tend to reach it too).
     pub fn tune(
         &mut self,
         queries: &[f32],
@@ -64,12 +65,24 @@ impl AnnIndex {
         let d = self.dim();
         let nq = queries.len() / d;
         let leaves = self.leaves();
-        let recall = |p: SearchParams| -> f64 {
+        // Mean recall and its one-sided 95% lower confidence bound over the queries: a
+        // setting is feasible when the bound reaches the target, so that the target tends
+        // to hold on queries the tuner did not see.
+        let recall = |p: SearchParams| -> (f64, f64) {
             let found = self
                 .search_batch(queries, k, p)
                 .expect("dimension checked by caller");
-            recall_at(&found, truth, k)
+            let per: Vec<f64> = found
+                .iter()
+                .zip(truth)
+                .map(|(f, t)| recall_at(std::slice::from_ref(f), std::slice::from_ref(t), k))
+                .collect();
+            let n = per.len().max(1) as f64;
+            let mean = per.iter().sum::<f64>() / n;
+            let var = per.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            (mean, mean - 1.645 * (var / n).sqrt())
         };
+        let ok = |r: (f64, f64)| r.1 >= target;
         let mut reorders: Vec<usize> = [k, 2 * k, 40, 80, 160, 320, 640, 1280]
             .into_iter()
             .filter(|&r| r >= k && r <= self.len().max(k))
@@ -94,16 +107,16 @@ impl AnnIndex {
                 })
             };
             let top = at(hi_bound);
-            if top > best_effort.0 {
+            if top.0 > best_effort.0 {
                 best_effort = (
-                    top,
+                    top.0,
                     SearchParams {
                         leaves_to_search: hi_bound,
                         reorder,
                     },
                 );
             }
-            if top < target {
+            if !ok(top) {
                 continue;
             }
             // Doubling search for a feasible count, then bisection below it.
@@ -117,7 +130,7 @@ impl AnnIndex {
                     break;
                 }
                 let r = at(hi);
-                if r >= target {
+                if ok(r) {
                     hi_recall = r;
                     break;
                 }
@@ -127,7 +140,7 @@ impl AnnIndex {
             while hi - lo > 1 {
                 let mid = (lo + hi) / 2;
                 let r = at(mid);
-                if r >= target {
+                if ok(r) {
                     hi = mid;
                     hi_recall = r;
                 } else {
@@ -139,7 +152,7 @@ impl AnnIndex {
                     leaves_to_search: hi,
                     reorder,
                 },
-                hi_recall,
+                hi_recall.0,
             ));
             hi_bound = hi;
         }

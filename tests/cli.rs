@@ -409,3 +409,25 @@ fn a_model_beats_popularity_on_a_synthetic_log() {
     }
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn bench_train_reports_throughput_time_and_memory() {
+    let data = data_dir();
+    let mut args = vec!["bench", "train", "--runs", "1", "--json", "--"];
+    args.extend_from_slice(&common::QUICK_TFRS);
+    args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+    let v = ok_json(&args);
+    for field in [
+        "median_examples_per_second",
+        "median_epoch_seconds",
+        "median_peak_rss_mib",
+        "median_wall_seconds",
+    ] {
+        let x = v[field].as_f64().unwrap_or(0.0);
+        assert!(x > 0.0, "{field} = {x} in {v}");
+    }
+    // One epoch of u1.base's 80,000 examples cannot take longer than the whole run.
+    assert!(
+        v["median_epoch_seconds"].as_f64().unwrap() <= v["median_wall_seconds"].as_f64().unwrap()
+    );
+}

@@ -16,7 +16,8 @@ pub struct BenchArgs {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Run `twotower train ARGS…` several times, each in its own process, and report medians
-    /// of wall seconds, CPU seconds (user+sys) and peak resident memory.
+    /// of wall seconds, CPU seconds (user+sys), peak resident memory, seconds per epoch and
+    /// training examples per second.
     ///
     /// Example (the TFRS tutorial on u1: 3 epochs plus evaluation of 20,000 interactions):
     ///   twotower bench train --runs 5 -- --preset tfrs --split u1 --data-dir ../shared/data
@@ -33,25 +34,40 @@ enum BenchCommand {
     },
 }
 
-/// What one child process cost.
+/// What one child process cost, and the training throughput it reported.
 struct Usage {
     wall: f64,
     cpu: f64,
     max_rss_mib: f64,
+    /// Mean seconds per training epoch.
+    epoch_seconds: f64,
+    /// Training examples per second over all epochs.
+    examples_per_second: f64,
 }
 
 fn run_child(args: &[String]) -> Result<Usage> {
     let exe = std::env::current_exe().context("locating the twotower binary")?;
     let start = Instant::now();
-    let child = Command::new(exe)
+    let mut child = Command::new(exe)
         .arg("train")
         .args(args)
+        .args(if args.iter().any(|a| a == "--json") {
+            &[][..]
+        } else {
+            &["--json"][..]
+        })
         .arg("--show-user")
         .arg("")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .context("starting twotower train")?;
+    // Read the report while the child runs (a full pipe would block it).
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
     let mut status = 0i32;
     // SAFETY: rusage is plain data, zero is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -70,13 +86,40 @@ fn run_child(args: &[String]) -> Result<Usage> {
             args.join(" ")
         );
     }
+    let report = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the child's report panicked"))?
+        .context("reading the child's report")?;
+    let (epoch_seconds, examples_per_second) = throughput(&report)?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Ok(Usage {
         wall,
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         // Linux reports ru_maxrss in KiB.
         max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        epoch_seconds,
+        examples_per_second,
     })
+}
+
+/// Mean seconds per epoch and examples per second from `train --json`'s history.
+fn throughput(report: &str) -> Result<(f64, f64)> {
+    let v: serde_json::Value =
+        serde_json::from_str(report).context("`twotower train --json` printed no JSON report")?;
+    let history = v["history"].as_array().filter(|h| !h.is_empty());
+    let Some(history) = history else {
+        bail!("the train report has no epochs");
+    };
+    let (mut seconds, mut examples) = (0.0, 0.0);
+    for e in history {
+        let s = e["seconds"].as_f64().unwrap_or(0.0);
+        seconds += s;
+        examples += e["examples_per_second"].as_f64().unwrap_or(0.0) * s;
+    }
+    Ok((
+        seconds / history.len() as f64,
+        examples / seconds.max(1e-12),
+    ))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -107,17 +150,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     for i in 0..runs {
         let u = run_child(&train_args)?;
         eprintln!(
-            "run {}/{runs}: wall {:.3} s, cpu {:.3} s, peak {:.1} MiB",
+            "run {}/{runs}: wall {:.3} s, cpu {:.3} s, peak {:.1} MiB, {:.3} s/epoch, {:.0} examples/s",
             i + 1,
             u.wall,
             u.cpu,
-            u.max_rss_mib
+            u.max_rss_mib,
+            u.epoch_seconds,
+            u.examples_per_second
         );
         all.push(u);
     }
     let wall = median(all.iter().map(|u| u.wall).collect());
     let cpu = median(all.iter().map(|u| u.cpu).collect());
     let rss = median(all.iter().map(|u| u.max_rss_mib).collect());
+    let epoch = median(all.iter().map(|u| u.epoch_seconds).collect());
+    let eps = median(all.iter().map(|u| u.examples_per_second).collect());
     if json {
         let v = serde_json::json!({
             "runs": runs,
@@ -125,6 +172,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "median_wall_seconds": wall,
             "median_cpu_seconds": cpu,
             "median_peak_rss_mib": rss,
+            "median_epoch_seconds": epoch,
+            "median_examples_per_second": eps,
             "tfrs_tutorial_cpu_seconds": TFRS_CPU,
             "tfrs_tutorial_wall_seconds": TFRS_WALL,
         });
@@ -135,6 +184,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             train_args.join(" ")
         );
         println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
+        println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s");
+        let tfrs_tutorial = train_args
+            .windows(2)
+            .any(|w| w[0] == "--preset" && w[1] == "tfrs")
+            && !train_args.iter().any(|a| a.starts_with("--dataset"));
+        if !tfrs_tutorial {
+            return Ok(());
+        }
         println!(
             "  for reference, the TFRS tutorial on u1 (fit with metrics + evaluate, ANCHORS.md): \
              {TFRS_CPU:.1} CPU-s, {TFRS_WALL:.1} s wall, ~1,750 MiB; ratio {:.0}x CPU, {:.0}x wall",

@@ -67,23 +67,17 @@ pub fn ok_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
+/// Training arguments of a quick run: the tfrs preset, one epoch, fold u1.
+pub const QUICK_TFRS: [&str; 6] = ["--preset", "tfrs", "--epochs", "1", "--split", "u1"];
+
 /// Trains a quick tfrs-preset model on u1 (one epoch) into `dir`.
 pub fn quick_model(dir: &Path) {
     let data = data_dir();
-    ok_json(&[
-        "train",
-        "--preset",
-        "tfrs",
-        "--epochs",
-        "1",
-        "--split",
-        "u1",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
+    let mut args = vec!["train"];
+    args.extend_from_slice(&QUICK_TFRS);
+    args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+    args.extend_from_slice(&["--out", dir.to_str().unwrap(), "--json"]);
+    ok_json(&args);
 }
 
 /// A running `twotower serve`, stopped (SIGTERM) when dropped.

@@ -422,6 +422,8 @@ fn bench_train_reports_throughput_time_and_memory() {
         "median_epoch_seconds",
         "median_peak_rss_mib",
         "median_wall_seconds",
+        "median_product_gflops_per_second",
+        "median_product_share_of_epoch",
     ] {
         let x = v[field].as_f64().unwrap_or(0.0);
         assert!(x > 0.0, "{field} = {x} in {v}");

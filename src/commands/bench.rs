@@ -43,6 +43,9 @@ struct Usage {
     epoch_seconds: f64,
     /// Training examples per second over all epochs.
     examples_per_second: f64,
+    /// GFLOP/s of the loss's matrix products, and their share of the epochs' time.
+    product_gflops: f64,
+    product_share: f64,
 }
 
 fn run_child(args: &[String]) -> Result<Usage> {
@@ -90,36 +93,50 @@ fn run_child(args: &[String]) -> Result<Usage> {
         .join()
         .map_err(|_| anyhow::anyhow!("reading the child's report panicked"))?
         .context("reading the child's report")?;
-    let (epoch_seconds, examples_per_second) = throughput(&report)?;
+    let t = throughput(&report)?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Ok(Usage {
         wall,
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         // Linux reports ru_maxrss in KiB.
         max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
-        epoch_seconds,
-        examples_per_second,
+        epoch_seconds: t.epoch_seconds,
+        examples_per_second: t.examples_per_second,
+        product_gflops: t.product_gflops,
+        product_share: t.product_share,
     })
 }
 
-/// Mean seconds per epoch and examples per second from `train --json`'s history.
-fn throughput(report: &str) -> Result<(f64, f64)> {
+/// Training throughput read from a `train --json` report.
+struct Throughput {
+    epoch_seconds: f64,
+    examples_per_second: f64,
+    product_gflops: f64,
+    product_share: f64,
+}
+
+/// Throughput over all epochs of `train --json`'s history.
+fn throughput(report: &str) -> Result<Throughput> {
     let v: serde_json::Value =
         serde_json::from_str(report).context("`twotower train --json` printed no JSON report")?;
     let history = v["history"].as_array().filter(|h| !h.is_empty());
     let Some(history) = history else {
         bail!("the train report has no epochs");
     };
-    let (mut seconds, mut examples) = (0.0, 0.0);
+    let (mut seconds, mut examples, mut product_s, mut gflop) = (0.0, 0.0, 0.0, 0.0);
     for e in history {
-        let s = e["seconds"].as_f64().unwrap_or(0.0);
-        seconds += s;
-        examples += e["examples_per_second"].as_f64().unwrap_or(0.0) * s;
+        let f = |k: &str| e[k].as_f64().unwrap_or(0.0);
+        seconds += f("seconds");
+        examples += f("examples_per_second") * f("seconds");
+        product_s += f("product_seconds");
+        gflop += f("product_gflops_per_second") * f("product_seconds");
     }
-    Ok((
-        seconds / history.len() as f64,
-        examples / seconds.max(1e-12),
-    ))
+    Ok(Throughput {
+        epoch_seconds: seconds / history.len() as f64,
+        examples_per_second: examples / seconds.max(1e-12),
+        product_gflops: gflop / product_s.max(1e-12),
+        product_share: product_s / seconds.max(1e-12),
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -165,6 +182,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let rss = median(all.iter().map(|u| u.max_rss_mib).collect());
     let epoch = median(all.iter().map(|u| u.epoch_seconds).collect());
     let eps = median(all.iter().map(|u| u.examples_per_second).collect());
+    let gflops = median(all.iter().map(|u| u.product_gflops).collect());
+    let share = median(all.iter().map(|u| u.product_share).collect());
     if json {
         let v = serde_json::json!({
             "runs": runs,
@@ -174,6 +193,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "median_peak_rss_mib": rss,
             "median_epoch_seconds": epoch,
             "median_examples_per_second": eps,
+            "median_product_gflops_per_second": gflops,
+            "median_product_share_of_epoch": share,
             "tfrs_tutorial_cpu_seconds": TFRS_CPU,
             "tfrs_tutorial_wall_seconds": TFRS_WALL,
         });
@@ -185,6 +206,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
         println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s");
+        println!(
+            "  matrix products of the loss: {gflops:.1} GFLOP/s, {:.0}% of the epoch",
+            share * 100.0
+        );
         let tfrs_tutorial = train_args
             .windows(2)
             .any(|w| w[0] == "--preset" && w[1] == "tfrs")

@@ -39,6 +39,10 @@ pub struct SoftmaxOutput {
     pub grad_queries: Vec<f32>,
     /// `C × dim`.
     pub grad_candidates: Vec<f32>,
+    /// Floating-point operations of the three matrix products (logits and both gradients).
+    pub product_flops: f64,
+    /// Seconds spent in those products.
+    pub product_seconds: f64,
 }
 
 impl InBatchSoftmax {
@@ -60,12 +64,14 @@ impl InBatchSoftmax {
             scratch.resize(u * c, 0.0);
         }
         let e = &mut scratch[..u * c];
+        let t0 = std::time::Instant::now();
         gemm(
             MatRef::new(b.queries, u, d),
             MatRef::new(b.candidates, c, d).t(),
             0.0,
             e,
         );
+        let mut product_seconds = t0.elapsed().as_secs_f64();
         // Per query: the max logit l = S/τ + bias.
         let maxes: Vec<f32> = e
             .par_chunks(c)
@@ -123,23 +129,27 @@ impl InBatchSoftmax {
             g[qi as usize * c + ci as usize] -= ((1.0 + fix) * inv_t as f64) as f32;
         }
         let mut grad_queries = vec![0.0f32; u * d];
+        let mut grad_candidates = vec![0.0f32; c * d];
+        let t1 = std::time::Instant::now();
         gemm(
             MatRef::new(g, u, c),
             MatRef::new(b.candidates, c, d),
             0.0,
             &mut grad_queries,
         );
-        let mut grad_candidates = vec![0.0f32; c * d];
         gemm(
             MatRef::new(g, u, c).t(),
             MatRef::new(b.queries, u, d),
             0.0,
             &mut grad_candidates,
         );
+        product_seconds += t1.elapsed().as_secs_f64();
         SoftmaxOutput {
             loss,
             grad_queries,
             grad_candidates,
+            product_flops: 6.0 * u as f64 * c as f64 * d as f64,
+            product_seconds,
         }
     }
 }

@@ -44,6 +44,12 @@ pub struct EpochStats {
     pub mean_loss: f64,
     pub seconds: f64,
     pub examples_per_second: f64,
+    /// Seconds of the epoch spent in the loss's matrix products.
+    #[serde(default)]
+    pub product_seconds: f64,
+    /// Achieved speed of those products, in GFLOP/s.
+    #[serde(default)]
+    pub product_gflops_per_second: f64,
     /// Evaluation after the epoch, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<serde_json::Value>,
@@ -135,6 +141,7 @@ impl Trainer {
         let cfg = model.config.clone();
         let mut total = 0.0f64;
         let mut done = 0usize;
+        let (mut flops, mut product_seconds) = (0.0f64, 0.0f64);
         let order = std::mem::take(&mut self.order);
         for chunk in order.chunks(cfg.batch_size) {
             let step = self.gradients(model, chunk);
@@ -149,6 +156,8 @@ impl Trainer {
                 &step.grad_candidates,
             );
             total += step.loss;
+            flops += step.product_flops;
+            product_seconds += step.product_seconds;
             done += chunk.len();
             on_batch(BatchProgress {
                 epoch: self.epoch,
@@ -165,6 +174,8 @@ impl Trainer {
             mean_loss: total / done as f64,
             seconds,
             examples_per_second: done as f64 / seconds.max(1e-9),
+            product_seconds,
+            product_gflops_per_second: flops / product_seconds.max(1e-12) / 1e9,
             metrics: None,
         }
     }
@@ -237,6 +248,8 @@ impl Trainer {
             grad_queries: out.grad_queries,
             candidate_rows: cols,
             grad_candidates: out.grad_candidates,
+            product_flops: out.product_flops,
+            product_seconds: out.product_seconds,
         }
     }
 }
@@ -249,6 +262,9 @@ pub struct StepGradients {
     pub grad_queries: Vec<f32>,
     pub candidate_rows: Vec<u32>,
     pub grad_candidates: Vec<f32>,
+    /// Floating-point operations and seconds of the batch's matrix products.
+    pub product_flops: f64,
+    pub product_seconds: f64,
 }
 
 /// Adds the gradient of `l2 · count · ‖w‖²` for each row; returns that penalty.

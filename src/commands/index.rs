@@ -240,9 +240,9 @@ fn check_dim(path: &Path, q: &Array2<f32>, dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// Exact top-`k` ids of each query.
-fn exact_truth(vectors: &[f32], dim: usize, queries: &[f32], k: usize) -> Result<Vec<Vec<u32>>> {
-    let exact = BruteForceIndex::new(vectors.to_vec(), dim)?;
+/// Exact top-`k` ids of each query (the vectors are moved into the exact index, not copied).
+fn exact_truth(vectors: Vec<f32>, dim: usize, queries: &[f32], k: usize) -> Result<Vec<Vec<u32>>> {
+    let exact = BruteForceIndex::new(vectors, dim)?;
     Ok(exact
         .search_batch(queries, k)?
         .iter()
@@ -331,7 +331,7 @@ fn build(a: BuildArgs) -> Result<()> {
                 queries.len() / dim,
                 start.elapsed().as_secs_f64()
             );
-            let truth = exact_truth(&vectors, dim, &queries, 10)?;
+            let truth = exact_truth(vectors, dim, &queries, 10)?;
             Some(index.tune(&queries, &truth, 10, a.target_recall))
         }
     };
@@ -675,7 +675,7 @@ fn synth(a: SynthArgs) -> Result<()> {
         a.queries
     );
     let k = a.truth_k.min(a.items);
-    let truth = exact_truth(&set.items, d, test, k)?;
+    let truth = exact_truth(set.items, d, test, k)?;
     let flat: Vec<i32> = truth.iter().flatten().map(|&x| x as i32).collect();
     npy::write_i32(&a.out.join("gt.npy"), &flat, a.queries, k)?;
     println!(

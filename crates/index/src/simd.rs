@@ -308,25 +308,26 @@ mod x86 {
         out
     }
 
+    /// `out[r] = q · row r` for rows of f32 or f16 bits, four rows per step.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    unsafe fn dot_rows_of<E: Elem>(q: &[f32], rows: &[E], out: &mut [f32]) {
         let d = q.len();
         let base = rows.as_ptr();
         let n = out.len();
         let mut r = 0;
-        while r + 4 <= n {
-            let p = [
-                base.add(r * d),
-                base.add((r + 1) * d),
-                base.add((r + 2) * d),
-                base.add((r + 3) * d),
-            ];
-            out[r..r + 4].copy_from_slice(&dot4(q, p));
-            r += 4;
+        while r < n {
+            let take = (n - r).min(4);
+            // Past the last row, the final row is repeated and its results dropped.
+            let p: [*const E; 4] = std::array::from_fn(|j| base.add((r + j.min(take - 1)) * d));
+            out[r..r + take].copy_from_slice(&dot4(q, p)[..take]);
+            r += take;
         }
-        for (i, o) in out.iter_mut().enumerate().skip(r) {
-            *o = dot(q, std::slice::from_raw_parts(base.add(i * d), d));
-        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        dot_rows_of(q, rows, out)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -365,17 +366,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u16], out: &mut [f32]) {
-        let d = q.len();
-        let base = rows.as_ptr();
-        let n = out.len();
-        let mut r = 0;
-        while r < n {
-            let take = (n - r).min(4);
-            // Past the last row, the final row is repeated and its results dropped.
-            let p: [*const u16; 4] = std::array::from_fn(|j| base.add((r + j.min(take - 1)) * d));
-            out[r..r + take].copy_from_slice(&dot4(q, p)[..take]);
-            r += take;
-        }
+        dot_rows_of(q, rows, out)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use twotower_data::log::LogColumns;
 use twotower_data::{resolve_data_dir, DataDirSource, MovieLens, SplitSpec, FOLDS};
 
 /// Where the data is and how to split it.
@@ -43,6 +44,29 @@ pub struct DataSplitArgs {
     /// With `--split random`: the shuffle seed.
     #[arg(long, default_value_t = 42)]
     pub split_seed: u64,
+    /// An interaction log instead of a MovieLens folder: CSV, TSV or Parquet (by extension),
+    /// one row per interaction with integer user and item ids (every row a positive).
+    #[arg(long, value_name = "FILE", conflicts_with = "train")]
+    pub interactions: Option<PathBuf>,
+    /// With --interactions: the item catalogue (CSV/TSV with a header: id, title, and
+    /// optionally `genres`). Without it, items are titled by their ids.
+    #[arg(long, value_name = "FILE", requires = "interactions")]
+    pub items: Option<PathBuf>,
+    /// With --interactions: the user id column (a header name, or a 0-based position for
+    /// files without a header). Default: user_id, userId, user, uid, … else column 0.
+    #[arg(long, value_name = "COLUMN", requires = "interactions")]
+    pub user_col: Option<String>,
+    /// With --interactions: the item id column (also the id column of --items). Default:
+    /// item_id, itemId, movieId, item, … else column 1.
+    #[arg(long, value_name = "COLUMN", requires = "interactions")]
+    pub item_col: Option<String>,
+    /// With --interactions: the Unix-time column (needed by --split last/time). Default:
+    /// timestamp, time or ts when the header has one.
+    #[arg(long, value_name = "COLUMN", requires = "interactions")]
+    pub time_col: Option<String>,
+    /// With --items: the title column. Default: title, name or label.
+    #[arg(long, value_name = "COLUMN", requires = "items")]
+    pub title_col: Option<String>,
     /// Training file in u.data format (with --test; overrides --split).
     #[arg(long, value_name = "FILE", requires = "test")]
     pub train: Option<PathBuf>,
@@ -80,6 +104,16 @@ impl DataSplitArgs {
 
     /// Loads the dataset from the resolved folder (downloading into the cache if needed).
     pub fn open(&self) -> Result<MovieLens> {
+        if let Some(log) = &self.interactions {
+            let columns = LogColumns {
+                user: self.user_col.clone(),
+                item: self.item_col.clone(),
+                time: self.time_col.clone(),
+                title: self.title_col.clone(),
+            };
+            return MovieLens::from_log(log, self.items.as_deref(), &columns)
+                .with_context(|| format!("reading the interaction log {}", log.display()));
+        }
         let (dir, source) = resolve_data_dir(
             self.data_dir.as_deref(),
             &self.dataset,
@@ -89,6 +123,6 @@ impl DataSplitArgs {
             eprintln!("downloaded MovieLens 100K into {}", dir.display());
         }
         MovieLens::open(&dir)
-            .with_context(|| format!("reading MovieLens 100K from {}", dir.display()))
+            .with_context(|| format!("reading {} from {}", self.dataset, dir.display()))
     }
 }

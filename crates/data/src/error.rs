@@ -18,6 +18,12 @@ pub enum DataError {
         line: usize,
         message: String,
     },
+    #[error("{path}: row {row}: {message}")]
+    Row {
+        path: PathBuf,
+        row: usize,
+        message: String,
+    },
     #[error("{path}: the file holds no records")]
     Empty { path: PathBuf },
     #[error("{0}")]

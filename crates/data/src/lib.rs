@@ -15,9 +15,11 @@
 
 mod error;
 pub mod fetch;
+pub mod log;
 mod movielens;
 pub mod movielens_1m;
 pub mod movielens_csv;
+pub mod parquet_log;
 mod split;
 pub mod synth;
 mod vocab;

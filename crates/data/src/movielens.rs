@@ -58,6 +58,9 @@ pub enum Format {
     Ml1m,
     /// `ratings.csv` + `movies.csv` (latest-small, 20M, 25M, 32M).
     Csv,
+    /// A generic interaction log (`--interactions`; see [`crate::log`]); `true` when it
+    /// has a time column.
+    Log { has_time: bool },
 }
 
 impl Format {
@@ -123,6 +126,12 @@ impl MovieLens {
                     crate::movielens_csv::read_ratings_csv(&p)?,
                 )
             }
+            Format::Log { .. } => {
+                return Err(DataError::Invalid(format!(
+                    "{}: interaction logs are read with --interactions FILE",
+                    dir.display()
+                )))
+            }
         };
         check_unique_ids(&movies, &dir)?;
         let ml = MovieLens {
@@ -133,6 +142,23 @@ impl MovieLens {
         };
         ml.check_items(&ml.ratings, &ratings_path)?;
         Ok(ml)
+    }
+
+    /// A generic interaction log and its catalogue (see [`crate::log`]).
+    pub fn from_log(
+        path: &Path,
+        items: Option<&Path>,
+        columns: &crate::log::LogColumns,
+    ) -> Result<Self> {
+        let log = crate::log::read_log(path, items, columns)?;
+        Ok(MovieLens {
+            dir: path.to_path_buf(),
+            format: Format::Log {
+                has_time: log.has_time,
+            },
+            ratings: log.interactions,
+            movies: log.items,
+        })
     }
 
     /// A short name for model cards.
@@ -146,6 +172,7 @@ impl MovieLens {
             Format::Ml100k => "movielens-100k".into(),
             Format::Ml1m => "movielens-1m".into(),
             Format::Csv => format!("movielens ({folder})"),
+            Format::Log { .. } => format!("log ({folder})"),
         }
     }
 
@@ -172,6 +199,14 @@ impl MovieLens {
                 test_fraction,
                 seed,
             } => crate::split::random_split(&self.ratings, *test_fraction, *seed)?,
+            SplitSpec::LastPerUser { .. } | SplitSpec::TimeBefore { .. }
+                if self.format == (Format::Log { has_time: false }) =>
+            {
+                return Err(DataError::Invalid(format!(
+                    "{}: a temporal split needs a time column; name it with --time-col",
+                    self.dir.display()
+                )))
+            }
             SplitSpec::LastPerUser { n } => crate::split::last_per_user(&self.ratings, *n)?,
             SplitSpec::TimeBefore { cut } => crate::split::time_cut(&self.ratings, *cut)?,
         };

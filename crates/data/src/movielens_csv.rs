@@ -30,21 +30,7 @@ fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<std::fs::
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> DataError {
-    let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-    let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => {
-            format!("expected {expected_len} comma-separated fields, found {len}")
-        }
-        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8 text".to_string(),
-        _ => e.to_string(),
-    };
-    DataError::Parse {
-        path: path.into(),
-        line,
-        message,
-    }
+    crate::log::csv_error(path, e, "comma-separated fields")
 }
 
 /// Reads `ratings.csv`, streaming it row by row.

@@ -10,6 +10,9 @@
 use rayon::prelude::*;
 use twotower_index::kernels::{gemm, MatRef};
 
+/// Set to any value to force the portable path (to compare the two in benchmarks).
+pub const PORTABLE_ENV: &str = "TWOTOWER_PORTABLE_SOFTMAX";
+
 /// Options of the softmax.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InBatchSoftmax {
@@ -51,9 +54,25 @@ impl InBatchSoftmax {
         self.forward_backward_with(b, &mut Vec::new())
     }
 
-    /// [`InBatchSoftmax::forward_backward`] reusing `scratch` for the U×C logits, so a
-    /// training loop allocates (and page-faults) that matrix once, not once per batch.
+    /// [`InBatchSoftmax::forward_backward`] reusing `scratch` for the U×C logits of the
+    /// portable path, so a training loop allocates (and page-faults) that matrix once, not
+    /// once per batch. Where the CPU allows it, the fused path ([`crate::fused`]) runs
+    /// instead and needs no U×C matrix at all.
     pub fn forward_backward_with(&self, b: &SoftmaxBatch, scratch: &mut Vec<f32>) -> SoftmaxOutput {
+        #[cfg(target_arch = "x86_64")]
+        if crate::fused::available(b.dim) && std::env::var_os(PORTABLE_ENV).is_none() {
+            return crate::fused::forward_backward(self, b);
+        }
+        self.forward_backward_portable(b, scratch)
+    }
+
+    /// The plain formulation: the whole U×C logits matrix, then the passes over it, with
+    /// the products spread over cores by [`gemm`]. Runs on any CPU and any dimension.
+    pub fn forward_backward_portable(
+        &self,
+        b: &SoftmaxBatch,
+        scratch: &mut Vec<f32>,
+    ) -> SoftmaxOutput {
         let d = b.dim;
         let u = b.queries.len() / d;
         let c = b.candidates.len() / d;

@@ -1,0 +1,415 @@
+//! Generic interaction logs: `--interactions FILE` in CSV, TSV or Apache Parquet, with an
+//! optional `--items FILE` catalogue.
+//!
+//! A log is one interaction per row: a user id, an item id and, optionally, a Unix time.
+//! Every row is an implicit positive. Ids must be non-negative integers (below 2³²); the
+//! file is streamed row by row into compact [`Interaction`]s, and any bad row stops the read
+//! with an error naming the file, the line (or Parquet row) and the problem.
+//!
+//! Columns are found by name in a header (`--user-col` etc., or common names such as
+//! `user_id`/`userId`/`user`, `item_id`/`movieId`/`item`, `timestamp`/`time`/`ts`), or
+//! by 0-based position when the file has no header. A CSV file has a header when its first
+//! row holds a field that is not a number. The delimiter follows the extension (`.tsv`,
+//! `.tab`: tab; `.csv`: comma) or, otherwise, the first line (tab, comma, semicolon or `|`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::movielens_1m::split_genres;
+use crate::{DataError, Interaction, Movie, Result};
+
+/// Names tried, after lower-casing and dropping `_`, `-` and spaces, when no column is given.
+pub(crate) const USER_NAMES: [&str; 8] = [
+    "userid",
+    "user",
+    "uid",
+    "customerid",
+    "customer",
+    "visitorid",
+    "visitor",
+    "query",
+];
+pub(crate) const ITEM_NAMES: [&str; 10] = [
+    "itemid",
+    "item",
+    "movieid",
+    "iid",
+    "productid",
+    "product",
+    "articleid",
+    "article",
+    "trackid",
+    "candidate",
+];
+pub(crate) const TIME_NAMES: [&str; 5] = ["timestamp", "time", "ts", "unixtime", "datetime"];
+const TITLE_NAMES: [&str; 3] = ["title", "name", "label"];
+
+/// Which columns of a log hold what (names, or 0-based positions for files without a
+/// header). `None` means: look for a common name.
+#[derive(Debug, Clone, Default)]
+pub struct LogColumns {
+    pub user: Option<String>,
+    pub item: Option<String>,
+    pub time: Option<String>,
+    /// The title column of the `--items` catalogue.
+    pub title: Option<String>,
+}
+
+/// An interaction log and its catalogue, loaded.
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub interactions: Vec<Interaction>,
+    /// The catalogue (from `--items`, else one row per item id seen, titled by its id).
+    pub items: Vec<Movie>,
+    /// Whether the log had a time column (temporal splits need one).
+    pub has_time: bool,
+}
+
+fn normalise(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Finds a column: by the given name or position, else by a common name.
+pub(crate) fn find_column(
+    path: &Path,
+    header: Option<&[String]>,
+    given: Option<&str>,
+    common: &[&str],
+    flag: &str,
+) -> Result<Option<usize>> {
+    let bad = |message: String| DataError::Parse {
+        path: path.into(),
+        line: 1,
+        message,
+    };
+    match (given, header) {
+        (Some(name), Some(h)) => {
+            if let Some(i) = h.iter().position(|c| c == name) {
+                return Ok(Some(i));
+            }
+            if let Ok(i) = name.parse::<usize>() {
+                if i < h.len() {
+                    return Ok(Some(i));
+                }
+            }
+            Err(bad(format!(
+                "{flag} {name:?}: no such column in the header ({})",
+                h.join(", ")
+            )))
+        }
+        (Some(name), None) => name.parse::<usize>().map(Some).map_err(|_| {
+            bad(format!(
+                "{flag} {name:?}: the file has no header row, so columns are 0-based positions"
+            ))
+        }),
+        (None, Some(h)) => Ok(common
+            .iter()
+            .find_map(|want| h.iter().position(|c| normalise(c) == *want))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads a log (CSV/TSV, or Parquet by the `.parquet` extension) and its catalogue.
+pub fn read_log(path: &Path, items: Option<&Path>, columns: &LogColumns) -> Result<Log> {
+    let catalogue = match items {
+        Some(p) => Some(read_items(p, columns)?),
+        None => None,
+    };
+    let known: Option<HashSet<u32>> = catalogue.as_ref().map(|c| c.iter().map(|m| m.id).collect());
+    let is_parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let (interactions, has_time) = if is_parquet {
+        crate::parquet_log::read(path, columns, known.as_ref(), items)?
+    } else {
+        read_delimited(path, columns, known.as_ref(), items)?
+    };
+    let items = match catalogue {
+        Some(c) => c,
+        None => {
+            let mut ids: Vec<u32> = interactions.iter().map(|r| r.item).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter()
+                .map(|id| Movie {
+                    id,
+                    title: format!("item {id}"),
+                    release_date: String::new(),
+                    genres: Vec::new(),
+                })
+                .collect()
+        }
+    };
+    Ok(Log {
+        interactions,
+        items,
+        has_time,
+    })
+}
+
+/// The error for an item the catalogue does not list.
+pub(crate) fn unknown_item(path: &Path, line: usize, id: u32, items: Option<&Path>) -> DataError {
+    DataError::Parse {
+        path: path.into(),
+        line,
+        message: format!(
+            "item id {id} is not in the catalogue {}",
+            items.map(|p| p.display().to_string()).unwrap_or_default()
+        ),
+    }
+}
+
+/// The delimiter of a text table: by extension, else by the first line.
+fn delimiter(path: &Path) -> Result<u8> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("tsv" | "tab") => return Ok(b'\t'),
+        Some("csv") => return Ok(b','),
+        _ => {}
+    }
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut first = String::new();
+    std::io::BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(|e| DataError::io(path, e))?;
+    Ok([b'\t', b',', b';', b'|']
+        .into_iter()
+        .find(|&d| first.as_bytes().contains(&d))
+        .unwrap_or(b','))
+}
+
+fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
+    let delim = delimiter(path)?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delim)
+        .from_reader(file))
+}
+
+fn table_error(path: &Path, e: csv::Error) -> DataError {
+    csv_error(path, e, "fields like the first row")
+}
+
+/// A `csv` error as a parse error naming the line; `fields` describes the expected fields.
+pub(crate) fn csv_error(path: &Path, e: csv::Error, fields: &str) -> DataError {
+    let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("expected {expected_len} {fields}, found {len}"),
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8 text".to_string(),
+        _ => e.to_string(),
+    };
+    DataError::Parse {
+        path: path.into(),
+        line,
+        message,
+    }
+}
+
+/// The first record, and whether it is a header (a field that is not a number).
+fn first_record(
+    path: &Path,
+    r: &mut csv::Reader<std::fs::File>,
+) -> Result<(csv::StringRecord, bool)> {
+    let mut first = csv::StringRecord::new();
+    if !r
+        .read_record(&mut first)
+        .map_err(|e| table_error(path, e))?
+    {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    let header = first.iter().any(|f| f.trim().parse::<f64>().is_err());
+    Ok((first, header))
+}
+
+fn read_delimited(
+    path: &Path,
+    columns: &LogColumns,
+    known: Option<&HashSet<u32>>,
+    items: Option<&Path>,
+) -> Result<(Vec<Interaction>, bool)> {
+    let mut r = open_table(path)?;
+    let (first, has_header) = first_record(path, &mut r)?;
+    let header: Option<Vec<String>> =
+        has_header.then(|| first.iter().map(|s| s.trim().to_string()).collect());
+    let h = header.as_deref();
+    let missing = |what: &str, flag: &str| DataError::Parse {
+        path: path.into(),
+        line: 1,
+        message: match h {
+            Some(h) => format!(
+                "no {what} column found in the header ({}); name it with {flag}",
+                h.join(", ")
+            ),
+            None => format!("no {what} column; name it with {flag}"),
+        },
+    };
+    let user = find_column(path, h, columns.user.as_deref(), &USER_NAMES, "--user-col")?
+        .or(if h.is_none() { Some(0) } else { None })
+        .ok_or_else(|| missing("user", "--user-col"))?;
+    let item = find_column(path, h, columns.item.as_deref(), &ITEM_NAMES, "--item-col")?
+        .or(if h.is_none() { Some(1) } else { None })
+        .ok_or_else(|| missing("item", "--item-col"))?;
+    let time = find_column(path, h, columns.time.as_deref(), &TIME_NAMES, "--time-col")?;
+    let width = first.len();
+    for (i, flag) in [
+        (Some(user), "--user-col"),
+        (Some(item), "--item-col"),
+        (time, "--time-col"),
+    ] {
+        if let Some(i) = i {
+            if i >= width {
+                return Err(DataError::Parse {
+                    path: path.into(),
+                    line: 1,
+                    message: format!("{flag} {i}: the rows have only {width} fields"),
+                });
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut push = |rec: &csv::StringRecord, line: usize| -> Result<()> {
+        let row = Interaction {
+            user: parse_id(path, line, "user id", &rec[user])?,
+            item: parse_id(path, line, "item id", &rec[item])?,
+            rating: 1.0,
+            timestamp: match time {
+                Some(t) => parse_time(path, line, &rec[t])?,
+                None => 0,
+            },
+        };
+        if known.is_some_and(|k| !k.contains(&row.item)) {
+            return Err(unknown_item(path, line, row.item, items));
+        }
+        rows.push(row);
+        Ok(())
+    };
+    if !has_header {
+        push(&first, 1)?;
+    }
+    let mut rec = csv::StringRecord::new();
+    while r.read_record(&mut rec).map_err(|e| table_error(path, e))? {
+        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        push(&rec, line)?;
+    }
+    if rows.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    Ok((rows, time.is_some()))
+}
+
+/// An id: a non-negative integer below 2³².
+pub(crate) fn parse_id(path: &Path, line: usize, what: &str, s: &str) -> Result<u32> {
+    s.trim().parse().map_err(|_| DataError::Parse {
+        path: path.into(),
+        line,
+        message: format!(
+            "{what} {s:?} is not a non-negative integer below 2^32 (logs need integer ids)"
+        ),
+    })
+}
+
+/// A time: Unix seconds, integer or decimal.
+pub(crate) fn parse_time(path: &Path, line: usize, s: &str) -> Result<i64> {
+    let t = s.trim();
+    if let Ok(v) = t.parse::<i64>() {
+        return Ok(v);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.abs() < 9.0e18 => Ok(v.floor() as i64),
+        _ => Err(DataError::Parse {
+            path: path.into(),
+            line,
+            message: format!("time {s:?} is not a Unix timestamp (seconds)"),
+        }),
+    }
+}
+
+/// Reads an item catalogue: a table with a header naming the id and title columns
+/// (`genres`, `|`-separated, is read when present).
+pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
+    let mut r = open_table(path)?;
+    let (first, has_header) = first_record(path, &mut r)?;
+    if !has_header {
+        return Err(DataError::Parse {
+            path: path.into(),
+            line: 1,
+            message: "an item catalogue needs a header row naming its id and title columns".into(),
+        });
+    }
+    let h: Vec<String> = first.iter().map(|s| s.trim().to_string()).collect();
+    let need = |i: Option<usize>, what: &str, flag: &str| {
+        i.ok_or_else(|| DataError::Parse {
+            path: path.into(),
+            line: 1,
+            message: format!(
+                "no {what} column found in the header ({}); name it with {flag}",
+                h.join(", ")
+            ),
+        })
+    };
+    let id = need(
+        find_column(
+            path,
+            Some(&h),
+            columns.item.as_deref(),
+            &ITEM_NAMES,
+            "--item-col",
+        )?,
+        "item id",
+        "--item-col",
+    )?;
+    let title = need(
+        find_column(
+            path,
+            Some(&h),
+            columns.title.as_deref(),
+            &TITLE_NAMES,
+            "--title-col",
+        )?,
+        "title",
+        "--title-col",
+    )?;
+    let genres = h.iter().position(|c| normalise(c) == "genres");
+    let mut movies = Vec::new();
+    let mut seen = HashSet::new();
+    let mut rec = csv::StringRecord::new();
+    while r.read_record(&mut rec).map_err(|e| table_error(path, e))? {
+        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        let movie = Movie {
+            id: parse_id(path, line, "item id", &rec[id])?,
+            title: rec[title].to_string(),
+            release_date: String::new(),
+            genres: genres.map(|g| split_genres(&rec[g])).unwrap_or_default(),
+        };
+        if !seen.insert(movie.id) {
+            return Err(DataError::Parse {
+                path: path.into(),
+                line,
+                message: format!("item id {} is listed twice", movie.id),
+            });
+        }
+        movies.push(movie);
+    }
+    if movies.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    Ok(movies)
+}
+
+/// The folder a log's name is reported under (its file name without extension).
+pub fn log_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| PathBuf::from(path).display().to_string())
+}

@@ -1,0 +1,261 @@
+//! Generic interaction logs (`--interactions`): CSV and TSV with and without headers,
+//! column names and positions, catalogues, malformed rows, and a Parquet round trip.
+
+use std::path::PathBuf;
+
+use twotower_data::log::{read_log, LogColumns};
+use twotower_data::{parquet_log, Format, Interaction, MovieLens, SplitSpec};
+
+/// A file with `content` under a fresh temporary folder.
+fn file(name: &str, content: &str) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tt-logs-{}-{call}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn cols(user: &str, item: &str, time: Option<&str>) -> LogColumns {
+    LogColumns {
+        user: Some(user.into()),
+        item: Some(item.into()),
+        time: time.map(Into::into),
+        title: None,
+    }
+}
+
+fn triples(rows: &[Interaction]) -> Vec<(u32, u32, i64)> {
+    rows.iter().map(|r| (r.user, r.item, r.timestamp)).collect()
+}
+
+const CSV_LOG: &str = "\
+session,visitor,article,ts,extra
+a,7,100,1000,x
+b,7,101,1005,y
+c,8,100,1001,z
+d,9,102,999.75,w
+";
+
+#[test]
+fn csv_with_named_columns_and_fractional_times() {
+    let p = file("clicks.csv", CSV_LOG);
+    let log = read_log(&p, None, &cols("visitor", "article", Some("ts"))).unwrap();
+    assert!(log.has_time);
+    assert_eq!(
+        triples(&log.interactions),
+        vec![
+            (7, 100, 1000),
+            (7, 101, 1005),
+            (8, 100, 1001),
+            (9, 102, 999)
+        ]
+    );
+    assert!(log.interactions.iter().all(|r| r.rating == 1.0));
+    // Without a catalogue, one item per id seen, titled by it.
+    let titles: Vec<&str> = log.items.iter().map(|m| m.title.as_str()).collect();
+    assert_eq!(titles, vec!["item 100", "item 101", "item 102"]);
+}
+
+#[test]
+fn common_column_names_are_found_without_flags() {
+    let p = file(
+        "log.csv",
+        "user_id,movieId,rating,timestamp\n1,10,4,50\n2,11,3,40\n",
+    );
+    let log = read_log(&p, None, &LogColumns::default()).unwrap();
+    assert!(log.has_time);
+    assert_eq!(triples(&log.interactions), vec![(1, 10, 50), (2, 11, 40)]);
+}
+
+#[test]
+fn tsv_without_header_uses_positions() {
+    // u.data layout: user, item, rating, time; no header, so columns are positions.
+    let p = file("u.tsv", "1\t10\t5\t300\n2\t10\t3\t200\n2\t12\t4\t100\n");
+    let log = read_log(&p, None, &cols("0", "1", Some("3"))).unwrap();
+    assert_eq!(
+        triples(&log.interactions),
+        vec![(1, 10, 300), (2, 10, 200), (2, 12, 100)]
+    );
+    // Defaults without a header: user 0, item 1, no time.
+    let log = read_log(&p, None, &LogColumns::default()).unwrap();
+    assert!(!log.has_time);
+    assert_eq!(log.interactions[2].item, 12);
+    // A name cannot be looked up without a header.
+    let err = read_log(&p, None, &cols("user", "1", None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no header row"), "{err}");
+}
+
+#[test]
+fn the_delimiter_is_sniffed_for_other_extensions() {
+    let p = file("log.txt", "user;item\n3;30\n4;40\n");
+    let log = read_log(&p, None, &LogColumns::default()).unwrap();
+    assert_eq!(triples(&log.interactions), vec![(3, 30, 0), (4, 40, 0)]);
+}
+
+#[test]
+fn catalogue_titles_quotes_and_unknown_items() {
+    let items = file(
+        "items.csv",
+        "article,name,genres\n100,\"Hello, World\",News|Tech\n101,Café Ünïcode,\n102,Plain,Sport\n",
+    );
+    let p = file("clicks.csv", CSV_LOG);
+    let c = LogColumns {
+        title: Some("name".into()),
+        ..cols("visitor", "article", Some("ts"))
+    };
+    let log = read_log(&p, Some(&items), &c).unwrap();
+    assert_eq!(log.items[0].title, "Hello, World");
+    assert_eq!(log.items[0].genres, vec!["News", "Tech"]);
+    assert_eq!(log.items[1].title, "Café Ünïcode");
+    // An item the catalogue lacks is an error naming the log's line.
+    let short = file("items.csv", "article,name\n100,A\n101,B\n");
+    let err = read_log(&p, Some(&short), &c).unwrap_err().to_string();
+    assert!(err.contains("clicks.csv:5:"), "{err}");
+    assert!(err.contains("item id 102 is not in the catalogue"), "{err}");
+    // A catalogue listing an id twice is refused.
+    let twice = file("items.csv", "article,name\n100,A\n100,B\n101,C\n102,D\n");
+    let err = read_log(&p, Some(&twice), &c).unwrap_err().to_string();
+    assert!(
+        err.contains("items.csv:3: item id 100 is listed twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_rows_are_named() {
+    let c = cols("user", "item", Some("time"));
+    let cases = [
+        (
+            "user,item,time\n1,2,3\nx,2,3\n",
+            "log.csv:3:",
+            "user id \"x\"",
+        ),
+        (
+            "user,item,time\n1,2,3\n1,-2,3\n",
+            "log.csv:3:",
+            "item id \"-2\"",
+        ),
+        (
+            "user,item,time\n1,2,3\n1,2,noon\n",
+            "log.csv:3:",
+            "not a Unix timestamp",
+        ),
+        (
+            "user,item,time\n1,2,3\n1,2\n",
+            "log.csv:3:",
+            "expected 3 fields",
+        ),
+        (
+            "user,item,time\n1,2,3\n4294967296,2,3\n",
+            "log.csv:3:",
+            "below 2^32",
+        ),
+    ];
+    for (content, at, what) in cases {
+        let p = file("log.csv", content);
+        let err = read_log(&p, None, &c).unwrap_err().to_string();
+        assert!(err.contains(at) && err.contains(what), "{content:?}: {err}");
+    }
+    let p = file("log.csv", "user,item,time\n");
+    let err = read_log(&p, None, &c).unwrap_err().to_string();
+    assert!(err.contains("holds no records"), "{err}");
+    let p = file("log.csv", "who,what\n1,2\n");
+    let err = read_log(&p, None, &LogColumns::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no user column found in the header (who, what)"),
+        "{err}"
+    );
+    let err = read_log(&p, None, &cols("who", "nope", None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--item-col \"nope\": no such column"), "{err}");
+}
+
+#[test]
+fn logs_split_by_time_and_need_a_time_column_for_it() {
+    let p = file("clicks.csv", CSV_LOG);
+    let ml = MovieLens::from_log(&p, None, &cols("visitor", "article", Some("ts"))).unwrap();
+    assert_eq!(ml.format, Format::Log { has_time: true });
+    let (train, test) = ml.split(&SplitSpec::LastPerUser { n: 1 }).unwrap();
+    // Visitor 7's last is article 101 (t = 1005); visitors with one interaction keep it
+    // for training.
+    assert_eq!(triples(&test), vec![(7, 101, 1005)]);
+    assert_eq!(train.len(), 3);
+    let (train, test) = ml.split(&SplitSpec::TimeBefore { cut: 1001 }).unwrap();
+    assert_eq!(triples(&train), vec![(7, 100, 1000), (9, 102, 999)]);
+    assert_eq!(triples(&test), vec![(7, 101, 1005), (8, 100, 1001)]);
+    // "ts" is found by name when --time-col is not given; a log without one has no time.
+    let auto = MovieLens::from_log(&p, None, &cols("visitor", "article", None)).unwrap();
+    assert_eq!(auto.format, Format::Log { has_time: true });
+    let p = file("clicks.csv", "visitor,article\n7,100\n7,101\n");
+    let untimed = MovieLens::from_log(&p, None, &LogColumns::default()).unwrap();
+    let err = untimed
+        .split(&SplitSpec::LastPerUser { n: 1 })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a time column"), "{err}");
+}
+
+#[test]
+fn parquet_round_trip_equals_the_csv_read() {
+    let csv = file(
+        "log.csv",
+        "user_id,item_id,timestamp\n1,10,5\n2,11,6\n1,12,7\n4000000000,13,-8\n",
+    );
+    let from_csv = read_log(&csv, None, &LogColumns::default()).unwrap();
+    let pq = csv.with_extension("parquet");
+    parquet_log::write(&pq, &from_csv.interactions).unwrap();
+    let from_parquet = read_log(&pq, None, &LogColumns::default()).unwrap();
+    assert!(from_parquet.has_time);
+    assert_eq!(from_parquet.interactions, from_csv.interactions);
+    assert_eq!(from_parquet.items, from_csv.items);
+    // Named columns work the same way; a missing one is named.
+    let named = read_log(&pq, None, &cols("user_id", "item_id", Some("timestamp"))).unwrap();
+    assert_eq!(named.interactions, from_csv.interactions);
+    let err = read_log(&pq, None, &cols("user_id", "sku", None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--item-col \"sku\""), "{err}");
+    // A file that is not Parquet says so.
+    let fake = file("x.parquet", "user,item\n1,2\n");
+    let err = read_log(&fake, None, &LogColumns::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a readable Parquet file"), "{err}");
+}
+
+#[test]
+fn parquet_ids_out_of_range_name_the_row() {
+    let rows: Vec<Interaction> = (0..5)
+        .map(|i| Interaction {
+            user: i,
+            item: 1,
+            rating: 1.0,
+            timestamp: 0,
+        })
+        .collect();
+    let p = file("a.csv", "").with_extension("parquet");
+    parquet_log::write(&p, &rows).unwrap();
+    // Reading "timestamp" (0) as the user column is fine; reading it as item is too. A
+    // negative id is not: write one through the CSV path's i64 time column.
+    let neg: Vec<Interaction> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Interaction {
+            timestamp: if i == 3 { -1 } else { 0 },
+            ..*r
+        })
+        .collect();
+    parquet_log::write(&p, &neg).unwrap();
+    let err = read_log(&p, None, &cols("user_id", "timestamp", None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("row 4:"), "{err}");
+    assert!(err.contains("id -1 is not a non-negative integer"), "{err}");
+}

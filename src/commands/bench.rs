@@ -51,7 +51,10 @@ struct Usage {
 fn run_child(args: &[String]) -> Result<Usage> {
     let exe = std::env::current_exe().context("locating the twotower binary")?;
     let start = Instant::now();
+    // The children get this process's worker count (`twotower --threads N bench …`).
     let mut child = Command::new(exe)
+        .arg("--threads")
+        .arg(rayon::current_num_threads().to_string())
         .arg("train")
         .args(args)
         .args(if args.iter().any(|a| a == "--json") {
@@ -195,14 +198,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "median_examples_per_second": eps,
             "median_product_gflops_per_second": gflops,
             "median_product_share_of_epoch": share,
+            "threads": rayon::current_num_threads(),
             "tfrs_tutorial_cpu_seconds": TFRS_CPU,
             "tfrs_tutorial_wall_seconds": TFRS_WALL,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "twotower train {} ({runs} runs, medians)",
-            train_args.join(" ")
+            "twotower train {} ({runs} runs, {} worker threads, medians)",
+            train_args.join(" "),
+            rayon::current_num_threads()
         );
         println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
         println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s");

@@ -1,8 +1,8 @@
 //! `twotower data`: dataset downloads.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use twotower_data::fetch::{cache_dir, fetch_movielens_100k, ML_100K_URL, URL_ENV};
+use twotower_data::fetch::{cache_dir, fetch, Remote};
 
 #[derive(Args)]
 pub struct DataArgs {
@@ -14,7 +14,8 @@ pub struct DataArgs {
 enum DataCommand {
     /// Download a dataset into the cache and verify its checksums.
     Fetch {
-        /// Dataset name: movielens-100k.
+        /// Dataset name: movielens-100k, movielens-1m, movielens-latest-small,
+        /// movielens-20m, movielens-25m or movielens-32m.
         name: String,
     },
     /// Write a synthetic interaction log (power-law popularity, latent topics) in the
@@ -71,13 +72,15 @@ pub fn run(args: DataArgs) -> Result<()> {
             Ok(())
         }
         DataCommand::Fetch { name } => {
-            if name != "movielens-100k" {
-                bail!("unknown dataset {name:?}; known: movielens-100k");
-            }
+            let remote = Remote::named(&name)?;
             let cache = cache_dir()?;
-            let url = std::env::var(URL_ENV).unwrap_or_else(|_| ML_100K_URL.to_string());
-            let dir = fetch_movielens_100k(&url, &cache, &mut crate::progress::download())?;
-            println!("MovieLens 100K verified and installed in {}", dir.display());
+            let dir = fetch(
+                remote,
+                &remote.url(),
+                &cache,
+                &mut crate::progress::download(),
+            )?;
+            println!("{name} verified and installed in {}", dir.display());
             Ok(())
         }
     }

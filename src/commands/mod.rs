@@ -21,11 +21,12 @@ use twotower_data::{resolve_data_dir, DataDirSource, MovieLens, SplitSpec, FOLDS
 pub struct DataSplitArgs {
     /// Dataset: movielens-100k, movielens-1m, movielens-latest-small, movielens-20m,
     /// movielens-25m, movielens-32m, or movielens-csv (--data-dir itself holds ratings.csv
-    /// and movies.csv, e.g. from `data synth`). All but 100K are read from --data-dir.
+    /// and movies.csv, e.g. from `data synth`). MovieLens datasets missing from --data-dir
+    /// and the cache are downloaded and verified on first use.
     #[arg(long, default_value = "movielens-100k")]
     pub dataset: String,
-    /// Folder holding the unpacked `ml-100k/` (or the ml-100k folder itself). Default: the
-    /// TWOTOWER_DATA_DIR environment variable, else the download cache.
+    /// Folder holding the unpacked dataset folder (e.g. `ml-100k/`), or that folder itself.
+    /// Default: the TWOTOWER_DATA_DIR environment variable, else the download cache.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Split: an official fold of MovieLens 100K (u1..u5, ua, ub), `random`, `last` (each

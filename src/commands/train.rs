@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use twotower_data::random_split;
+use twotower_data::{random_split, SplitSpec};
 use twotower_model::{Experiment, ModelCard, Negatives, OptimizerConfig, SavedModel, TrainConfig};
 
 use super::DataSplitArgs;
@@ -21,6 +21,8 @@ enum OptimizerArg {
 enum NegativesArg {
     InBatch,
     Full,
+    /// Full up to 4,096 candidates, else in-batch with the logQ correction.
+    Auto,
 }
 
 #[derive(Args)]
@@ -47,6 +49,10 @@ pub struct TrainArgs {
     /// Evaluate after every epoch (recorded in history.json).
     #[arg(long)]
     eval_every_epoch: bool,
+    /// Stop after training on this many examples in total (the last epoch is cut short;
+    /// stated in the output). For time-to-quality measurements.
+    #[arg(long, value_name = "N")]
+    max_examples: Option<usize>,
     /// After training, show recommendations for this user id ("" for none).
     #[arg(long, default_value = "42")]
     show_user: String,
@@ -89,8 +95,9 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    fn config(&self) -> Result<TrainConfig> {
-        let mut c = TrainConfig::preset(&self.preset)?;
+    /// The preset for a catalogue of `candidates` rows, with the overrides applied.
+    fn config(&self, candidates: usize) -> Result<TrainConfig> {
+        let mut c = TrainConfig::preset_for(&self.preset, candidates)?;
         if let Some(v) = self.epochs {
             c.epochs = v;
         }
@@ -114,6 +121,7 @@ impl TrainArgs {
             c.negatives = match n {
                 NegativesArg::InBatch => Negatives::InBatch,
                 NegativesArg::Full => Negatives::Full,
+                NegativesArg::Auto => Negatives::Auto,
             };
         }
         if let Some(v) = self.temperature {
@@ -133,10 +141,18 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let config = args.config()?;
-    let ml = args.data.open()?;
+    // Fail on bad hyper-parameters before reading a large log.
+    args.config(usize::MAX)?;
+    let mut ml = args.data.open()?;
+    let config = args.config(ml.movies.len())?;
     let spec = args.data.spec()?;
     let (mut train, mut test) = ml.split(&spec)?;
+    // The vocabulary takes users from all ratings. When the split partitions them (not
+    // explicit files, no validation carve), train and test hold every one of those users,
+    // so the full copy can go: 600 MB on a 25M-interaction log.
+    if args.validation.is_none() && !matches!(spec, SplitSpec::Files { .. }) {
+        ml.ratings = Vec::new();
+    }
     let mut split_label = spec.label();
     if let Some(f) = args.validation {
         (train, test) = random_split(&train, f, config.seed)?;
@@ -151,7 +167,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let sampled = (exp.split.test.len() < all_test).then_some(exp.split.test.len());
     let epochs = exp.model.config.epochs;
+    exp.trainer.set_example_budget(args.max_examples);
     for e in 1..=epochs {
+        if exp.trainer.budget_spent() {
+            break;
+        }
         let pb = crate::progress::bar(exp.trainer.len() as u64, "examples");
         pb.set_prefix(format!("epoch {e}/{epochs}"));
         let stats = exp.run_epoch(&mut |p| {
@@ -206,6 +226,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(out) = &args.out {
             v["model_dir"] = out.display().to_string().into();
         }
+        if let Some(n) = args.max_examples {
+            v["max_examples"] = n.into();
+        }
         if let Some(n) = sampled {
             v["eval_sample"] = serde_json::json!({ "evaluated": n, "of": all_test });
         }
@@ -221,6 +244,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         train_seconds,
         eval_seconds
     );
+    if let Some(n) = args.max_examples {
+        println!("Training stopped after at most {n} examples (--max-examples).");
+    }
     if let Some(n) = sampled {
         println!("Evaluated on a random sample of {n} of the {all_test} test interactions (--eval-sample).");
     }

@@ -30,7 +30,7 @@ pub enum DataError {
     Invalid(String),
     #[error("download failed: {0}")]
     Download(String),
-    #[error("{path}: checksum mismatch: expected SHA-256 {expected}, got {actual}")]
+    #[error("{path}: checksum mismatch: expected {expected}, got {actual}")]
     Checksum {
         path: PathBuf,
         expected: String,

@@ -1,8 +1,12 @@
-//! Downloading MovieLens from GroupLens into a cache, with SHA-256 verification, and
+//! Downloading MovieLens from GroupLens into a cache, with checksum verification, and
 //! finding the data folder a command should read (`--data-dir`, `TWOTOWER_DATA_DIR`, cache).
 //!
-//! Installation is all-or-nothing: the archive is unpacked into a temporary folder that is
-//! renamed into place only after every checksum matches.
+//! Every archive is checked before it is used: MovieLens 100K by the SHA-256 of its
+//! `u.data` and `u.item`; 1M, latest-small, 20M and 25M by the size and SHA-256 of the
+//! archive (as TensorFlow Datasets records them); 32M, for which no SHA-256 is on record
+//! here, by the MD5 list `checksums.txt` that GroupLens ships inside it. Installation is all-or-nothing: the archive is
+//! unpacked into a temporary folder that is renamed into place only after every check
+//! passes.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +21,105 @@ pub const ML_100K_URL: &str = "https://files.grouplens.org/datasets/movielens/ml
 
 /// The environment variable that replaces the download address (a mirror).
 pub const URL_ENV: &str = "TWOTOWER_ML100K_URL";
+
+/// The environment variable that replaces `https://files.grouplens.org/datasets/movielens`
+/// (a mirror holding the same archive names) for every dataset.
+pub const MIRROR_ENV: &str = "TWOTOWER_MOVIELENS_MIRROR";
+
+/// Where GroupLens publishes the MovieLens archives.
+pub const GROUPLENS: &str = "https://files.grouplens.org/datasets/movielens";
+
+/// How an archive is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// SHA-256 of named files after unpacking.
+    Members(&'static [(&'static str, &'static str)]),
+    /// Size in bytes and SHA-256 of the archive itself.
+    Archive { bytes: u64, sha256: &'static str },
+    /// The MD5 list `checksums.txt` inside the archive, covering every data file.
+    ShippedMd5,
+}
+
+/// A downloadable MovieLens dataset.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote {
+    /// The `--dataset` name.
+    pub name: &'static str,
+    /// The archive's file name at GroupLens, and the folder it unpacks to (without `.zip`).
+    pub folder: &'static str,
+    pub check: Check,
+}
+
+/// The datasets `data fetch` knows. Archive digests: TensorFlow Datasets'
+/// `url_checksums/movielens.txt`.
+pub const REMOTES: [Remote; 6] = [
+    Remote {
+        name: "movielens-100k",
+        folder: "ml-100k",
+        check: Check::Members(&ML_100K_SHA256),
+    },
+    Remote {
+        name: "movielens-1m",
+        folder: "ml-1m",
+        check: Check::Archive {
+            bytes: 5_917_549,
+            sha256: "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        },
+    },
+    Remote {
+        name: "movielens-latest-small",
+        folder: "ml-latest-small",
+        check: Check::Archive {
+            bytes: 978_202,
+            sha256: "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+        },
+    },
+    Remote {
+        name: "movielens-20m",
+        folder: "ml-20m",
+        check: Check::Archive {
+            bytes: 198_702_078,
+            sha256: "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+        },
+    },
+    Remote {
+        name: "movielens-25m",
+        folder: "ml-25m",
+        check: Check::Archive {
+            bytes: 261_978_986,
+            sha256: "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+        },
+    },
+    Remote {
+        name: "movielens-32m",
+        folder: "ml-32m",
+        check: Check::ShippedMd5,
+    },
+];
+
+impl Remote {
+    /// The dataset called `name`.
+    pub fn named(name: &str) -> Result<&'static Remote> {
+        REMOTES.iter().find(|r| r.name == name).ok_or_else(|| {
+            let known: Vec<&str> = REMOTES.iter().map(|r| r.name).collect();
+            DataError::Invalid(format!(
+                "unknown dataset {name:?}; downloadable: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The address to download from: a mirror if set, else GroupLens.
+    pub fn url(&self) -> String {
+        if self.name == "movielens-100k" {
+            if let Ok(u) = std::env::var(URL_ENV) {
+                return u;
+            }
+        }
+        let base = std::env::var(MIRROR_ENV).unwrap_or_else(|_| GROUPLENS.to_string());
+        format!("{}/{}.zip", base.trim_end_matches('/'), self.folder)
+    }
+}
 
 /// The environment variable naming a folder that holds `ml-100k/`.
 pub const DATA_DIR_ENV: &str = "TWOTOWER_DATA_DIR";
@@ -51,8 +154,13 @@ pub fn cache_dir() -> Result<PathBuf> {
 
 /// SHA-256 of a file, in lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
+    digest_file::<Sha256>(path)
+}
+
+/// A digest of a file, in lower-case hex.
+fn digest_file<D: Digest>(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
@@ -65,34 +173,90 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 fn verify(dir: &Path) -> Result<()> {
-    for (name, expected) in ML_100K_SHA256 {
+    verify_members(dir, &ML_100K_SHA256)
+}
+
+fn verify_members(dir: &Path, members: &[(&str, &str)]) -> Result<()> {
+    for &(name, expected) in members {
         let path = dir.join(name);
         let actual = sha256_file(&path)?;
         if actual != expected {
             return Err(DataError::Checksum {
                 path,
-                expected: expected.into(),
-                actual,
+                expected: format!("SHA-256 {expected}"),
+                actual: format!("SHA-256 {actual}"),
             });
         }
     }
     Ok(())
 }
 
-fn help_offline(url: &str, err: impl std::fmt::Display) -> DataError {
+/// Checks every file listed in the archive's own `checksums.txt` (`MD5 (name) = hex` or
+/// `hex  name` lines); the list must name at least one file.
+fn verify_shipped_md5(dir: &Path) -> Result<()> {
+    let list = dir.join("checksums.txt");
+    let text = std::fs::read_to_string(&list).map_err(|e| DataError::io(&list, e))?;
+    let mut checked = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = if let Some(rest) = line.strip_prefix("MD5 (") {
+            rest.split_once(") = ")
+        } else {
+            line.split_once(char::is_whitespace)
+                .map(|(h, n)| (n.trim().trim_start_matches('*'), h))
+        };
+        let Some((name, expected)) = parsed else {
+            return Err(DataError::Parse {
+                path: list,
+                line: i + 1,
+                message: format!("not a checksum line: {line:?}"),
+            });
+        };
+        let path = dir.join(name.trim());
+        let actual = digest_file::<md5::Md5>(&path)?;
+        if !actual.eq_ignore_ascii_case(expected.trim()) {
+            return Err(DataError::Checksum {
+                path,
+                expected: format!("MD5 {}", expected.trim()),
+                actual: format!("MD5 {actual}"),
+            });
+        }
+        checked += 1;
+    }
+    if checked == 0 {
+        return Err(DataError::Empty { path: list });
+    }
+    Ok(())
+}
+
+fn help_offline(url: &str, folder: &str, err: impl std::fmt::Display) -> DataError {
     DataError::Download(format!(
         "could not download {url}: {err}\n\
          No internet here? Point twotower at a local copy instead: pass --data-dir DIR or set \
-         {DATA_DIR_ENV}=DIR, where DIR holds the unpacked ml-100k/ folder \
-         (u.data, u.item, u1.base, ...)."
+         {DATA_DIR_ENV}=DIR, where DIR holds the unpacked {folder}/ folder; or set \
+         {MIRROR_ENV} to a mirror of {GROUPLENS}."
     ))
 }
 
-/// Downloads `url` (a copy of ml-100k.zip) and installs it as `cache/ml-100k`.
+/// Downloads MovieLens 100K from `url` into the cache (see [`fetch`]).
+pub fn fetch_movielens_100k(
+    url: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<PathBuf> {
+    fetch(&REMOTES[0], url, cache, progress)
+}
+
+/// Downloads `url` (a copy of the dataset's archive), verifies it and installs it as
+/// `cache/<folder>`.
 ///
 /// `progress(done, total)` is called as bytes arrive. Fails within seconds when there is no
 /// network, with a message that says how to use a local copy.
-pub fn fetch_movielens_100k(
+pub fn fetch(
+    remote: &Remote,
     url: &str,
     cache: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
@@ -102,18 +266,23 @@ pub fn fetch_movielens_100k(
         .timeout_connect(Duration::from_secs(5))
         .timeout_read(Duration::from_secs(30))
         .build();
-    let response = agent.get(url).call().map_err(|e| help_offline(url, e))?;
+    let offline = |e: &dyn std::fmt::Display| help_offline(url, remote.folder, e);
+    let response = agent.get(url).call().map_err(|e| offline(&e))?;
     let total = response
         .header("Content-Length")
         .and_then(|s| s.parse::<u64>().ok());
-    let zip_path = cache.join(format!(".ml-100k.{}.zip.part", std::process::id()));
+    let zip_path = cache.join(format!(
+        ".{}.{}.zip.part",
+        remote.folder,
+        std::process::id()
+    ));
     let result = (|| {
         let mut out = std::fs::File::create(&zip_path).map_err(|e| DataError::io(&zip_path, e))?;
         let mut reader = response.into_reader();
         let mut buf = vec![0u8; 1 << 16];
         let mut done = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(|e| help_offline(url, e))?;
+            let n = reader.read(&mut buf).map_err(|e| offline(&e))?;
             if n == 0 {
                 break;
             }
@@ -123,22 +292,44 @@ pub fn fetch_movielens_100k(
             progress(done, total);
         }
         out.sync_all().map_err(|e| DataError::io(&zip_path, e))?;
-        install_zip(&zip_path, cache)
+        install(remote, &zip_path, cache)
     })();
     let _ = std::fs::remove_file(&zip_path);
     result
 }
 
-/// Unpacks an ml-100k zip into `cache/ml-100k`, verifying checksums before it is renamed
-/// into place; on any failure nothing is left behind.
+/// Unpacks an ml-100k zip into `cache/ml-100k` (see [`install`]).
 pub fn install_zip(zip_path: &Path, cache: &Path) -> Result<PathBuf> {
-    let tmp = cache.join(format!(".ml-100k.tmp-{}", std::process::id()));
+    install(&REMOTES[0], zip_path, cache)
+}
+
+/// Verifies a downloaded archive and unpacks it into `cache/<folder>`; checks run before
+/// the folder is renamed into place, and on any failure nothing is left behind.
+pub fn install(remote: &Remote, zip_path: &Path, cache: &Path) -> Result<PathBuf> {
+    if let Check::Archive { bytes, sha256 } = remote.check {
+        let size = std::fs::metadata(zip_path)
+            .map_err(|e| DataError::io(zip_path, e))?
+            .len();
+        let actual = sha256_file(zip_path)?;
+        if size != bytes || actual != sha256 {
+            return Err(DataError::Checksum {
+                path: zip_path.into(),
+                expected: format!("SHA-256 {sha256} ({bytes} bytes)"),
+                actual: format!("SHA-256 {actual} ({size} bytes)"),
+            });
+        }
+    }
+    let tmp = cache.join(format!(".{}.tmp-{}", remote.folder, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let result = unpack(zip_path, &tmp).and_then(|()| {
-        let inner = tmp.join("ml-100k");
+        let inner = tmp.join(remote.folder);
         let unpacked = if inner.is_dir() { inner } else { tmp.clone() };
-        verify(&unpacked)?;
-        let dest = cache.join("ml-100k");
+        match remote.check {
+            Check::Members(members) => verify_members(&unpacked, members)?,
+            Check::ShippedMd5 => verify_shipped_md5(&unpacked)?,
+            Check::Archive { .. } => {}
+        }
+        let dest = cache.join(remote.folder);
         let _ = std::fs::remove_dir_all(&dest);
         std::fs::rename(&unpacked, &dest).map_err(|e| DataError::io(&dest, e))?;
         Ok(dest)
@@ -230,14 +421,13 @@ pub fn resolve_data_dir(
         }
         return Ok((cached, DataDirSource::Cache));
     }
-    if name != "movielens-100k" {
+    let Ok(remote) = Remote::named(name) else {
         return Err(DataError::Invalid(format!(
-            "{name} is not downloaded by this build (no verified checksum is known for it yet): \
-             unpack {folder}.zip from GroupLens into DIR/{folder} and pass --data-dir DIR"
+            "{name} is a folder layout, not a download: pass --data-dir DIR with DIR holding \
+             {marker}"
         )));
-    }
-    let url = std::env::var(URL_ENV).unwrap_or_else(|_| ML_100K_URL.to_string());
-    let dir = fetch_movielens_100k(&url, &cache, progress)?;
+    };
+    let dir = fetch(remote, &remote.url(), &cache, progress)?;
     Ok((dir, DataDirSource::Downloaded))
 }
 
@@ -289,6 +479,95 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("x.zip")]);
+    }
+
+    /// A zip at `path` holding `files` (name, content).
+    fn zip_of(path: &Path, files: &[(&str, &[u8])]) {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, content) in files {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(content).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn archives_with_a_recorded_digest_are_checked_before_unpacking() {
+        let cache = scratch("archive");
+        let zip_path = cache.join("ml-1m.zip");
+        zip_of(&zip_path, &[("ml-1m/ratings.dat", b"1::1::5::1\n")]);
+        let err = install(Remote::named("movielens-1m").unwrap(), &zip_path, &cache)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(
+            err.contains("a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),
+            "{err}"
+        );
+        assert!(err.contains("5917549 bytes"), "{err}");
+        assert_eq!(entries(&cache), vec!["ml-1m.zip"]);
+    }
+
+    #[test]
+    fn movielens_32m_is_checked_against_its_shipped_md5_list() {
+        let remote = Remote::named("movielens-32m").unwrap();
+        // MD5("abc") and MD5("") are the RFC 1321 test vectors.
+        let good = b"MD5 (ratings.csv) = 900150983cd24fb0d6963f7d28e17f72\n\
+                     d41d8cd98f00b204e9800998ecf8427e  movies.csv\n";
+        // A 32M-shaped archive whose ratings.csv holds `ratings`, in a fresh cache.
+        let archive = |name: &str, ratings: &'static [u8]| {
+            let cache = scratch(name);
+            let zip_path = cache.join("a.zip");
+            zip_of(
+                &zip_path,
+                &[
+                    ("ml-32m/ratings.csv", ratings),
+                    ("ml-32m/movies.csv", b""),
+                    ("ml-32m/checksums.txt", good),
+                ],
+            );
+            (cache, zip_path)
+        };
+        let (cache, zip_path) = archive("md5ok", b"abc");
+        let dir = install(remote, &zip_path, &cache).unwrap();
+        assert_eq!(dir, cache.join("ml-32m"));
+        assert_eq!(std::fs::read(dir.join("ratings.csv")).unwrap(), b"abc");
+        // One changed byte, and nothing is installed.
+        let (cache, zip_path) = archive("md5bad", b"abd");
+        let err = install(remote, &zip_path, &cache).unwrap_err().to_string();
+        assert!(
+            err.contains("ratings.csv") && err.contains("MD5 900150983cd24fb0d6963f7d28e17f72"),
+            "{err}"
+        );
+        assert_eq!(entries(&cache), vec!["a.zip"]);
+        // An archive without the list is refused too.
+        let zip_path = cache.join("b.zip");
+        zip_of(&zip_path, &[("ml-32m/ratings.csv", b"abc")]);
+        let err = install(remote, &zip_path, &cache).unwrap_err().to_string();
+        assert!(err.contains("checksums.txt"), "{err}");
+    }
+
+    #[test]
+    fn every_named_dataset_downloads_from_grouplens_by_default() {
+        for r in REMOTES {
+            assert!(
+                r.url().ends_with(&format!("/{}.zip", r.folder)),
+                "{}",
+                r.url()
+            );
+            assert!(DATASETS.iter().any(|d| d.0 == r.name && d.1 == r.folder));
+        }
+        assert!(Remote::named("movielens-csv").is_err());
     }
 
     #[test]

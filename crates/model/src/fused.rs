@@ -202,11 +202,20 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
         loss: 0.0,
         product_seconds: 0.0,
     };
-    let total = grad_queries
+    // One accumulator per worker thread (indexed by rayon's thread index, so each lock is
+    // only ever taken by its own thread): blocks are handed out one by one for balance,
+    // without an accumulator per task to zero and add up.
+    let accs: Vec<std::sync::Mutex<Acc>> = (0..threads)
+        .map(|_| std::sync::Mutex::new(new_acc()))
+        .collect();
+    let _ = blocks;
+    grad_queries
         .par_chunks_mut(ROWS * d)
         .enumerate()
-        .with_min_len(blocks.div_ceil(threads * 4).max(1))
-        .fold(new_acc, |mut acc, (blk, dq)| {
+        .for_each(|(blk, dq)| {
+            let slot = rayon::current_thread_index().unwrap_or(0) % threads;
+            let mut guard = accs[slot].lock().unwrap_or_else(|e| e.into_inner());
+            let acc = &mut *guard;
             let r0 = blk * ROWS;
             let rows = dq.len() / d;
             let Acc {
@@ -216,7 +225,7 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
                 block_dq,
                 loss,
                 product_seconds,
-            } = &mut acc;
+            } = acc;
             queries[..rows * d].copy_from_slice(&b.queries[r0 * d..(r0 + rows) * d]);
             queries[rows * d..].fill(0.0);
             let t0 = std::time::Instant::now();
@@ -287,20 +296,20 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
             }
             dq.copy_from_slice(&block_dq[..rows * d]);
             *product_seconds += t1.elapsed().as_secs_f64();
-            acc
-        })
-        .reduce_with(|mut x, y| {
-            for (a, b) in x.grad_candidates.iter_mut().zip(&y.grad_candidates) {
-                *a += b;
-            }
-            x.loss += y.loss;
-            x.product_seconds += y.product_seconds;
-            x
         });
-    let (loss, mut grad_candidates, core_seconds) = match total {
-        Some(t) => (t.loss, t.grad_candidates, t.product_seconds),
-        None => (0.0, vec![0.0; cp * d], 0.0),
-    };
+    let mut accs = accs
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()));
+    let mut total = accs.next().unwrap_or_else(new_acc);
+    for y in accs {
+        for (a, b) in total.grad_candidates.iter_mut().zip(&y.grad_candidates) {
+            *a += b;
+        }
+        total.loss += y.loss;
+        total.product_seconds += y.product_seconds;
+    }
+    let (loss, mut grad_candidates, core_seconds) =
+        (total.loss, total.grad_candidates, total.product_seconds);
     grad_candidates.truncate(c * d);
     SoftmaxOutput {
         loss,

@@ -152,7 +152,9 @@ pub struct TwoTowerModel {
 
 impl TwoTowerModel {
     /// A new model with Keras-style uniform(-0.05, 0.05) embeddings, seeded by the config.
+    /// `Negatives::Auto` is settled here, by the catalogue's size.
     pub fn new(config: TrainConfig, users: Vocabulary, catalogue: Catalogue) -> Result<Self> {
+        let config = config.for_catalogue(catalogue.len());
         config.validate()?;
         if catalogue.is_empty() {
             return Err(ModelError::Config("the catalogue is empty".into()));

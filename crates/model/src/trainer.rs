@@ -69,6 +69,8 @@ pub struct Trainer {
     /// Scratch for the batch's logits matrix, reused across batches.
     logits: Vec<f32>,
     epoch: usize,
+    /// Examples still allowed in total (`--max-examples`), if capped.
+    budget: Option<usize>,
 }
 
 impl Trainer {
@@ -116,6 +118,7 @@ impl Trainer {
             logq_bias,
             logits: Vec::new(),
             epoch: 0,
+            budget: None,
         })
     }
 
@@ -144,16 +147,22 @@ impl Trainer {
         let (mut flops, mut product_seconds) = (0.0f64, 0.0f64);
         let order = std::mem::take(&mut self.order);
         for chunk in order.chunks(cfg.batch_size) {
+            let chunk = match self.budget {
+                Some(0) => break,
+                Some(left) => {
+                    let take = left.min(chunk.len());
+                    self.budget = Some(left - take);
+                    &chunk[..take]
+                }
+                None => chunk,
+            };
             let step = self.gradients(model, chunk);
-            self.query_opt.apply(
-                &mut model.query.embedding,
-                &step.query_rows,
-                &step.grad_queries,
-            );
-            self.cand_opt.apply(
-                &mut model.candidate.embedding,
-                &step.candidate_rows,
-                &step.grad_candidates,
+            // The two towers' tables and optimizer states are disjoint: update them at once.
+            let (query_opt, cand_opt) = (&mut self.query_opt, &mut self.cand_opt);
+            let (query, candidate) = (&mut model.query.embedding, &mut model.candidate.embedding);
+            rayon::join(
+                || query_opt.apply(query, &step.query_rows, &step.grad_queries),
+                || cand_opt.apply(candidate, &step.candidate_rows, &step.grad_candidates),
             );
             total += step.loss;
             flops += step.product_flops;
@@ -178,6 +187,17 @@ impl Trainer {
             product_gflops_per_second: flops / product_seconds.max(1e-12) / 1e9,
             metrics: None,
         }
+    }
+
+    /// Caps the examples trained on from now on, over all epochs (the last batch is cut
+    /// short); `None` lifts the cap.
+    pub fn set_example_budget(&mut self, max_examples: Option<usize>) {
+        self.budget = max_examples;
+    }
+
+    /// Whether a cap set by [`Trainer::set_example_budget`] has been used up.
+    pub fn budget_spent(&self) -> bool {
+        self.budget == Some(0)
     }
 
     /// Loss and gradients of one batch (the examples at `chunk`), on distinct table rows.
@@ -205,7 +225,8 @@ impl Trainer {
             ));
         }
         let (cols, mult, col_counts): (Vec<u32>, Vec<f32>, Vec<u32>) = match cfg.negatives {
-            Negatives::InBatch => (
+            // `Auto` is settled when the model is made; it trains as in-batch if ever seen.
+            Negatives::InBatch | Negatives::Auto => (
                 self.cands.ids.clone(),
                 self.cands.counts.iter().map(|&n| n as f32).collect(),
                 self.cands.counts.clone(),
@@ -224,8 +245,10 @@ impl Trainer {
         } else {
             cols.iter().map(|&c| self.logq_bias[c as usize]).collect()
         };
-        let queries = model.query.embedding.gather(&self.users.ids);
-        let candidates = model.candidate.embedding.gather(&cols);
+        let (queries, candidates) = rayon::join(
+            || model.query.embedding.gather(&self.users.ids),
+            || model.candidate.embedding.gather(&cols),
+        );
         let mut out = softmax.forward_backward_with(
             &SoftmaxBatch {
                 queries: &queries,
@@ -324,7 +347,7 @@ mod tests {
                 .sum()
         };
         let cols: Vec<u32> = match neg {
-            Negatives::InBatch => ex.iter().map(|e| e.1).collect(),
+            Negatives::InBatch | Negatives::Auto => ex.iter().map(|e| e.1).collect(),
             Negatives::Full => (1..5).collect(),
         };
         let mut loss = 0.0;

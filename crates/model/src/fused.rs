@@ -192,7 +192,6 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
     }
 
     let mut grad_queries = vec![0.0f32; u * d];
-    let blocks = u.div_ceil(ROWS);
     let threads = rayon::current_num_threads().max(1);
     let new_acc = || Acc {
         grad_candidates: vec![0.0f32; cp * d],
@@ -208,7 +207,6 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
     let accs: Vec<std::sync::Mutex<Acc>> = (0..threads)
         .map(|_| std::sync::Mutex::new(new_acc()))
         .collect();
-    let _ = blocks;
     grad_queries
         .par_chunks_mut(ROWS * d)
         .enumerate()

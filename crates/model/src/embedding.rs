@@ -2,6 +2,7 @@
 //! sparse row updates.
 
 use rand::Rng;
+use rayon::prelude::*;
 
 /// A `rows × dim` row-major f32 table.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,12 +26,21 @@ impl Embedding {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
 
-    /// The rows `ids`, stacked into a new row-major matrix.
+    /// The rows `ids`, stacked into a new row-major matrix (in parallel: the reads are
+    /// random rows of a table larger than the caches).
     pub fn gather(&self, ids: &[u32]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(ids.len() * self.dim);
-        for &i in ids {
-            out.extend_from_slice(self.row(i as usize));
+        const PART: usize = 512;
+        let mut out = vec![0.0f32; ids.len() * self.dim];
+        if self.dim == 0 {
+            return out;
         }
+        out.par_chunks_mut(PART * self.dim)
+            .zip(ids.par_chunks(PART))
+            .for_each(|(o, ids)| {
+                for (o, &i) in o.chunks_exact_mut(self.dim).zip(ids) {
+                    o.copy_from_slice(self.row(i as usize));
+                }
+            });
         out
     }
 }
@@ -94,6 +104,23 @@ mod tests {
         assert!(a.data.iter().all(|v| (-0.05..0.05).contains(v)));
         let spread = a.data.iter().cloned().fold(f32::MIN, f32::max);
         assert!(spread > 0.04);
+    }
+
+    #[test]
+    fn gather_stacks_the_rows_in_order() {
+        let t = Embedding {
+            rows: 2000,
+            dim: 3,
+            data: (0..6000).map(|x| x as f32).collect(),
+        };
+        // Longer than one parallel part, with repeats.
+        let ids: Vec<u32> = (0..1500).map(|k| (k * 7919 % 2000) as u32).collect();
+        let got = t.gather(&ids);
+        assert_eq!(got.len(), ids.len() * 3);
+        for (k, &i) in ids.iter().enumerate() {
+            assert_eq!(&got[k * 3..k * 3 + 3], t.row(i as usize));
+        }
+        assert!(t.gather(&[]).is_empty());
     }
 
     #[test]

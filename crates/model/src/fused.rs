@@ -106,26 +106,6 @@ unsafe fn row_max(row: &[f32], scale: f32, bias: &[f32]) -> f32 {
     mx
 }
 
-/// `row[j] = exp(row[j]·scale + bias[j] − shift)` in place, returning `Σ_j n[j]·row[j]`
-/// (summed in f32 lanes over short runs, the runs in f64).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_and_sum(row: &mut [f32], scale: f32, bias: &[f32], shift: f32, n: &[f32]) -> f64 {
-    crate::fastexp::exp_affine(row, scale, bias, shift);
-    let mut total = 0.0f64;
-    for (ch, nc) in row.chunks(256).zip(n.chunks(256)) {
-        let mut lanes = [0.0f32; 8];
-        let n8 = ch.len() / 8 * 8;
-        for (v, w) in ch[..n8].chunks_exact(8).zip(nc[..n8].chunks_exact(8)) {
-            for l in 0..8 {
-                lanes[l] += v[l] * w[l];
-            }
-        }
-        let tail: f32 = ch[n8..].iter().zip(&nc[n8..]).map(|(v, w)| v * w).sum();
-        total += lanes.iter().map(|&x| x as f64).sum::<f64>() + tail as f64;
-    }
-    total
-}
-
 /// `row[j] *= n[j] · f`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scale_row(row: &mut [f32], n: &[f32], f: f32) {
@@ -140,6 +120,9 @@ struct Acc {
     logits: Vec<f32>,
     queries: Vec<f32>,
     block_dq: Vec<f32>,
+    /// A row's positives: their shifted logits and accidental-hit corrections.
+    pos: Vec<f32>,
+    fixes: Vec<f64>,
     loss: f64,
     product_seconds: f64,
 }
@@ -198,6 +181,8 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
         logits: vec![0.0f32; ROWS * cp],
         queries: vec![0.0f32; ROWS * d],
         block_dq: vec![0.0f32; ROWS * d],
+        pos: Vec::new(),
+        fixes: Vec::new(),
         loss: 0.0,
         product_seconds: 0.0,
     };
@@ -221,6 +206,8 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
                 logits,
                 queries,
                 block_dq,
+                pos,
+                fixes,
                 loss,
                 product_seconds,
             } = acc;
@@ -259,15 +246,16 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
                 let live = &mut row[..c];
                 // SAFETY: `available` checked AVX2+FMA.
                 let mx = unsafe { row_max(live, inv_t, b.bias) };
-                let pos: Vec<f32> = cols[s..e]
-                    .iter()
-                    .map(|&ci| live[ci as usize] * inv_t + bias(ci as usize) - mx)
-                    .collect();
-                // SAFETY: as above.
-                let z = unsafe { exp_and_sum(live, inv_t, b.bias, mx, b.multiplicity) };
+                pos.clear();
+                pos.extend(
+                    cols[s..e]
+                        .iter()
+                        .map(|&ci| live[ci as usize] * inv_t + bias(ci as usize) - mx),
+                );
+                let z = crate::fastexp::exp_affine_dot(live, inv_t, b.bias, mx, b.multiplicity);
                 let mut a = 0.0f64;
-                let mut fixes = Vec::with_capacity(e - s);
-                for (&ci, &l) in cols[s..e].iter().zip(&pos) {
+                fixes.clear();
+                for (&ci, &l) in cols[s..e].iter().zip(pos.iter()) {
                     let mut zr = z;
                     let mut fix = 0.0;
                     if sm.remove_accidental_hits {
@@ -282,7 +270,7 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
                 }
                 // SAFETY: as above.
                 unsafe { scale_row(live, b.multiplicity, (a * inv_t as f64) as f32) };
-                for (&ci, fix) in cols[s..e].iter().zip(fixes) {
+                for (&ci, &fix) in cols[s..e].iter().zip(fixes.iter()) {
                     live[ci as usize] -= ((1.0 + fix) * inv_t as f64) as f32;
                 }
                 row[c..].fill(0.0);

@@ -1,6 +1,8 @@
 //! Sparse optimizers: state is kept per table row and only the rows a batch touches are
 //! read or written, with TensorFlow's semantics for sparse (IndexedSlices) gradients.
 
+use rayon::prelude::*;
+
 use crate::config::OptimizerConfig;
 use crate::embedding::Embedding;
 
@@ -36,27 +38,51 @@ impl OptimizerState {
 
     /// Applies one step. `rows` must be distinct (duplicates summed beforehand, as TF's
     /// `_resource_apply_sparse_duplicate_indices` does); `grads` holds one gradient row each.
+    ///
+    /// The table is cut into contiguous row ranges updated in parallel; each range walks the
+    /// row list and takes its own rows, so no two threads ever touch one row.
     pub fn apply(&mut self, table: &mut Embedding, rows: &[u32], grads: &[f32]) {
         let dim = table.dim;
-        debug_assert_eq!(grads.len(), rows.len() * dim);
+        assert_eq!(
+            grads.len(),
+            rows.len() * dim,
+            "one gradient row per table row"
+        );
         self.step += 1;
+        // A few ranges per thread (row popularity is skewed), none for tiny updates.
+        let ranges = if rows.len() < 256 {
+            1
+        } else {
+            4 * rayon::current_num_threads()
+        };
+        let span = table.rows.div_ceil(ranges).max(1) * dim;
+        let in_range = |lo: usize| {
+            let (lo, hi) = (lo / dim, (lo + span) / dim);
+            rows.iter().enumerate().filter_map(move |(k, &r)| {
+                let r = r as usize;
+                (lo <= r && r < hi).then(|| ((r - lo) * dim, &grads[k * dim..(k + 1) * dim]))
+            })
+        };
         match self.config {
             OptimizerConfig::Adagrad {
                 learning_rate,
                 epsilon,
                 ..
-            } => {
-                for (k, &r) in rows.iter().enumerate() {
-                    let base = r as usize * dim;
-                    let g = &grads[k * dim..(k + 1) * dim];
-                    let w = &mut table.data[base..base + dim];
-                    let acc = &mut self.slot_a[base..base + dim];
-                    for d in 0..dim {
-                        acc[d] += g[d] * g[d];
-                        w[d] -= learning_rate * g[d] / (acc[d].sqrt() + epsilon);
+            } => table
+                .data
+                .par_chunks_mut(span)
+                .zip(self.slot_a.par_chunks_mut(span))
+                .enumerate()
+                .for_each(|(p, (w, acc))| {
+                    for (base, g) in in_range(p * span) {
+                        let w = &mut w[base..base + dim];
+                        let acc = &mut acc[base..base + dim];
+                        for d in 0..dim {
+                            acc[d] += g[d] * g[d];
+                            w[d] -= learning_rate * g[d] / (acc[d].sqrt() + epsilon);
+                        }
                     }
-                }
-            }
+                }),
             OptimizerConfig::Adam {
                 learning_rate,
                 beta1,
@@ -65,18 +91,24 @@ impl OptimizerState {
             } => {
                 let t = self.step as i32;
                 let lr_t = learning_rate * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
-                for (k, &r) in rows.iter().enumerate() {
-                    let base = r as usize * dim;
-                    let g = &grads[k * dim..(k + 1) * dim];
-                    let w = &mut table.data[base..base + dim];
-                    let m = &mut self.slot_a[base..base + dim];
-                    let v = &mut self.slot_b[base..base + dim];
-                    for d in 0..dim {
-                        m[d] = beta1 * m[d] + (1.0 - beta1) * g[d];
-                        v[d] = beta2 * v[d] + (1.0 - beta2) * g[d] * g[d];
-                        w[d] -= lr_t * m[d] / (v[d].sqrt() + epsilon);
-                    }
-                }
+                table
+                    .data
+                    .par_chunks_mut(span)
+                    .zip(self.slot_a.par_chunks_mut(span))
+                    .zip(self.slot_b.par_chunks_mut(span))
+                    .enumerate()
+                    .for_each(|(p, ((w, m), v))| {
+                        for (base, g) in in_range(p * span) {
+                            let w = &mut w[base..base + dim];
+                            let m = &mut m[base..base + dim];
+                            let v = &mut v[base..base + dim];
+                            for d in 0..dim {
+                                m[d] = beta1 * m[d] + (1.0 - beta1) * g[d];
+                                v[d] = beta2 * v[d] + (1.0 - beta2) * g[d] * g[d];
+                                w[d] -= lr_t * m[d] / (v[d].sqrt() + epsilon);
+                            }
+                        }
+                    })
             }
         }
     }
@@ -105,6 +137,63 @@ mod tests {
         opt.apply(&mut t, &[1], &[0.5, 0.0]);
         let want0b = want0 - 0.1 * 0.5 / ((0.1f32 + 0.5).sqrt() + 1e-7);
         assert!((t.data[2] - want0b).abs() < 1e-6);
+    }
+
+    /// The parallel ranges give what a plain loop over the rows gives, for both optimizers,
+    /// on rows spread over the whole table and an update large enough to be split.
+    #[test]
+    fn parallel_ranges_match_a_plain_loop() {
+        let (n, dim) = (5000, 4);
+        let start = Embedding {
+            rows: n,
+            dim,
+            data: (0..n * dim)
+                .map(|x| ((x * 37 % 101) as f32 - 50.0) / 100.0)
+                .collect(),
+        };
+        let rows: Vec<u32> = (0..1200).map(|k| (k * 4099 % n) as u32).collect();
+        let grads: Vec<f32> = (0..rows.len() * dim)
+            .map(|x| ((x * 13 % 29) as f32 - 14.0) / 10.0)
+            .collect();
+        for config in [OptimizerConfig::adagrad(0.1), OptimizerConfig::adam(0.01)] {
+            let mut t = start.clone();
+            let mut opt = OptimizerState::new(config, &t);
+            // Plain loop: slot values and weights, row by row.
+            let mut want = start.clone();
+            let (mut a, mut b) = (opt.slot_a.clone(), vec![0.0f32; n * dim]);
+            for step in 1..=2 {
+                opt.apply(&mut t, &rows, &grads);
+                for (k, &r) in rows.iter().enumerate() {
+                    for d in 0..dim {
+                        let (i, g) = (r as usize * dim + d, grads[k * dim + d]);
+                        match config {
+                            OptimizerConfig::Adagrad {
+                                learning_rate,
+                                epsilon,
+                                ..
+                            } => {
+                                a[i] += g * g;
+                                want.data[i] -= learning_rate * g / (a[i].sqrt() + epsilon);
+                            }
+                            OptimizerConfig::Adam {
+                                learning_rate,
+                                beta1,
+                                beta2,
+                                epsilon,
+                            } => {
+                                let lr_t = learning_rate * (1.0 - beta2.powi(step)).sqrt()
+                                    / (1.0 - beta1.powi(step));
+                                a[i] = beta1 * a[i] + (1.0 - beta1) * g;
+                                b[i] = beta2 * b[i] + (1.0 - beta2) * g * g;
+                                want.data[i] -= lr_t * a[i] / (b[i].sqrt() + epsilon);
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(t, want, "{config:?}");
+            assert_eq!(opt.slot_a, a);
+        }
     }
 
     #[test]

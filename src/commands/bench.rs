@@ -204,10 +204,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        let threads = rayon::current_num_threads();
         println!(
-            "twotower train {} ({runs} runs, {} worker threads, medians)",
+            "twotower train {} ({runs} runs, {threads} worker thread{}, medians)",
             train_args.join(" "),
-            rayon::current_num_threads()
+            if threads == 1 { "" } else { "s" }
         );
         println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
         println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s");

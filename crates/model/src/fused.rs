@@ -114,7 +114,8 @@ unsafe fn scale_row(row: &mut [f32], n: &[f32], f: f32) {
     }
 }
 
-/// Per-task buffers and sums.
+/// Per-thread buffers and sums.
+#[derive(Default)]
 struct Acc {
     grad_candidates: Vec<f32>,
     logits: Vec<f32>,
@@ -125,6 +126,23 @@ struct Acc {
     fixes: Vec<f64>,
     loss: f64,
     product_seconds: f64,
+    /// Whether a block of the current call has used this accumulator (it is zeroed first).
+    used: bool,
+}
+
+/// Buffers kept between calls on one thread, so a training loop does not map, fault in and
+/// zero megabytes of fresh pages for every batch.
+#[derive(Default)]
+struct Workspace {
+    cpad: Vec<f32>,
+    panels: Vec<f32>,
+    accs: Vec<std::sync::Mutex<Acc>>,
+}
+
+thread_local! {
+    /// The calling thread's workspace (taken out during a call, so a nested call on the
+    /// same thread simply starts an empty one).
+    static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::default();
 }
 
 /// The fused forward and backward pass; see the module docs. Same result as
@@ -144,12 +162,16 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
     let inv_t = 1.0 / sm.temperature;
     let bias = |j: usize| b.bias.get(j).copied().unwrap_or(0.0);
 
+    let mut ws = WORKSPACE.with(|w| std::mem::take(&mut *w.borrow_mut()));
     // The candidates zero-padded to `cp` rows, and packed into 16-column panels
     // (panel p, step k: candidates 16p..16p+16 of dimension k).
-    let mut cpad = vec![0.0f32; cp * d];
+    ws.cpad.resize(cp * d, 0.0);
+    let cpad = &mut ws.cpad[..cp * d];
     cpad[..c * d].copy_from_slice(b.candidates);
-    let mut panels = vec![0.0f32; cp * d];
-    panels
+    cpad[c * d..].fill(0.0);
+    let cpad = &*cpad;
+    ws.panels.resize(cp * d, 0.0);
+    ws.panels[..cp * d]
         .par_chunks_mut(16 * d)
         .enumerate()
         .for_each(|(p, panel)| {
@@ -159,6 +181,7 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
                 }
             }
         });
+    let panels = &ws.panels[..cp * d];
     // The examples grouped by query (CSR), so a block finds its own.
     let mut start = vec![0u32; u + 1];
     for &(qi, _) in b.rows {
@@ -176,22 +199,20 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
 
     let mut grad_queries = vec![0.0f32; u * d];
     let threads = rayon::current_num_threads().max(1);
-    let new_acc = || Acc {
-        grad_candidates: vec![0.0f32; cp * d],
-        logits: vec![0.0f32; ROWS * cp],
-        queries: vec![0.0f32; ROWS * d],
-        block_dq: vec![0.0f32; ROWS * d],
-        pos: Vec::new(),
-        fixes: Vec::new(),
-        loss: 0.0,
-        product_seconds: 0.0,
-    };
     // One accumulator per worker thread (indexed by rayon's thread index, so each lock is
     // only ever taken by its own thread): blocks are handed out one by one for balance,
-    // without an accumulator per task to zero and add up.
-    let accs: Vec<std::sync::Mutex<Acc>> = (0..threads)
-        .map(|_| std::sync::Mutex::new(new_acc()))
-        .collect();
+    // without an accumulator per task to zero and add up. Each is sized here and zeroed by
+    // its own thread, in the parallel region, when its first block arrives.
+    ws.accs.resize_with(threads, Default::default);
+    for m in &mut ws.accs {
+        let acc = m.get_mut().unwrap_or_else(|e| e.into_inner());
+        acc.grad_candidates.resize(cp * d, 0.0);
+        acc.logits.resize(ROWS * cp, 0.0);
+        acc.queries.resize(ROWS * d, 0.0);
+        acc.block_dq.resize(ROWS * d, 0.0);
+        acc.used = false;
+    }
+    let accs = &ws.accs;
     grad_queries
         .par_chunks_mut(ROWS * d)
         .enumerate()
@@ -210,7 +231,14 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
                 fixes,
                 loss,
                 product_seconds,
+                used,
             } = acc;
+            let grad_candidates = &mut grad_candidates[..cp * d];
+            let logits = &mut logits[..ROWS * cp];
+            if !*used {
+                grad_candidates.fill(0.0);
+                (*loss, *product_seconds, *used) = (0.0, 0.0, true);
+            }
             queries[..rows * d].copy_from_slice(&b.queries[r0 * d..(r0 + rows) * d]);
             queries[rows * d..].fill(0.0);
             let t0 = std::time::Instant::now();
@@ -278,25 +306,24 @@ pub fn forward_backward(sm: &InBatchSoftmax, b: &SoftmaxBatch) -> SoftmaxOutput 
             let t1 = std::time::Instant::now();
             // SAFETY: as above; block_dq is ROWS×d, cpad cp×d, grad_candidates cp×d.
             unsafe {
-                block_gradients(logits, queries, &cpad, d, cp, block_dq, grad_candidates);
+                block_gradients(logits, queries, cpad, d, cp, block_dq, grad_candidates);
             }
             dq.copy_from_slice(&block_dq[..rows * d]);
             *product_seconds += t1.elapsed().as_secs_f64();
         });
-    let mut accs = accs
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()));
-    let mut total = accs.next().unwrap_or_else(new_acc);
-    for y in accs {
-        for (a, b) in total.grad_candidates.iter_mut().zip(&y.grad_candidates) {
-            *a += b;
+    let mut grad_candidates = vec![0.0f32; c * d];
+    let (mut loss, mut core_seconds) = (0.0f64, 0.0f64);
+    for m in accs {
+        let acc = m.lock().unwrap_or_else(|e| e.into_inner());
+        if acc.used {
+            for (a, b) in grad_candidates.iter_mut().zip(&acc.grad_candidates) {
+                *a += b;
+            }
+            loss += acc.loss;
+            core_seconds += acc.product_seconds;
         }
-        total.loss += y.loss;
-        total.product_seconds += y.product_seconds;
     }
-    let (loss, mut grad_candidates, core_seconds) =
-        (total.loss, total.grad_candidates, total.product_seconds);
-    grad_candidates.truncate(c * d);
+    WORKSPACE.with(|w| *w.borrow_mut() = ws);
     SoftmaxOutput {
         loss,
         grad_queries,

@@ -433,3 +433,43 @@ fn bench_train_reports_throughput_time_and_memory() {
         v["median_epoch_seconds"].as_f64().unwrap() <= v["median_wall_seconds"].as_f64().unwrap()
     );
 }
+
+#[test]
+fn bench_train_compares_thread_counts_in_interleaved_runs() {
+    let data = data_dir();
+    let mut args = vec![
+        "bench",
+        "train",
+        "--runs",
+        "1",
+        "--compare-threads",
+        "1,2",
+        "--json",
+        "--",
+    ];
+    args.extend_from_slice(&common::QUICK_TFRS);
+    args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+    let v = ok_json(&args);
+    let by = v["by_threads"].as_array().expect("by_threads");
+    assert_eq!(by.len(), 2, "{v}");
+    let eps = |k: usize| by[k]["median_examples_per_second"].as_f64().unwrap();
+    for (k, threads) in [(0, 1), (1, 2)] {
+        assert_eq!(by[k]["threads"], threads, "{v}");
+        assert!(eps(k) > 0.0, "{v}");
+    }
+    let ratio = by[1]["examples_per_second_over_first"].as_f64().unwrap();
+    assert!((ratio - eps(1) / eps(0)).abs() < 1e-9, "{v}");
+    assert_eq!(by[0]["examples_per_second_over_first"], 1.0);
+    common::fails_with(
+        &[
+            "bench",
+            "train",
+            "--compare-threads",
+            "1,0",
+            "--",
+            "--preset",
+            "tfrs",
+        ],
+        &["--compare-threads", "at least 1"],
+    );
+}

@@ -28,6 +28,11 @@ enum BenchCommand {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Alternate the runs between these worker-thread counts (e.g. `1,2`) and report
+        /// each count's medians and its examples/s over the first count's. Interleaving
+        /// gives every count the same share of a shared host's slow and fast spells.
+        #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+        compare_threads: Vec<usize>,
         /// Arguments passed to `twotower train`.
         #[arg(last = true, required = true)]
         train_args: Vec<String>,
@@ -48,13 +53,13 @@ struct Usage {
     product_share: f64,
 }
 
-fn run_child(args: &[String]) -> Result<Usage> {
+/// Runs `twotower --threads THREADS train ARGS… --json` and measures it.
+fn run_child(args: &[String], threads: usize) -> Result<Usage> {
     let exe = std::env::current_exe().context("locating the twotower binary")?;
     let start = Instant::now();
-    // The children get this process's worker count (`twotower --threads N bench …`).
     let mut child = Command::new(exe)
         .arg("--threads")
-        .arg(rayon::current_num_threads().to_string())
+        .arg(threads.to_string())
         .arg("train")
         .args(args)
         .args(if args.iter().any(|a| a == "--json") {
@@ -157,54 +162,57 @@ fn median(mut v: Vec<f64>) -> f64 {
 const TFRS_CPU: f64 = 51.1 + 2.3;
 const TFRS_WALL: f64 = 74.6 + 2.56;
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    let BenchCommand::Train {
-        runs,
-        json,
-        train_args,
-    } = args.command;
-    if runs == 0 {
-        bail!("--runs must be at least 1");
+/// Medians over the runs at one thread count.
+struct Summary {
+    threads: usize,
+    wall: f64,
+    cpu: f64,
+    rss: f64,
+    epoch: f64,
+    eps: f64,
+    gflops: f64,
+    share: f64,
+}
+
+impl Summary {
+    fn of(threads: usize, all: &[Usage]) -> Self {
+        let m = |f: fn(&Usage) -> f64| median(all.iter().map(f).collect());
+        Summary {
+            threads,
+            wall: m(|u| u.wall),
+            cpu: m(|u| u.cpu),
+            rss: m(|u| u.max_rss_mib),
+            epoch: m(|u| u.epoch_seconds),
+            eps: m(|u| u.examples_per_second),
+            gflops: m(|u| u.product_gflops),
+            share: m(|u| u.product_share),
+        }
     }
-    let mut all = Vec::with_capacity(runs);
-    for i in 0..runs {
-        let u = run_child(&train_args)?;
-        eprintln!(
-            "run {}/{runs}: wall {:.3} s, cpu {:.3} s, peak {:.1} MiB, {:.3} s/epoch, {:.0} examples/s",
-            i + 1,
-            u.wall,
-            u.cpu,
-            u.max_rss_mib,
-            u.epoch_seconds,
-            u.examples_per_second
-        );
-        all.push(u);
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "threads": self.threads,
+            "median_wall_seconds": self.wall,
+            "median_cpu_seconds": self.cpu,
+            "median_peak_rss_mib": self.rss,
+            "median_epoch_seconds": self.epoch,
+            "median_examples_per_second": self.eps,
+            "median_product_gflops_per_second": self.gflops,
+            "median_product_share_of_epoch": self.share,
+        })
     }
-    let wall = median(all.iter().map(|u| u.wall).collect());
-    let cpu = median(all.iter().map(|u| u.cpu).collect());
-    let rss = median(all.iter().map(|u| u.max_rss_mib).collect());
-    let epoch = median(all.iter().map(|u| u.epoch_seconds).collect());
-    let eps = median(all.iter().map(|u| u.examples_per_second).collect());
-    let gflops = median(all.iter().map(|u| u.product_gflops).collect());
-    let share = median(all.iter().map(|u| u.product_share).collect());
-    if json {
-        let v = serde_json::json!({
-            "runs": runs,
-            "train_args": train_args,
-            "median_wall_seconds": wall,
-            "median_cpu_seconds": cpu,
-            "median_peak_rss_mib": rss,
-            "median_epoch_seconds": epoch,
-            "median_examples_per_second": eps,
-            "median_product_gflops_per_second": gflops,
-            "median_product_share_of_epoch": share,
-            "threads": rayon::current_num_threads(),
-            "tfrs_tutorial_cpu_seconds": TFRS_CPU,
-            "tfrs_tutorial_wall_seconds": TFRS_WALL,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        let threads = rayon::current_num_threads();
+
+    fn print(&self, train_args: &[String], runs: usize) {
+        let Summary {
+            threads,
+            wall,
+            cpu,
+            rss,
+            epoch,
+            eps,
+            gflops,
+            share,
+        } = *self;
         println!(
             "twotower train {} ({runs} runs, {threads} worker thread{}, medians)",
             train_args.join(" "),
@@ -216,6 +224,95 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "  matrix products of the loss: {gflops:.1} GFLOP/s, {:.0}% of the epoch",
             share * 100.0
         );
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let BenchCommand::Train {
+        runs,
+        json,
+        compare_threads,
+        train_args,
+    } = args.command;
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if compare_threads.contains(&0) {
+        bail!("--compare-threads: every thread count must be at least 1");
+    }
+    // Without --compare-threads the children get this process's worker count
+    // (`twotower --threads N bench …`).
+    let counts = if compare_threads.is_empty() {
+        vec![rayon::current_num_threads()]
+    } else {
+        compare_threads
+    };
+    let mut all: Vec<Vec<Usage>> = counts.iter().map(|_| Vec::with_capacity(runs)).collect();
+    for i in 0..runs {
+        for (k, &threads) in counts.iter().enumerate() {
+            let u = run_child(&train_args, threads)?;
+            eprintln!(
+                "run {}/{runs}, {threads} thread{}: wall {:.3} s, cpu {:.3} s, peak {:.1} MiB, \
+                 {:.3} s/epoch, {:.0} examples/s",
+                i + 1,
+                if threads == 1 { "" } else { "s" },
+                u.wall,
+                u.cpu,
+                u.max_rss_mib,
+                u.epoch_seconds,
+                u.examples_per_second
+            );
+            all[k].push(u);
+        }
+    }
+    let summaries: Vec<Summary> = counts
+        .iter()
+        .zip(&all)
+        .map(|(&t, runs)| Summary::of(t, runs))
+        .collect();
+    if counts.len() > 1 {
+        let base = &summaries[0];
+        if json {
+            let by: Vec<serde_json::Value> = summaries
+                .iter()
+                .map(|s| {
+                    let mut v = s.json();
+                    v["examples_per_second_over_first"] = (s.eps / base.eps).into();
+                    v
+                })
+                .collect();
+            let v = serde_json::json!({
+                "runs": runs,
+                "train_args": train_args,
+                "by_threads": by,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for s in &summaries {
+                s.print(&train_args, runs);
+            }
+            for s in &summaries[1..] {
+                println!(
+                    "scaling: {:.3}x the examples/s with {} threads as with {} (medians of \
+                     {runs} interleaved runs each)",
+                    s.eps / base.eps,
+                    s.threads,
+                    base.threads
+                );
+            }
+        }
+        return Ok(());
+    }
+    let s = &summaries[0];
+    if json {
+        let mut v = s.json();
+        v["runs"] = runs.into();
+        v["train_args"] = serde_json::json!(train_args);
+        v["tfrs_tutorial_cpu_seconds"] = TFRS_CPU.into();
+        v["tfrs_tutorial_wall_seconds"] = TFRS_WALL.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        s.print(&train_args, runs);
         let tfrs_tutorial = train_args
             .windows(2)
             .any(|w| w[0] == "--preset" && w[1] == "tfrs")
@@ -226,8 +323,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "  for reference, the TFRS tutorial on u1 (fit with metrics + evaluate, ANCHORS.md): \
              {TFRS_CPU:.1} CPU-s, {TFRS_WALL:.1} s wall, ~1,750 MiB; ratio {:.0}x CPU, {:.0}x wall",
-            TFRS_CPU / cpu,
-            TFRS_WALL / wall
+            TFRS_CPU / s.cpu,
+            TFRS_WALL / s.wall
         );
     }
     Ok(())

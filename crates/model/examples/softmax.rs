@@ -1,6 +1,7 @@
 //! Times one in-batch softmax step (forward and backward) on a batch shaped like the tfrs
 //! preset's on a 100,000-user × 20,000-item log, on 1 and on all worker threads, alternating,
-//! and prints the medians: `cargo run --release -p twotower-model --example softmax`.
+//! and prints the medians: `cargo run --release -p twotower-model --example softmax
+//! [U C D REPS [THREADS]]` (with THREADS, only that count).
 
 use rand::{Rng, SeedableRng};
 use twotower_model::loss::{InBatchSoftmax, SoftmaxBatch};
@@ -39,7 +40,12 @@ fn main() {
         bias: &[],
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pools: Vec<(usize, rayon::ThreadPool)> = [1, cores]
+    // A fifth argument times that thread count alone (to profile one of them).
+    let counts = match args.get(4) {
+        Some(&t) => vec![t],
+        None => vec![1, cores],
+    };
+    let pools: Vec<(usize, rayon::ThreadPool)> = counts
         .into_iter()
         .map(|t| {
             (
@@ -65,7 +71,10 @@ fn main() {
         times[k].sort_by(f64::total_cmp);
         let m = times[k][times[k].len() / 2];
         let gf = 6.0 * (u * c * d) as f64 / m / 1e6;
-        println!("{t} thread(s): median {m:.2} ms per step, {gf:.1} GFLOP/s");
+        println!(
+            "{t} thread(s): median {m:.2} ms per step, {gf:.1} GFLOP/s (fastest {:.2} ms)",
+            times[k][0]
+        );
         medians.push(m);
     }
     println!("scaling {:.3}x", medians[0] / medians[medians.len() - 1]);

@@ -441,7 +441,7 @@ fn bench_train_compares_thread_counts_in_interleaved_runs() {
         "bench",
         "train",
         "--runs",
-        "1",
+        "2",
         "--compare-threads",
         "1,2",
         "--json",
@@ -460,6 +460,27 @@ fn bench_train_compares_thread_counts_in_interleaved_runs() {
     let ratio = by[1]["examples_per_second_over_first"].as_f64().unwrap();
     assert!((ratio - eps(1) / eps(0)).abs() < 1e-9, "{v}");
     assert_eq!(by[0]["examples_per_second_over_first"], 1.0);
+    // Every run is listed, the median of two is their mean, and run i at 2 threads is
+    // compared with run i at 1 thread.
+    let runs = |k: usize| -> Vec<f64> {
+        let r = by[k]["examples_per_second_runs"].as_array().expect("runs");
+        r.iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (one, two) = (runs(0), runs(1));
+    assert_eq!((one.len(), two.len()), (2, 2), "{v}");
+    assert!((eps(0) - (one[0] + one[1]) / 2.0).abs() < 1e-6, "{v}");
+    let pairs = by[1]["pair_ratios"].as_array().expect("pair_ratios");
+    assert_eq!(pairs.len(), 2, "{v}");
+    for i in 0..2 {
+        assert!(
+            (pairs[i].as_f64().unwrap() - two[i] / one[i]).abs() < 1e-9,
+            "{v}"
+        );
+        assert!(
+            (by[0]["pair_ratios"][i].as_f64().unwrap() - 1.0).abs() < 1e-12,
+            "{v}"
+        );
+    }
     common::fails_with(
         &[
             "bench",

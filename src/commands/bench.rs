@@ -29,8 +29,9 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
         /// Alternate the runs between these worker-thread counts (e.g. `1,2`) and report
-        /// each count's medians and its examples/s over the first count's. Interleaving
-        /// gives every count the same share of a shared host's slow and fast spells.
+        /// each count's medians and its examples/s over the first count's, as medians and
+        /// run by run (run i against run i). Interleaving gives every count the same share
+        /// of a shared host's slow and fast spells.
         #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
         compare_threads: Vec<usize>,
         /// Arguments passed to `twotower train`.
@@ -157,6 +158,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The smallest and largest of `v` (`v` not empty).
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
 /// TFRS tutorial on u1, this machine kind (ANCHORS.md): fit with training metrics plus
 /// evaluate, CPU seconds and wall seconds.
 const TFRS_CPU: f64 = 51.1 + 2.3;
@@ -165,6 +174,8 @@ const TFRS_WALL: f64 = 74.6 + 2.56;
 /// Medians over the runs at one thread count.
 struct Summary {
     threads: usize,
+    /// Every run's examples/s, in run order (the spread shows how noisy the host was).
+    eps_runs: Vec<f64>,
     wall: f64,
     cpu: f64,
     rss: f64,
@@ -179,6 +190,7 @@ impl Summary {
         let m = |f: fn(&Usage) -> f64| median(all.iter().map(f).collect());
         Summary {
             threads,
+            eps_runs: all.iter().map(|u| u.examples_per_second).collect(),
             wall: m(|u| u.wall),
             cpu: m(|u| u.cpu),
             rss: m(|u| u.max_rss_mib),
@@ -199,12 +211,14 @@ impl Summary {
             "median_examples_per_second": self.eps,
             "median_product_gflops_per_second": self.gflops,
             "median_product_share_of_epoch": self.share,
+            "examples_per_second_runs": self.eps_runs,
         })
     }
 
     fn print(&self, train_args: &[String], runs: usize) {
         let Summary {
             threads,
+            ref eps_runs,
             wall,
             cpu,
             rss,
@@ -219,12 +233,23 @@ impl Summary {
             if threads == 1 { "" } else { "s" }
         );
         println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
-        println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s");
+        let (lo, hi) = min_max(eps_runs);
+        println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s (runs {lo:.0}–{hi:.0})");
         println!(
             "  matrix products of the loss: {gflops:.1} GFLOP/s, {:.0}% of the epoch",
             share * 100.0
         );
     }
+}
+
+/// Run i's examples/s at `s`'s thread count over run i's at `base`'s: the runs were made
+/// one right after the other, so each ratio compares the same spell of the host.
+fn pair_ratios(s: &Summary, base: &Summary) -> Vec<f64> {
+    s.eps_runs
+        .iter()
+        .zip(&base.eps_runs)
+        .map(|(a, b)| a / b)
+        .collect()
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -278,6 +303,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .map(|s| {
                     let mut v = s.json();
                     v["examples_per_second_over_first"] = (s.eps / base.eps).into();
+                    v["pair_ratios"] = pair_ratios(s, base).into();
                     v
                 })
                 .collect();
@@ -299,6 +325,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     s.threads,
                     base.threads
                 );
+                let pairs: Vec<String> = pair_ratios(s, base)
+                    .iter()
+                    .map(|r| format!("{r:.3}"))
+                    .collect();
+                println!("  run by run: {}", pairs.join(", "));
             }
         }
         return Ok(());

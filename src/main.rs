@@ -9,7 +9,7 @@ mod report;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Train, evaluate and query two-tower retrieval models (TensorFlow Recommenders' basic
 /// retrieval, natively).
@@ -43,6 +43,13 @@ enum Command {
     Bench(commands::bench::BenchArgs),
 }
 
+/// Lets every command take `-1` or `-0.5` as a value, so that a negative number reaches
+/// the command's own check ("--lr must be positive") instead of being taken for a flag.
+fn allow_negative_numbers(cmd: clap::Command) -> clap::Command {
+    cmd.allow_negative_numbers(true)
+        .mut_subcommands(allow_negative_numbers)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,7 +58,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&allow_negative_numbers(Cli::command()).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Some(n) = cli.threads {
         if n == 0 {
             eprintln!("error: --threads must be at least 1");

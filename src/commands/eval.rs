@@ -29,6 +29,9 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     let saved = SavedModel::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
+    for w in &saved.warnings {
+        eprintln!("warning: {w}");
+    }
     let ml = args.data.open()?;
     let (train, test) = ml.split(&args.data.spec()?)?;
     let ids: Vec<String> = ml.movies.iter().map(|m| m.id.to_string()).collect();

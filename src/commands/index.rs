@@ -110,7 +110,7 @@ struct SearchArgs {
     /// Queries: float32 .npy of shape (n, dim).
     #[arg(long, value_name = "FILE")]
     queries: PathBuf,
-    /// Results per query.
+    /// Results per query (at most the index's size: a larger k is cut to it).
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
     /// Output: int32 .npy of shape (n, k), best first (-1 where fewer than k exist).
@@ -281,6 +281,8 @@ fn build(a: BuildArgs) -> Result<()> {
         let out = a.out.clone().expect("clap requires --out");
         (v.data, v.cols, out, None)
     };
+    // Refuse a bad --out before the work, not after it.
+    twotower_folder::check_replaceable(&out, &twotower_index::store::FOLDER)?;
     let n = vectors.len() / dim;
     eprintln!("indexing {n} vectors of dimension {dim}");
     if a.kind == Kind::Exact {
@@ -386,6 +388,11 @@ fn search(a: SearchArgs) -> Result<()> {
         bail!("-k must be at least 1");
     }
     let index = open_index(&a.index, &a.params)?;
+    // More than the index holds cannot be found: the output is as wide as the index.
+    let a = SearchArgs {
+        k: a.k.min(index.len()),
+        ..a
+    };
     let q = read_queries(&a.queries, index.dim())?;
     let results = index.search_batch(&q.data, a.k)?;
     let mut ids = vec![-1i32; q.rows * a.k];
@@ -435,6 +442,9 @@ fn bench(a: BenchArgs) -> Result<()> {
     let index = open_index(&a.index, &a.params)?;
     let load_seconds = load_start.elapsed().as_secs_f64();
     check_dim(&a.queries, &q, index.dim())?;
+    if q.rows == 0 {
+        bail!("{}: holds no queries", a.queries.display());
+    }
     if gt.rows != q.rows || gt.cols < a.k {
         bail!(
             "{}: shape ({}, {}), expected ({}, ≥{}) for these queries",
@@ -654,6 +664,7 @@ fn synth(a: SynthArgs) -> Result<()> {
     if a.items == 0 || a.dim == 0 || a.queries == 0 {
         bail!("--items, --queries and --dim must be at least 1");
     }
+    twotower_folder::check_replaceable(&a.out, &twotower_index::synth::FOLDER)?;
     let start = Instant::now();
     let set = generate(&SynthOptions {
         items: a.items,
@@ -662,22 +673,36 @@ fn synth(a: SynthArgs) -> Result<()> {
         clusters: a.clusters,
         seed: a.seed,
     });
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let d = a.dim;
-    let (test, tune) = set.queries.split_at(a.queries * d);
-    npy::write_f32(&a.out.join("items.npy"), &set.items, a.items, d)?;
-    npy::write_f32(&a.out.join("queries.npy"), test, a.queries, d)?;
-    npy::write_f32(&a.out.join("tune_queries.npy"), tune, a.tune_queries, d)?;
-    eprintln!(
-        "generated in {:.1} s; computing the exact top-{} of {} queries",
-        start.elapsed().as_secs_f64(),
-        a.truth_k,
-        a.queries
-    );
     let k = a.truth_k.min(a.items);
-    let truth = exact_truth(set.items, d, test, k)?;
-    let flat: Vec<i32> = truth.iter().flatten().map(|&x| x as i32).collect();
-    npy::write_i32(&a.out.join("gt.npy"), &flat, a.queries, k)?;
+    twotower_folder::replace(
+        &a.out,
+        &twotower_index::synth::FOLDER,
+        |tmp| -> Result<()> {
+            let (test, tune) = set.queries.split_at(a.queries * d);
+            npy::write_f32(&tmp.join("items.npy"), &set.items, a.items, d)?;
+            npy::write_f32(&tmp.join("queries.npy"), test, a.queries, d)?;
+            npy::write_f32(&tmp.join("tune_queries.npy"), tune, a.tune_queries, d)?;
+            eprintln!(
+                "generated in {:.1} s; computing the exact top-{} of {} queries",
+                start.elapsed().as_secs_f64(),
+                a.truth_k,
+                a.queries
+            );
+            let truth = exact_truth(set.items, d, test, k)?;
+            let flat: Vec<i32> = truth.iter().flatten().map(|&x| x as i32).collect();
+            npy::write_i32(&tmp.join("gt.npy"), &flat, a.queries, k)?;
+            let manifest = serde_json::json!({
+                "format": twotower_index::synth::FOLDER.format,
+                "items": a.items, "queries": a.queries, "tune_queries": a.tune_queries,
+                "dim": d, "clusters": a.clusters, "seed": a.seed, "truth_k": k,
+            });
+            let path = tmp.join(twotower_index::synth::FOLDER.manifest);
+            std::fs::write(&path, manifest.to_string())
+                .with_context(|| format!("writing {}", path.display()))
+        },
+        anyhow::Error::from,
+    )?;
     println!(
         "wrote {} (items.npy {} × {d}, queries.npy {}, tune_queries.npy {}, gt.npy top-{k}) in {:.1} s",
         a.out.display(),

@@ -32,8 +32,14 @@ pub struct RecommendArgs {
 }
 
 pub fn run(args: RecommendArgs) -> Result<()> {
+    if args.k == 0 {
+        bail!("-k must be at least 1 (the number of movies to show)");
+    }
     let saved = SavedModel::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
+    for w in &saved.warnings {
+        eprintln!("warning: {w}");
+    }
     let model = &saved.model;
     let index = if args.approximate {
         match saved.load_index(&args.model)? {
@@ -59,11 +65,15 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     }
     if !recs.known_user {
         println!(
-            "User {:?} is not in the model's vocabulary: answered from the out-of-vocabulary vector.",
-            args.user
+            "User {} is not in the model's vocabulary: answered from the out-of-vocabulary vector.",
+            twotower_data::shown(&args.user)
         );
     }
-    println!("Top {} for user {}:", args.k, args.user);
+    println!(
+        "Top {} for user {}:",
+        args.k,
+        twotower_data::shown(&args.user)
+    );
     report::print_items(model, &recs.items);
     Ok(())
 }

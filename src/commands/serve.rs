@@ -2,8 +2,9 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 #[derive(Args)]
@@ -14,28 +15,65 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Open connections at most (default 1,024, or fewer when the process may open fewer
+    /// files); more are answered 503 and closed.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection is kept.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    header_timeout: f64,
+    /// Seconds requests in flight get to finish after SIGTERM or Ctrl-C; a second signal
+    /// exits at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    shutdown_grace: f64,
+}
+
+fn seconds(v: f64, flag: &str) -> Result<Duration> {
+    if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+        bail!("--{flag} must be a number of seconds above 0 and at most 3600, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let mut limits = twotower_serve::Limits::default();
+    if let Some(n) = args.max_connections {
+        if n == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        limits.max_connections = n;
+    }
+    limits.header_timeout = seconds(args.header_timeout, "header-timeout")?;
+    limits.shutdown_grace = seconds(args.shutdown_grace, "shutdown-grace")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
-        twotower_serve::serve(
-            listener,
-            args.model.clone(),
-            twotower_serve::shutdown_signal(),
-        )
-        .await
-        .with_context(|| format!("serving {}", args.model.display()))?;
-        eprintln!("shut down cleanly");
-        Ok(())
-    })
+        let shutdown = async {
+            twotower_serve::shutdown_signal().await;
+            eprintln!("shutting down (a second signal exits at once)");
+            tokio::spawn(async {
+                twotower_serve::shutdown_signal().await;
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            });
+        };
+        twotower_serve::serve_with(listener, args.model.clone(), shutdown, limits)
+            .await
+            .with_context(|| format!("serving {}", args.model.display()))
+    });
+    // Work still running on the blocking pool (a load, a slow request) must not hold the
+    // process past the grace period.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    served?;
+    eprintln!("shut down cleanly");
+    Ok(())
 }

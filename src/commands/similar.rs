@@ -25,14 +25,20 @@ pub struct SimilarArgs {
 }
 
 pub fn run(args: SimilarArgs) -> Result<()> {
+    if args.k == 0 {
+        bail!("-k must be at least 1 (the number of movies to show)");
+    }
     let saved = SavedModel::load(&args.model)
         .with_context(|| format!("loading model {}", args.model.display()))?;
+    for w in &saved.warnings {
+        eprintln!("warning: {w}");
+    }
     let model = &saved.model;
     let Some(row) = model.catalogue.find(&args.item) else {
-        let close = model.catalogue.close_titles(&args.item, 5);
+        let close = twotower_model::TitleIndex::new(&model.catalogue.titles).suggest(&args.item, 5);
         bail!(
-            "no movie with id or title {:?}. Did you mean: {}?",
-            args.item,
+            "no movie with id or title {}. Did you mean: {}?",
+            twotower_data::shown(&args.item),
             close
                 .iter()
                 .map(|t| format!("{t:?}"))

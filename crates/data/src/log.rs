@@ -12,7 +12,7 @@
 //! row holds a field that is not a number. The delimiter follows the extension (`.tsv`,
 //! `.tab`: tab; `.csv`: comma) or, otherwise, the first line (tab, comma, semicolon or `|`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::movielens_1m::split_genres;
@@ -175,7 +175,7 @@ fn delimiter(path: &Path) -> Result<u8> {
         _ => {}
     }
     use std::io::BufRead;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::primitives::open_regular(path)?;
     let mut first = String::new();
     std::io::BufReader::new(file)
         .read_line(&mut first)
@@ -188,7 +188,7 @@ fn delimiter(path: &Path) -> Result<u8> {
 
 fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
     let delim = delimiter(path)?;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::primitives::open_regular(path)?;
     Ok(csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(delim)
@@ -382,22 +382,39 @@ pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
     )?;
     let genres = h.iter().position(|c| normalise(c) == "genres");
     let mut movies = Vec::new();
-    let mut seen = HashSet::new();
+    let mut first_line: HashMap<u32, usize> = HashMap::new();
     let mut rec = csv::StringRecord::new();
     while r.read_record(&mut rec).map_err(|e| table_error(path, e))? {
         let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        let movie = Movie {
-            id: parse_id(path, line, "item id", &rec[id])?,
-            title: rec[title].to_string(),
-            release_date: String::new(),
-            genres: genres.map(|g| split_genres(&rec[g])).unwrap_or_default(),
+        let bad = |message: String| DataError::Parse {
+            path: path.into(),
+            line,
+            message,
         };
-        if !seen.insert(movie.id) {
-            return Err(DataError::Parse {
-                path: path.into(),
-                line,
-                message: format!("item id {} is listed twice", movie.id),
-            });
+        let field = |i: usize| rec.get(i).unwrap_or("");
+        // Titles and genres are stored in tab-separated files of the model folder.
+        for (i, what) in [(title, "title")]
+            .into_iter()
+            .chain(genres.map(|g| (g, "genres")))
+        {
+            if field(i).contains(['\t', '\n', '\r']) {
+                return Err(bad(format!(
+                    "the {what} {} holds a tab or line break; remove it",
+                    crate::shown(field(i))
+                )));
+            }
+        }
+        let movie = Movie {
+            id: parse_id(path, line, "item id", field(id))?,
+            title: field(title).to_string(),
+            release_date: String::new(),
+            genres: genres.map(|g| split_genres(field(g))).unwrap_or_default(),
+        };
+        if let Some(first) = first_line.insert(movie.id, line) {
+            return Err(bad(format!(
+                "item id {} is listed twice (first on line {first})",
+                movie.id
+            )));
         }
         movies.push(movie);
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::primitives::{parse_num, read_bytes};
 use crate::split::SplitSpec;
 use crate::{DataError, Result};
 
@@ -240,23 +241,6 @@ impl MovieLens {
             .map(|(i, m)| (m.id, i))
             .collect()
     }
-}
-
-pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
-}
-
-pub(crate) fn parse_num<T: std::str::FromStr>(
-    path: &Path,
-    line: usize,
-    what: &str,
-    s: &str,
-) -> Result<T> {
-    s.trim().parse().map_err(|_| DataError::Parse {
-        path: path.into(),
-        line,
-        message: format!("{what} {s:?} is not a valid number"),
-    })
 }
 
 /// Reads a `u.data`-format file: `user \t item \t rating \t timestamp` per line.

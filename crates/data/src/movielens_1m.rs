@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::movielens::{parse_num, read_bytes};
+use crate::primitives::{parse_num, read_bytes};
 use crate::{DataError, Interaction, Movie, Result};
 
 /// Latin-1 bytes to text: each byte is the code point of the same value.

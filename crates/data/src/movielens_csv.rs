@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use crate::movielens::parse_num;
 use crate::movielens_1m::split_genres;
+use crate::primitives::parse_num;
 use crate::{DataError, Interaction, Movie, Result};
 
 fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = crate::primitives::open_regular(path)?;
     let mut r = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(file);

@@ -160,14 +160,24 @@ fn to_id(path: &Path, row: usize, name: &str, v: i64) -> Result<u32> {
     })
 }
 
-/// Reads a Parquet log: `(interactions, has_time)`.
+/// Reads a Parquet log: `(interactions, has_time)`. The decoder can panic on damaged
+/// files; that is contained and reported as an error naming the file.
 pub(crate) fn read(
     path: &Path,
     columns: &LogColumns,
     known: Option<&HashSet<u32>>,
     items: Option<&Path>,
 ) -> Result<(Vec<Interaction>, bool)> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    crate::primitives::contain(path, || read_unguarded(path, columns, known, items))
+}
+
+fn read_unguarded(
+    path: &Path,
+    columns: &LogColumns,
+    known: Option<&HashSet<u32>>,
+    items: Option<&Path>,
+) -> Result<(Vec<Interaction>, bool)> {
+    let file = crate::primitives::open_regular(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
     let names: Vec<String> = builder
         .schema()
@@ -211,7 +221,8 @@ pub(crate) fn read(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| bad(path, e))?;
-    let mut rows = Vec::with_capacity(total);
+    // The row count comes from the file: trust it for a reservation only up to a bound.
+    let mut rows = Vec::with_capacity(total.min(1 << 22));
     for batch in reader {
         let batch = batch.map_err(|e| bad(path, e))?;
         let first_row = rows.len() + 1;

@@ -62,7 +62,7 @@ pub fn random_split(
 ) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
         return Err(DataError::Invalid(format!(
-            "test fraction must be between 0 and 1 (exclusive), got {test_fraction}"
+            "the held-out fraction must be between 0 and 1 (exclusive), got {test_fraction}"
         )));
     }
     let mut shuffled = rows.to_vec();
@@ -71,7 +71,7 @@ pub fn random_split(
     let test = shuffled.split_off(n_train);
     if shuffled.is_empty() || test.is_empty() {
         return Err(DataError::Invalid(format!(
-            "a test fraction of {test_fraction} leaves an empty side of {} rows",
+            "holding out a fraction of {test_fraction} of {} rows leaves an empty side",
             rows.len()
         )));
     }

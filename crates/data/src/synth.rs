@@ -20,6 +20,15 @@ use rayon::prelude::*;
 
 use crate::{DataError, Result};
 
+/// What a synthetic log folder is, for the `--out` rule: `synth.json` (format
+/// `twotower-synth`, the generator's settings) beside the two CSV files.
+pub const FOLDER: twotower_folder::Kind = twotower_folder::Kind::new(
+    "a synthetic log folder",
+    "synth.json",
+    "twotower-synth",
+    &["ratings.csv", "movies.csv"],
+);
+
 /// The shape of a synthetic log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthConfig {
@@ -103,7 +112,8 @@ fn power_law_ranks(n: u32, rng: &mut impl Rng) -> Vec<u32> {
     rank
 }
 
-/// Writes `ratings.csv` and `movies.csv` into `out` (atomically, via a temporary folder).
+/// Writes `ratings.csv`, `movies.csv` and `synth.json` into `out`, atomically; an
+/// existing `out` is replaced only when it is a synthetic log folder (see [`FOLDER`]).
 pub fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
     if cfg.users == 0 || cfg.items == 0 || cfg.interactions == 0 || cfg.topics == 0 {
         return Err(DataError::Invalid(
@@ -137,10 +147,8 @@ pub fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
         1.0 / ((user_rank[u as usize] + 1) as f64).sqrt()
     });
 
-    let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    let result = (|| {
+    twotower_folder::check_replaceable(out, &FOLDER)?;
+    let write = |tmp: &Path| -> Result<()> {
         let ratings = tmp.join("ratings.csv");
         let mut w = std::io::BufWriter::with_capacity(
             1 << 20,
@@ -202,13 +210,22 @@ pub fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
             ));
         }
         std::fs::write(&movies, m).map_err(|e| DataError::io(&movies, e))?;
-        let _ = std::fs::remove_dir_all(out);
-        std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+        let manifest = tmp.join(FOLDER.manifest);
+        let text = format!(
+            "{{\"format\": \"{}\", \"users\": {}, \"items\": {}, \"interactions\": {}, \
+             \"seed\": {}, \"topics\": {}, \"affinity\": {}, \"zipf\": {}}}\n",
+            FOLDER.format,
+            cfg.users,
+            cfg.items,
+            cfg.interactions,
+            cfg.seed,
+            cfg.topics,
+            cfg.affinity,
+            cfg.zipf
+        );
+        std::fs::write(&manifest, text).map_err(|e| DataError::io(&manifest, e))
+    };
+    twotower_folder::replace(out, &FOLDER, write, DataError::from)
 }
 
 #[cfg(test)]

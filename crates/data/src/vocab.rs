@@ -81,15 +81,29 @@ impl Vocabulary {
         &self.tokens
     }
 
-    /// Writes one token per line, the OOV token first (like Keras `get_vocabulary()`).
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| DataError::io(path, e))?,
-        );
+    /// One token per line, the OOV token first (like Keras `get_vocabulary()`); a token
+    /// holding a line break cannot be stored that way and is an error naming it.
+    pub fn to_text(&self) -> Result<String> {
+        let mut out = String::with_capacity(self.tokens.iter().map(|t| t.len() + 1).sum());
         for t in &self.tokens {
-            writeln!(out, "{t}").map_err(|e| DataError::io(path, e))?;
+            if t.contains(['\n', '\r']) {
+                return Err(DataError::Invalid(format!(
+                    "token {} holds a line break, which a vocabulary file cannot store",
+                    crate::shown(t)
+                )));
+            }
+            out.push_str(t);
+            out.push('\n');
         }
-        out.flush().map_err(|e| DataError::io(path, e))
+        Ok(out)
+    }
+
+    /// Writes [`Vocabulary::to_text`] to `path`.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = self.to_text()?;
+        let mut out = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
+        out.write_all(text.as_bytes())
+            .map_err(|e| DataError::io(path, e))
     }
 
     /// Reads a file written by [`Vocabulary::write`], checking its shape.
@@ -103,6 +117,15 @@ impl Vocabulary {
                 message: e.to_string(),
             })?);
         }
+        Self::from_lines(path, lines)
+    }
+
+    /// [`Vocabulary::read`] of text already in memory (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        Self::from_lines(path, text.lines().map(str::to_string).collect())
+    }
+
+    fn from_lines(path: &Path, mut lines: Vec<String>) -> Result<Self> {
         if lines.first().map(String::as_str) != Some(OOV_TOKEN) {
             return Err(DataError::Parse {
                 path: path.into(),

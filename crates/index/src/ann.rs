@@ -139,6 +139,7 @@ impl AnnIndex {
         if n == 0 {
             return Err(invalid("cannot build an approximate index over no vectors"));
         }
+        crate::check_rows(vectors, dim)?;
         if n > PAD as usize {
             return Err(invalid(format!("{n} rows exceed the index's 32-bit ids")));
         }
@@ -149,9 +150,15 @@ impl AnnIndex {
         if leaves == 0 {
             return Err(invalid("--leaves must be at least 1"));
         }
+        if dim < 2 {
+            return Err(invalid(format!(
+                "an approximate index needs vectors of dimension 2 or more (these have {dim}); \
+                 use an exact index"
+            )));
+        }
         let subspaces = opts.subspaces.unwrap_or((dim / 2).max(2));
         let subspaces = subspaces + subspaces % 2;
-        if subspaces > dim.max(2) || subspaces > 256 {
+        if subspaces < 2 || subspaces > dim || subspaces > 256 {
             return Err(invalid(format!(
                 "{subspaces} subspaces for dimension {dim}: use an even count from 2 to min(dim, 256)"
             )));
@@ -365,6 +372,23 @@ impl AnnIndex {
             + self.codes.len()
     }
 
+    /// True when the index was built from exactly `vectors` (row-major, `len() × dim()`):
+    /// every row's kept copy equals the row. Binds an index to the vectors it answers for,
+    /// so one copied from another matrix of the same shape is caught.
+    pub fn holds_vectors(&self, vectors: &[f32]) -> bool {
+        let d = self.dim;
+        if vectors.len() != self.len * d {
+            return false;
+        }
+        self.ids.iter().enumerate().all(|(slot, &id)| {
+            id == PAD
+                || self.vectors[slot * d..(slot + 1) * d]
+                    .iter()
+                    .zip(&vectors[id as usize * d..(id as usize + 1) * d])
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+        })
+    }
+
     /// Bytes of the original vectors kept for re-ranking.
     pub fn vector_bytes(&self) -> usize {
         self.vectors.len() * 4
@@ -559,7 +583,7 @@ impl AnnIndex {
             || mf.leaves == 0
             || mf.subspaces < 2
             || mf.subspaces % 2 == 1
-            || mf.subspaces > dim.max(2)
+            || mf.subspaces > dim
             || mf.subspaces > 256
             || len == 0
             || len > PAD as usize

@@ -43,6 +43,7 @@ impl BruteForceIndex {
                 dim,
             });
         }
+        crate::check_rows(&vectors, dim)?;
         Ok(BruteForceIndex { vectors, dim })
     }
 
@@ -113,13 +114,29 @@ impl BruteForceIndex {
         queries: &[f32],
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
+        self.search_batch_excluding(queries, k, &[])
+    }
+
+    /// [`search_batch`](Self::search_batch) where query `i` skips the sorted rows
+    /// `exclude[i]` (queries past the end of `exclude` skip nothing). Memory stays at one
+    /// block of scores per thread, however many queries and rows there are.
+    pub fn search_batch_excluding(
+        &self,
+        queries: &[f32],
+        k: usize,
+        exclude: &[&[u32]],
+    ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
         self.check(queries)?;
         let d = self.dim;
         let n = self.len();
         let blocks: Vec<Vec<Vec<Neighbor>>> = queries
             .par_chunks(QUERY_BLOCK * d)
-            .map(|qb| {
+            .enumerate()
+            .map(|(bi, qb)| {
                 let nq = qb.len() / d;
+                let skips: Vec<&[u32]> = (0..nq)
+                    .map(|i| exclude.get(bi * QUERY_BLOCK + i).copied().unwrap_or(&[]))
+                    .collect();
                 let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
                 let mut scores = vec![0.0f32; nq * ROW_BLOCK];
                 for r0 in (0..n).step_by(ROW_BLOCK) {
@@ -131,8 +148,9 @@ impl BruteForceIndex {
                         0.0,
                         s,
                     );
-                    for (top, row) in tops.iter_mut().zip(s.chunks_exact(rows)) {
-                        push_row(top, row, r0, &[]);
+                    for ((top, row), skip) in tops.iter_mut().zip(s.chunks_exact(rows)).zip(&skips)
+                    {
+                        push_row(top, row, r0, skip);
                     }
                 }
                 tops.into_iter().map(TopK::into_sorted).collect()

@@ -53,6 +53,25 @@ pub enum IndexError {
     Format { path: PathBuf, problem: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Folder(#[from] twotower_folder::FolderError),
+}
+
+/// Refuses rows that are not finite or so large that their dot products overflow float32
+/// (a squared norm above `f32::MAX`): scores of such rows are infinite or NaN, and every
+/// ranking over them is wrong.
+pub(crate) fn check_rows(vectors: &[f32], dim: usize) -> Result<(), IndexError> {
+    for (i, row) in vectors.chunks_exact(dim.max(1)).enumerate() {
+        let norm2: f64 = row.iter().map(|&x| x as f64 * x as f64).sum();
+        if norm2.is_nan() || norm2 > f32::MAX as f64 {
+            return Err(IndexError::Invalid(format!(
+                "row {i} has a squared norm of {norm2:e}: not finite, or too large for float32 \
+                 dot products (at most {:e}); scale the vectors down",
+                f32::MAX
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl IndexError {

@@ -83,6 +83,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, IndexError> {
         ));
     }
     let shape = field("shape")?;
+    // A header may be megabytes of text: quote at most the start of the shape.
+    let quoted = |upto: usize| format!("{:?}", shape[..upto].chars().take(60).collect::<String>());
     let close = shape
         .find(')')
         .filter(|_| shape.starts_with('('))
@@ -93,11 +95,11 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, IndexError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.trim_end_matches('L').parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| bad(path, format!("bad shape {}", &shape[..=close])))?;
+        .map_err(|_| bad(path, format!("bad shape {}", quoted(close + 1))))?;
     let [rows, cols] = dims[..] else {
         return Err(bad(
             path,
-            format!("shape {} is not 2-D (rows × dimension)", &shape[..=close]),
+            format!("shape {} is not 2-D (rows × dimension)", quoted(close + 1)),
         ));
     };
     Ok(Header {
@@ -109,6 +111,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, IndexError> {
 }
 
 fn read_typed(path: &Path, accept: &[&str]) -> Result<(Header, Vec<u8>), IndexError> {
+    let meta = std::fs::metadata(path).map_err(|e| IndexError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(bad(path, "not a regular file"));
+    }
     let bytes = std::fs::read(path).map_err(|e| IndexError::io(path, e))?;
     let h = parse_header(path, &bytes)?;
     if !accept.contains(&h.descr.as_str()) {
@@ -116,7 +122,7 @@ fn read_typed(path: &Path, accept: &[&str]) -> Result<(Header, Vec<u8>), IndexEr
             path,
             format!(
                 "dtype {:?}, expected {} (convert with .astype)",
-                h.descr,
+                h.descr.chars().take(20).collect::<String>(),
                 accept.join(" or ")
             ),
         ));

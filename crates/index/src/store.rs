@@ -1,8 +1,8 @@
 //! The on-disk form of an index: one folder, versioned by `index.json`, holding flat
 //! little-endian arrays, each listed in `index.json` with its size and CRC-32.
 //!
-//! Folders are written to a temporary sibling and renamed into place, so a reader never
-//! sees half an index. Loading maps the arrays into memory with every page read in at once
+//! Folders are written to a temporary sibling and swapped into place, so a reader never
+//! sees half an index, and only an index folder is ever replaced. Loading maps the arrays into memory with every page read in at once
 //! (so the first query costs what the hundredth does) after checking sizes and checksums:
 //! a truncated or altered file is an error naming it, never a wrong answer.
 
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytemuck::Pod;
@@ -80,52 +80,22 @@ impl Head {
     }
 }
 
-/// Replaces folder `dir` atomically by what `write` puts in a fresh temporary sibling: the
-/// sibling is renamed into place only when `write` succeeded (and removed otherwise), so
-/// readers see the old folder or the new one, never a mixture. `io` turns file-system
-/// errors into the caller's error type.
-pub fn replace_dir<E>(
-    dir: &Path,
-    write: impl FnOnce(&Path) -> Result<(), E>,
-    io: impl Fn(&Path, std::io::Error) -> E,
-) -> Result<(), E> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    let name = dir
-        .file_name()
-        .ok_or_else(|| io(dir, std::io::Error::other("not a folder name")))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let written = std::fs::create_dir_all(&tmp)
-        .map_err(|e| io(&tmp, e))
-        .and_then(|_| write(&tmp));
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
+/// What an index folder is, for the `--out` rule (see [`twotower_folder`]): `index.json`
+/// saying format `twotower-index`, and the arrays it lists.
+pub const FOLDER: twotower_folder::Kind =
+    twotower_folder::Kind::new("an index folder", MANIFEST, FORMAT, &[]);
 
-/// Writes the named arrays into a new folder `dir` (replacing any folder there) with the
-/// manifest built by `manifest(files)`, atomically (see [`replace_dir`]).
+/// Writes the named arrays into a new folder `dir` with the manifest built by
+/// `manifest(files)`, atomically; an existing `dir` is replaced only when it is an index
+/// folder (see [`twotower_folder::replace`]).
 pub fn write_folder(
     dir: &Path,
     arrays: &[(&str, &[u8])],
     manifest: impl FnOnce(BTreeMap<String, FileEntry>) -> serde_json::Value,
 ) -> Result<(), IndexError> {
-    replace_dir(
+    twotower_folder::replace(
         dir,
+        &FOLDER,
         |tmp| {
             let mut files = BTreeMap::new();
             for (file, bytes) in arrays {
@@ -141,7 +111,7 @@ pub fn write_folder(
             let json = serde_json::to_vec_pretty(&manifest(files)).expect("manifest serialises");
             write_file(&tmp.join(MANIFEST), &json)
         },
-        IndexError::io,
+        IndexError::Folder,
     )
 }
 

@@ -12,6 +12,15 @@ use rayon::prelude::*;
 
 use crate::kernels::{gemm, MatRef};
 
+/// What a benchmark set folder (`twotower index synth --out`) is, for the `--out` rule:
+/// `synth.json` (format `twotower-vector-synth`) beside the arrays.
+pub const FOLDER: twotower_folder::Kind = twotower_folder::Kind::new(
+    "a vector benchmark folder",
+    "synth.json",
+    "twotower-vector-synth",
+    &["items.npy", "queries.npy", "tune_queries.npy", "gt.npy"],
+);
+
 /// Shape of a synthetic set.
 #[derive(Debug, Clone)]
 pub struct SynthOptions {

@@ -11,9 +11,14 @@
 //!   history.json         per-epoch loss and metrics
 //! ```
 //!
-//! Writes go to a temporary sibling folder that is renamed into place, so a reader never
-//! sees half a model; loads validate every shape against `model.json`.
+//! Writes go to a temporary sibling folder that is swapped into place, so a reader never
+//! sees half a model, and only a model folder is ever replaced ([`MODEL_FOLDER`]).
+//! `model.json` lists the size and CRC-32 of every other file; loading checks them, derives
+//! the dimension and vocabulary sizes from the tensors and vocabularies, and refuses a
+//! `model.json` whose sizes disagree. A missing or damaged `history.json` (curves only)
+//! gives a warning, not an error.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -26,6 +31,24 @@ use crate::embedding::Embedding;
 use crate::towers::{Catalogue, LookupTower, SeenItems, TwoTowerModel};
 use crate::trainer::EpochStats;
 use crate::{ModelError, Result};
+use twotower_index::store::FileEntry;
+
+/// What a model folder is, for the `--out` rule: `model.json` saying format
+/// `twotower-model`, the files below, and an optional approximate index in `index/`.
+pub const MODEL_FOLDER: twotower_folder::Kind = twotower_folder::Kind {
+    what: "a model folder",
+    manifest: "model.json",
+    format: FORMAT,
+    files: &[
+        "weights.safetensors",
+        "vocab/users.txt",
+        "vocab/candidates.txt",
+        "items.tsv",
+        "seen.safetensors",
+        "history.json",
+    ],
+    subfolders: &[(INDEX_DIR, &twotower_index::store::FOLDER)],
+};
 
 /// The `format` field of every model.json.
 pub const FORMAT: &str = "twotower-model";
@@ -60,6 +83,22 @@ pub struct ModelCard {
     pub metrics: serde_json::Value,
 }
 
+/// `model.json` as stored: the card, plus the size and CRC-32 of every other file of the
+/// folder, checked on load (folders written before the list existed load unchecked).
+#[derive(Serialize)]
+struct StoredCard<'a> {
+    #[serde(flatten)]
+    card: &'a ModelCard,
+    files: &'a BTreeMap<String, FileEntry>,
+}
+
+/// The file list of a stored `model.json`.
+#[derive(Deserialize)]
+struct FileList {
+    #[serde(default)]
+    files: BTreeMap<String, FileEntry>,
+}
+
 impl ModelCard {
     /// A card describing `model`.
     pub fn describe(model: &TwoTowerModel, dataset: DatasetInfo, train_seconds: f64) -> Self {
@@ -84,16 +123,33 @@ pub struct SavedModel {
     pub model: TwoTowerModel,
     pub card: ModelCard,
     pub history: Vec<EpochStats>,
+    /// Problems found on load that do not make the model wrong (a damaged `history.json`).
+    pub warnings: Vec<String>,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
-    f.sync_all().map_err(|e| ModelError::io(path, e))
+/// Writes `bytes` to `dir/name` and records its size and checksum in `files`.
+fn write_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    files: &mut BTreeMap<String, FileEntry>,
+) -> Result<()> {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).map_err(|e| ModelError::io(&path, e))?;
+    f.write_all(bytes).map_err(|e| ModelError::io(&path, e))?;
+    f.sync_all().map_err(|e| ModelError::io(&path, e))?;
+    files.insert(
+        name.to_string(),
+        FileEntry {
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(bytes),
+        },
+    );
+    Ok(())
 }
 
 fn safetensors_bytes(tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>) -> Result<Vec<u8>> {
@@ -119,37 +175,62 @@ impl SavedModel {
         if !at.join(twotower_index::store::MANIFEST).exists() {
             return Ok(None);
         }
-        let index = twotower_index::AnnIndex::load(&at)
-            .map_err(|e| ModelError::Config(format!("approximate index: {e}")))?;
+        let index = twotower_index::AnnIndex::load(&at)?;
         let m = &self.model;
+        if index.len() == m.catalogue.len()
+            && index.dim() == m.dim()
+            && !index.holds_vectors(m.candidate_index().vectors())
+        {
+            return Err(ModelError::bad(
+                &at,
+                "this approximate index was built from other vectors than this model's \
+                 (copied from another model, or the model was retrained); rebuild it with \
+                 `twotower index build --model`",
+            ));
+        }
         if index.len() != m.catalogue.len() || index.dim() != m.dim() {
-            return Err(ModelError::Config(format!(
-                "{}: index of {} vectors of dimension {} does not fit this model ({} movies, \
+            return Err(ModelError::bad(
+                &at,
+                format!(
+                    "index of {} vectors of dimension {} does not fit this model ({} movies, \
                  dimension {}); rebuild it with `twotower index build --model`",
-                at.display(),
-                index.len(),
-                index.dim(),
-                m.catalogue.len(),
-                m.dim()
-            )));
+                    index.len(),
+                    index.dim(),
+                    m.catalogue.len(),
+                    m.dim()
+                ),
+            ));
         }
         Ok(Some(index))
     }
 
-    /// Writes the folder atomically: a temporary sibling renamed over `dir`.
+    /// Checks that `dir` may be replaced by a model folder (it is one, is empty or does not
+    /// exist), so a command can refuse a bad `--out` before training.
+    pub fn check_destination(dir: &Path) -> Result<()> {
+        twotower_folder::check_replaceable(dir, &MODEL_FOLDER).map_err(ModelError::Folder)
+    }
+
+    /// Writes the folder atomically (a temporary sibling swapped with `dir`), refusing to
+    /// replace a `dir` that is not a model folder.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let m = &self.model;
-        for (i, t) in m.catalogue.titles.iter().enumerate() {
-            if t.contains(['\t', '\n']) || m.catalogue.ids[i].contains(['\t', '\n']) {
-                return Err(ModelError::Config(format!(
-                    "catalogue row {i} holds a tab or newline, which items.tsv cannot store"
-                )));
-            }
+        if let Some(bad) = m
+            .query
+            .embedding
+            .data
+            .iter()
+            .chain(&m.candidate.embedding.data)
+            .find(|v| !v.is_finite())
+        {
+            return Err(ModelError::Config(format!(
+                "the model's weights hold {bad}: a diverged model is never saved"
+            )));
         }
-        twotower_index::store::replace_dir(
+        twotower_folder::replace(
             dir,
+            &MODEL_FOLDER,
             |tmp| self.write_into(tmp),
-            |p, e| ModelError::io(p, e),
+            ModelError::Folder,
         )
     }
 
@@ -158,12 +239,37 @@ impl SavedModel {
         let vocab = tmp.join("vocab");
         std::fs::create_dir_all(&vocab).map_err(|e| ModelError::io(&vocab, e))?;
         let json = |v: &dyn erased::Json| v.to_json();
-        write_file(&tmp.join("model.json"), json(&self.card).as_bytes())?;
-        write_file(&tmp.join("history.json"), json(&self.history).as_bytes())?;
-        m.query.vocab.write(&vocab.join("users.txt"))?;
-        m.candidate.vocab.write(&vocab.join("candidates.txt"))?;
+        let mut files = BTreeMap::new();
+        write_file(
+            tmp,
+            "history.json",
+            json(&self.history).as_bytes(),
+            &mut files,
+        )?;
+        let users = m.query.vocab.to_text()?;
+        write_file(tmp, "vocab/users.txt", users.as_bytes(), &mut files)?;
+        let candidates = m.candidate.vocab.to_text()?;
+        write_file(
+            tmp,
+            "vocab/candidates.txt",
+            candidates.as_bytes(),
+            &mut files,
+        )?;
         let mut items = String::from("id\ttitle\tgenres\trelease_date\n");
         for i in 0..m.catalogue.len() {
+            let c = &m.catalogue;
+            let fields = [&c.ids[i], &c.titles[i], &c.release_dates[i]];
+            if let Some(f) = fields
+                .into_iter()
+                .chain(&c.genres[i])
+                .find(|f| f.contains(['\t', '\n', '\r']))
+            {
+                return Err(ModelError::Config(format!(
+                    "item {} holds a tab or line break in {}, which items.tsv cannot store",
+                    twotower_data::shown(&c.ids[i]),
+                    twotower_data::shown(f)
+                )));
+            }
             items.push_str(&format!(
                 "{}\t{}\t{}\t{}\n",
                 m.catalogue.ids[i],
@@ -172,7 +278,7 @@ impl SavedModel {
                 m.catalogue.release_dates[i]
             ));
         }
-        write_file(&tmp.join("items.tsv"), items.as_bytes())?;
+        write_file(tmp, "items.tsv", items.as_bytes(), &mut files)?;
         let d = m.dim();
         let weights = safetensors_bytes(vec![
             (
@@ -188,7 +294,7 @@ impl SavedModel {
                 f32_bytes(&m.candidate.embedding.data),
             ),
         ])?;
-        write_file(&tmp.join("weights.safetensors"), &weights)?;
+        write_file(tmp, "weights.safetensors", &weights, &mut files)?;
         let seen = safetensors_bytes(vec![
             (
                 "offsets",
@@ -213,7 +319,18 @@ impl SavedModel {
                 f32_bytes(&m.seen.ratings),
             ),
         ])?;
-        write_file(&tmp.join("seen.safetensors"), &seen)
+        write_file(tmp, "seen.safetensors", &seen, &mut files)?;
+        // Last: the card lists every other file, and its presence marks the folder whole.
+        let card = StoredCard {
+            card: &self.card,
+            files: &files,
+        };
+        write_file(
+            tmp,
+            "model.json",
+            json(&card).as_bytes(),
+            &mut BTreeMap::new(),
+        )
     }
 
     /// Reads and validates a model folder.
@@ -234,17 +351,55 @@ impl SavedModel {
                 ),
             ));
         }
-        let history: Vec<EpochStats> = read_json(&dir.join("history.json"))?;
-        let users = Vocabulary::read(&dir.join("vocab/users.txt"))?;
-        let items = Vocabulary::read(&dir.join("vocab/candidates.txt"))?;
-        let d = card.embedding_dim;
+        let listed: FileList = read_json(&dir.join("model.json"))?;
+        let files = Files {
+            dir,
+            listed: &listed.files,
+        };
+        let mut warnings = Vec::new();
+        let history: Vec<EpochStats> = match files
+            .read("history.json")
+            .and_then(|b| parse_json(&dir.join("history.json"), &b))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                warnings.push(format!("training curves unavailable: {e}"));
+                Vec::new()
+            }
+        };
+        let users = files.vocab("vocab/users.txt")?;
+        let items = files.vocab("vocab/candidates.txt")?;
         let wpath = dir.join("weights.safetensors");
-        let wbytes = std::fs::read(&wpath).map_err(|e| ModelError::io(&wpath, e))?;
+        let wbytes = files.read("weights.safetensors")?;
         let w = SafeTensors::deserialize(&wbytes)
             .map_err(|e| ModelError::bad(&wpath, e.to_string()))?;
-        let query = read_f32(&w, &wpath, "query_tower.embedding", &[users.len(), d])?;
-        let cand = read_f32(&w, &wpath, "candidate_tower.embedding", &[items.len(), d])?;
-        let catalogue = read_items(&dir.join("items.tsv"))?;
+        let query = read_f32(&w, &wpath, "query_tower.embedding", users.len())?;
+        let cand = read_f32(&w, &wpath, "candidate_tower.embedding", items.len())?;
+        let d = cand.dim;
+        let card_path = dir.join("model.json");
+        let sizes = [
+            ("query_tower.embedding columns", query.dim, d),
+            ("embedding_dim", card.embedding_dim, d),
+            ("config.embedding_dim", card.config.embedding_dim, d),
+            ("query_vocab_size", card.query_vocab_size, users.len()),
+            (
+                "candidate_vocab_size",
+                card.candidate_vocab_size,
+                items.len(),
+            ),
+        ];
+        for (what, stored, actual) in sizes {
+            if stored != actual {
+                return Err(ModelError::bad(
+                    &card_path,
+                    format!(
+                        "{what} is {stored}, but the folder's tensors and vocabularies give \
+                         {actual} (was model.json edited?)"
+                    ),
+                ));
+            }
+        }
+        let catalogue = read_items(&dir.join("items.tsv"), &files.read("items.tsv")?)?;
         if catalogue.len() != card.catalogue_rows {
             return Err(ModelError::bad(
                 dir.join("items.tsv"),
@@ -256,7 +411,7 @@ impl SavedModel {
             ));
         }
         let spath = dir.join("seen.safetensors");
-        let sbytes = std::fs::read(&spath).map_err(|e| ModelError::io(&spath, e))?;
+        let sbytes = files.read("seen.safetensors")?;
         let s = SafeTensors::deserialize(&sbytes)
             .map_err(|e| ModelError::bad(&spath, e.to_string()))?;
         let offsets: Vec<u64> = read_tensor(&s, &spath, "offsets", Dtype::U64, 8)?
@@ -303,14 +458,67 @@ impl SavedModel {
             model,
             card,
             history,
+            warnings,
         })
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text)
+/// The files of a model folder, read and checked against the sizes and checksums that
+/// `model.json` lists.
+struct Files<'a> {
+    dir: &'a Path,
+    listed: &'a BTreeMap<String, FileEntry>,
+}
+
+impl Files<'_> {
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+        let Some(entry) = self.listed.get(name) else {
+            if self.listed.is_empty() {
+                return Ok(bytes); // written before model.json listed checksums
+            }
+            return Err(ModelError::bad(
+                self.dir.join("model.json"),
+                format!("{name} is not listed among the folder's files"),
+            ));
+        };
+        if bytes.len() as u64 != entry.bytes {
+            return Err(ModelError::bad(
+                &path,
+                format!(
+                    "file holds {} bytes, model.json lists {} (truncated or replaced?)",
+                    bytes.len(),
+                    entry.bytes
+                ),
+            ));
+        }
+        if crc32fast::hash(&bytes) != entry.crc32 {
+            return Err(ModelError::bad(
+                &path,
+                "checksum mismatch: the file was altered or damaged since it was saved",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn vocab(&self, name: &str) -> Result<Vocabulary> {
+        let path = self.dir.join(name);
+        let bytes = self.read(name)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| ModelError::bad(&path, format!("not UTF-8 text: {e}")))?;
+        Ok(Vocabulary::parse(&path, &text)?)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
         .map_err(|e| ModelError::bad(path, format!("line {}: {e}", e.line())))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_json(path, &bytes)
 }
 
 fn read_tensor<'a>(
@@ -339,17 +547,21 @@ fn f32_from(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn read_f32(st: &SafeTensors, path: &Path, name: &str, shape: &[usize]) -> Result<Embedding> {
+/// A 2-D F32 tensor of `rows` rows: its width is the model's dimension, derived here
+/// rather than trusted from `model.json`.
+fn read_f32(st: &SafeTensors, path: &Path, name: &str, rows: usize) -> Result<Embedding> {
     let t = st
         .tensor(name)
         .map_err(|e| ModelError::bad(path, format!("tensor {name}: {e}")))?;
-    if t.dtype() != Dtype::F32 || t.shape() != shape {
+    let shape = t.shape();
+    if t.dtype() != Dtype::F32 || shape.len() != 2 || shape[0] != rows || shape[1] == 0 {
         return Err(ModelError::bad(
             path,
             format!(
-                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                "tensor {name} is {:?} {:?}, expected F32 [{rows}, dimension] ({rows} = the \
+                 vocabulary's size)",
                 t.dtype(),
-                t.shape()
+                shape
             ),
         ));
     }
@@ -361,14 +573,15 @@ fn read_f32(st: &SafeTensors, path: &Path, name: &str, shape: &[usize]) -> Resul
         ));
     }
     Ok(Embedding {
-        rows: shape[0],
+        rows,
         dim: shape[1],
         data,
     })
 }
 
-fn read_items(path: &Path) -> Result<Catalogue> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+fn read_items(path: &Path, bytes: &[u8]) -> Result<Catalogue> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| ModelError::bad(path, format!("not UTF-8: {e}")))?;
     let mut c = Catalogue {
         ids: vec![],
         titles: vec![],
@@ -444,6 +657,7 @@ mod tests {
             model,
             card,
             history: vec![],
+            warnings: vec![],
         }
     }
 
@@ -472,10 +686,12 @@ mod tests {
             s.model.candidate_index().scores(&q).unwrap(),
             l.model.candidate_index().scores(&q).unwrap()
         );
+        // This process's temporary siblings are named `.<folder>.tmp-…`.
+        let own = format!(".{}.", d.file_name().unwrap().to_string_lossy());
         let leftovers: Vec<_> = std::fs::read_dir(d.parent().unwrap())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains("tt-ckpt-rt") && e.path() != d)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&own))
             .collect();
         assert!(
             leftovers.is_empty(),
@@ -504,7 +720,7 @@ mod tests {
         .unwrap();
         let e = SavedModel::load(&d).unwrap_err().to_string();
         assert!(
-            e.contains("query_tower.embedding") && e.contains("[4, 5]"),
+            e.contains("model.json") && e.contains("embedding_dim is 5") && e.contains("give 4"),
             "{e}"
         );
         std::fs::write(&card, "{ not json").unwrap();
@@ -512,6 +728,79 @@ mod tests {
         assert!(e.contains("model.json") && e.contains("line 1"), "{e}");
         let e = SavedModel::load(&d.join("nope")).unwrap_err().to_string();
         assert!(e.contains("not a model folder"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn every_file_is_checksummed_and_sizes_are_cross_checked() {
+        let s = saved();
+        let d = dir("sums");
+        s.save(&d).unwrap();
+        let card = std::fs::read_to_string(d.join("model.json")).unwrap();
+        // Flipped bytes in any listed file are caught, even where the format still parses.
+        for name in [
+            "weights.safetensors",
+            "items.tsv",
+            "vocab/users.txt",
+            "seen.safetensors",
+        ] {
+            let p = d.join(name);
+            let good = std::fs::read(&p).unwrap();
+            let mut bad = good.clone();
+            let at = bad.len() - 2;
+            bad[at] ^= 0x55;
+            std::fs::write(&p, &bad).unwrap();
+            let e = SavedModel::load(&d).unwrap_err().to_string();
+            assert!(
+                e.contains(name) && e.contains("checksum mismatch"),
+                "{name}: {e}"
+            );
+            std::fs::write(&p, &good).unwrap();
+        }
+        // Every stored size is checked against what the files hold.
+        for (from, to) in [
+            ("\"query_vocab_size\": 4", "\"query_vocab_size\": 5"),
+            ("\"candidate_vocab_size\": 3", "\"candidate_vocab_size\": 9"),
+            (
+                "\"embedding_dim\": 4,\n    \"epochs",
+                "\"embedding_dim\": 8,\n    \"epochs",
+            ),
+        ] {
+            assert!(card.contains(from), "{from} not in {card}");
+            std::fs::write(d.join("model.json"), card.replacen(from, to, 1)).unwrap();
+            let e = SavedModel::load(&d).unwrap_err().to_string();
+            assert!(
+                e.contains("model.json") && e.contains("was model.json edited"),
+                "{e}"
+            );
+        }
+        std::fs::write(d.join("model.json"), &card).unwrap();
+        // A damaged history only costs the curves.
+        std::fs::write(d.join("history.json"), "garbage").unwrap();
+        let l = SavedModel::load(&d).unwrap();
+        assert!(l.history.is_empty());
+        assert!(l.warnings[0].contains("history.json"), "{:?}", l.warnings);
+        std::fs::remove_file(d.join("history.json")).unwrap();
+        let l = SavedModel::load(&d).unwrap();
+        assert!(l.warnings[0].contains("history.json"), "{:?}", l.warnings);
+        assert_eq!(l.model.candidate.embedding, s.model.candidate.embedding);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn save_refuses_foreign_folders_and_diverged_weights() {
+        let mut s = saved();
+        let d = dir("foreign");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("thesis.txt"), "years of work").unwrap();
+        let e = s.save(&d).unwrap_err().to_string();
+        assert!(e.contains("refusing") && e.contains("thesis.txt"), "{e}");
+        assert!(d.join("thesis.txt").exists() && d.join("sub").exists());
+        let d2 = dir("nan");
+        s.model.candidate.embedding.data[0] = f32::NAN;
+        let e = s.save(&d2).unwrap_err().to_string();
+        assert!(e.contains("diverged"), "{e}");
+        assert!(!d2.exists());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

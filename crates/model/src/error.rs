@@ -15,8 +15,14 @@ pub enum ModelError {
     BadModel { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Diverged(String),
     #[error(transparent)]
     Data(#[from] twotower_data::DataError),
+    #[error(transparent)]
+    Folder(#[from] twotower_folder::FolderError),
+    #[error(transparent)]
+    Index(#[from] twotower_index::IndexError),
 }
 
 impl ModelError {

@@ -452,7 +452,12 @@ mod tests {
     #[test]
     fn fused_path_matches_the_portable_one() {
         if !available(16) {
-            eprintln!("skipped: no AVX2+FMA on this CPU");
+            // Written past the test harness's capture, so that the skip shows in the run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "fused_path_matches_the_portable_one: SKIPPED (no AVX2+FMA on this CPU)"
+            );
             return;
         }
         // Sizes off every tile and padding boundary, several blocks, every option.

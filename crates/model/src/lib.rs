@@ -15,7 +15,7 @@
 //! let (train, test) = ml.split(&SplitSpec::Fold("u1".into())).unwrap();
 //! let mut exp = Experiment::new(&ml, train, test, TrainConfig::preset("tfrs").unwrap()).unwrap();
 //! for _ in 0..exp.model.config.epochs {
-//!     exp.run_epoch(&mut |_| {});
+//!     exp.run_epoch(&mut |_| {}).unwrap();
 //! }
 //! println!("{:?}", exp.evaluate().factorized_top_k);
 //! ```
@@ -32,6 +32,7 @@ pub mod loss;
 pub mod optimizer;
 mod pipeline;
 mod retrieve;
+mod titles;
 pub mod towers;
 pub mod trainer;
 
@@ -42,5 +43,6 @@ pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;
 pub use pipeline::{Experiment, SplitEval};
 pub use retrieve::Recommendations;
+pub use titles::{TitleIndex, MAX_QUERY_CHARS};
 pub use towers::{CandidateTower, Catalogue, QueryTower, SeenItems, TwoTowerModel};
 pub use trainer::{BatchProgress, EpochStats, Trainer};

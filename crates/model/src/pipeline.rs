@@ -158,10 +158,42 @@ impl Experiment {
     }
 
     /// One epoch; its statistics are appended to the history.
-    pub fn run_epoch(&mut self, on_batch: &mut dyn FnMut(BatchProgress)) -> &mut EpochStats {
+    ///
+    /// A loss or weight that is no longer finite ends training with an error naming the
+    /// epoch and the learning rate, so a diverged model is never evaluated or saved.
+    pub fn run_epoch(
+        &mut self,
+        on_batch: &mut dyn FnMut(BatchProgress),
+    ) -> Result<&mut EpochStats> {
         let stats = self.trainer.run_epoch(&mut self.model, on_batch);
+        let m = &self.model;
+        let weights_finite = m
+            .query
+            .embedding
+            .data
+            .iter()
+            .chain(&m.candidate.embedding.data)
+            .all(|v| v.is_finite());
+        if !stats.loss.is_finite() || !weights_finite {
+            return Err(ModelError::Diverged(format!(
+                "training diverged in epoch {}: the {} became {} (learning rate {}); \
+                 try a smaller learning rate (--lr)",
+                stats.epoch,
+                if stats.loss.is_finite() {
+                    "weights"
+                } else {
+                    "loss"
+                },
+                if stats.loss.is_finite() {
+                    "infinite or NaN".to_string()
+                } else {
+                    stats.loss.to_string()
+                },
+                m.config.optimizer.learning_rate()
+            )));
+        }
         self.history.push(stats);
-        self.history.last_mut().expect("just pushed")
+        Ok(self.history.last_mut().expect("just pushed"))
     }
 
     /// The model's metrics on the test set.

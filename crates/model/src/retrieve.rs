@@ -4,7 +4,7 @@
 //! [`BruteForceIndex`]) or approximate (the model folder's `index/`). In title-keyed models
 //! rows that share a title (and so a vector) are returned once.
 
-use twotower_index::{top_k, BruteForceIndex, Index, Neighbor};
+use twotower_index::{BruteForceIndex, Index, Neighbor};
 
 use crate::towers::TwoTowerModel;
 
@@ -29,8 +29,9 @@ impl TwoTowerModel {
         all.pop().expect("one answer per user")
     }
 
-    /// [`TwoTowerModel::recommend`] for many users: with an exact index, scored in one
-    /// matrix product; with an approximate one, a search per user.
+    /// [`TwoTowerModel::recommend`] for many users: with an exact index, blocks of users
+    /// scored by matrix products against blocks of rows with a streaming top-k (the users ×
+    /// catalogue matrix never exists); with an approximate one, a search per user.
     pub fn recommend_batch(
         &self,
         index: &Index,
@@ -40,52 +41,45 @@ impl TwoTowerModel {
     ) -> Vec<Recommendations> {
         let q = self.query_vectors(users);
         let d = self.dim();
-        let seen_of = |user: &str| -> (bool, &[u32]) {
-            let idx = self.query.vocab.lookup(user);
-            let seen: &[u32] = if exclude_seen && idx != 0 {
-                self.seen.of(idx).0
-            } else {
-                &[]
-            };
-            (idx != 0, seen)
-        };
-        let want = k + self.shared_keys();
-        match index {
-            Index::Exact(exact) => {
-                let scores = exact
-                    .scores(&q)
-                    .expect("query vectors have the model's dimension");
-                let n = exact.len();
-                users
-                    .iter()
-                    .zip(scores.chunks(n.max(1)))
-                    .map(|(user, row)| {
-                        let (known_user, seen) = seen_of(user);
-                        Recommendations {
-                            known_user,
-                            items: self.distinct_keys(top_k(row, want, seen), k),
-                        }
-                    })
-                    .collect()
-            }
-            Index::Approximate(ann) => users
-                .iter()
-                .zip(q.chunks_exact(d))
-                .map(|(user, qv)| {
-                    let (known_user, seen) = seen_of(user);
-                    Recommendations {
-                        known_user,
-                        items: self.distinct_keys(ann.search(qv, want, seen), k),
-                    }
-                })
+        let user_rows: Vec<usize> = users.iter().map(|u| self.query.vocab.lookup(u)).collect();
+        let seen: Vec<&[u32]> = user_rows
+            .iter()
+            .map(|&idx| {
+                if exclude_seen && idx != 0 {
+                    self.seen.of(idx).0
+                } else {
+                    &[]
+                }
+            })
+            .collect();
+        // No more than the catalogue can be returned: a huge k must not reserve memory.
+        let k = k.min(self.catalogue.len());
+        let want = k.saturating_add(self.shared_keys());
+        let ranked: Vec<Vec<Neighbor>> = match index {
+            Index::Exact(exact) => exact
+                .search_batch_excluding(&q, want, &seen)
+                .expect("query vectors have the model's dimension"),
+            Index::Approximate(ann) => q
+                .chunks_exact(d)
+                .zip(&seen)
+                .map(|(qv, skip)| ann.search(qv, want, skip))
                 .collect(),
-        }
+        };
+        ranked
+            .into_iter()
+            .zip(user_rows)
+            .map(|(items, idx)| Recommendations {
+                known_user: idx != 0,
+                items: self.distinct_keys(items, k),
+            })
+            .collect()
     }
 
     /// The `k` rows whose candidate vectors are closest in cosine to row `row`'s (itself and
     /// rows sharing its key excluded), with `index` built by [`TwoTowerModel::cosine_index`].
     pub fn similar(&self, index: &BruteForceIndex, row: usize, k: usize) -> Vec<Neighbor> {
         let own = self.row_keys[row];
+        let k = k.min(self.catalogue.len());
         let hits = index.search(index.vector(row), k + 1 + self.shared_keys(), &[]);
         let others = hits
             .into_iter()

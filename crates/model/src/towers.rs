@@ -72,26 +72,6 @@ impl Catalogue {
         }
     }
 
-    /// Up to `n` titles closest to `query`: substring matches first, then by Jaro-Winkler
-    /// similarity (for "did you mean" answers).
-    pub fn close_titles(&self, query: &str, n: usize) -> Vec<String> {
-        let q = query.to_lowercase();
-        let mut scored: Vec<(f64, &String)> = self
-            .titles
-            .iter()
-            .map(|t| {
-                let l = t.to_lowercase();
-                let bonus = if l.contains(&q) { 1.0 } else { 0.0 };
-                (bonus + strsim::jaro_winkler(&q, &l), t)
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut out: Vec<String> = scored.into_iter().map(|(_, t)| t.clone()).collect();
-        out.dedup();
-        out.truncate(n);
-        out
-    }
-
     /// The row of an id, or else of an exact title.
     pub fn find(&self, id_or_title: &str) -> Option<usize> {
         self.ids
@@ -203,9 +183,9 @@ impl TwoTowerModel {
         })
     }
 
-    /// Embedding dimension.
+    /// Embedding dimension, as the candidate table holds it.
     pub fn dim(&self) -> usize {
-        self.config.embedding_dim
+        self.candidate.embedding.dim
     }
 
     /// [`candidate_index`](Self::candidate_index) as an [`Index`] for recommendations.

@@ -1,7 +1,9 @@
 //! The JSON API and the page route.
 //!
 //! Every failure is a 4xx/5xx with `{"error": "…"}` naming the bad parameter; nothing a
-//! client sends can make a handler panic.
+//! client sends can make a handler panic. Work per request is bounded (ids and names of at
+//! most [`MAX_NAME_BYTES`], at most [`MAX_RESULTS`] results, a time limit on the whole
+//! request), and scoring runs on the compute pool, never on the async threads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +28,11 @@ pub const MAX_K: usize = 1000;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most users one batched request may name.
 const MAX_USERS: usize = 1000;
+/// The most results (users × k) one request may ask for: 1,000 users × k = 20, or 20
+/// users × k = 1,000. Larger requests are answered 400 naming the limit.
+pub const MAX_RESULTS: usize = 20_000;
+/// The longest user id, item id or title, and title query, a request may send.
+pub const MAX_NAME_BYTES: usize = 256;
 /// The most titles a search returns.
 const MAX_LIMIT: usize = 100;
 
@@ -87,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(reject_large_bodies))
+        .layer(axum::middleware::from_fn(time_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -115,6 +123,32 @@ async fn reject_large_bodies(
         }
         .into_response(),
         _ => next.run(req).await,
+    }
+}
+
+/// The longest a request may take, reading its body included; a client that sends its body
+/// slower than that gets 408 and the connection is closed.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r = ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!(
+                    "the request was not read and answered within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+                extra: None,
+            }
+            .into_response();
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            r
+        }
     }
 }
 
@@ -191,6 +225,53 @@ fn parse_bool(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// A required id, name or query parameter, refused when longer than [`MAX_NAME_BYTES`].
+fn name_param<'a>(
+    p: &'a HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<&'a str, ApiError> {
+    let v = p
+        .get(name)
+        .ok_or_else(|| ApiError::bad(format!("missing parameter {name} ({what})")))?;
+    check_name(v, name)?;
+    Ok(v)
+}
+
+fn check_name(v: &str, name: &str) -> Result<(), ApiError> {
+    if v.len() > MAX_NAME_BYTES {
+        return Err(ApiError::bad(format!(
+            "parameter {name} is {} bytes long, over the limit of {MAX_NAME_BYTES}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a request for more than [`MAX_RESULTS`] results before any work is done.
+fn check_budget(users: usize, k: usize) -> Result<(), ApiError> {
+    if users.saturating_mul(k) > MAX_RESULTS {
+        return Err(ApiError::bad(format!(
+            "{users} users × k {k} = {} results is over the limit of {MAX_RESULTS} results \
+             per request; ask for fewer users or a smaller k",
+            users.saturating_mul(k)
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `job` on the compute pool.
+async fn compute<T: Send + 'static>(
+    state: &AppState,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    state.compute.run(job).await.ok_or(ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: "internal error while answering; see the server log".into(),
+        extra: None,
+    })
+}
+
 /// The first 4-digit year in parentheses at the end of a title, e.g. "Heat (1995)" → 1995.
 fn year_of(title: &str) -> Option<u32> {
     let open = title.rfind('(')?;
@@ -235,20 +316,22 @@ fn choose_index(loaded: &Loaded, approximate: bool) -> Result<&Index, ApiError> 
 
 async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
     let loaded = ready(&state)?;
-    let user = p
-        .get("user")
-        .ok_or_else(|| ApiError::bad("missing parameter user"))?;
+    let user = name_param(&p, "user", "a user id")?.to_string();
     let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
     let exclude_seen = parse_bool(p.get("exclude_seen").map(String::as_str), "exclude_seen")?;
     let approximate = parse_bool(p.get("approximate").map(String::as_str), "approximate")?;
-    let index = choose_index(&loaded, approximate)?;
-    let model = &loaded.saved.model;
-    let r = model.recommend(index, user, k, exclude_seen);
-    let mut body = json!({
-        "user": user,
-        "known_user": r.known_user,
-        "items": scored(model, &r.items),
-    });
+    choose_index(&loaded, approximate)?;
+    let mut body = compute(&state, move || {
+        let index = choose_index(&loaded, approximate).expect("checked above");
+        let model = &loaded.saved.model;
+        let r = model.recommend(index, &user, k, exclude_seen);
+        json!({
+            "user": user,
+            "known_user": r.known_user,
+            "items": scored(model, &r.items),
+        })
+    })
+    .await?;
     if let Some(n) = note {
         body["note"] = json!(n);
     }
@@ -277,7 +360,7 @@ async fn recommend_post(
         extra: None,
     })?;
     let loaded = ready(&state)?;
-    let index = choose_index(&loaded, body.approximate)?;
+    choose_index(&loaded, body.approximate)?;
     if body.users.is_empty() || body.users.len() > MAX_USERS {
         return Err(ApiError::bad(format!(
             "field users must list 1 to {MAX_USERS} user ids, got {}",
@@ -289,7 +372,7 @@ async fn recommend_post(
         .iter()
         .enumerate()
         .map(|(i, u)| match u {
-            Value::String(s) => Ok(s.clone()),
+            Value::String(s) => check_name(s, &format!("users[{i}]")).map(|_| s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             _ => Err(ApiError::bad(format!(
                 "field users[{i}] must be a string or number"
@@ -302,13 +385,21 @@ async fn recommend_post(
         Some(other) => Some(other.to_string()),
     };
     let (k, note) = parse_k(k_text.as_deref(), "k", 10)?;
-    let model = &loaded.saved.model;
-    let answers = model.recommend_batch(index, &users, k, body.exclude_seen);
-    let results: Vec<Value> = users
-        .iter()
-        .zip(answers)
-        .map(|(u, r)| json!({ "user": u, "known_user": r.known_user, "items": scored(model, &r.items) }))
-        .collect();
+    check_budget(users.len(), k)?;
+    let (approximate, exclude_seen) = (body.approximate, body.exclude_seen);
+    let results: Vec<Value> = compute(&state, move || {
+        let index = choose_index(&loaded, approximate).expect("checked above");
+        let model = &loaded.saved.model;
+        let answers = model.recommend_batch(index, &users, k, exclude_seen);
+        users
+            .iter()
+            .zip(answers)
+            .map(|(u, r)| {
+                json!({ "user": u, "known_user": r.known_user, "items": scored(model, &r.items) })
+            })
+            .collect()
+    })
+    .await?;
     let mut out = json!({ "results": results });
     if let Some(n) = note {
         out["note"] = json!(n);
@@ -318,20 +409,21 @@ async fn recommend_post(
 
 async fn similar(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
     let loaded = ready(&state)?;
-    let item = p
-        .get("item")
-        .ok_or_else(|| ApiError::bad("missing parameter item (a movie id or exact title)"))?;
+    let item = name_param(&p, "item", "a movie id or exact title")?.to_string();
     let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
-    let model = &loaded.saved.model;
-    let Some(row) = model.catalogue.find(item) else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no movie with id or title {item:?}"),
-            extra: Some(("suggestions", json!(model.catalogue.close_titles(item, 5)))),
-        });
-    };
-    let items = model.similar(&loaded.cosine, row, k);
-    let mut out = json!({ "item": item_json(model, row), "items": scored(model, &items) });
+    let mut out = compute(&state, move || {
+        let model = &loaded.saved.model;
+        let Some(row) = model.catalogue.find(&item) else {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("no movie with id or title {item:?}"),
+                extra: Some(("suggestions", json!(loaded.titles.suggest(&item, 5)))),
+            });
+        };
+        let items = model.similar(&loaded.cosine, row, k);
+        Ok(json!({ "item": item_json(model, row), "items": scored(model, &items) }))
+    })
+    .await??;
     if let Some(n) = note {
         out["note"] = json!(n);
     }
@@ -341,15 +433,21 @@ async fn similar(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiRes
 async fn items(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult {
     let loaded = ready(&state)?;
     let query = p.get("query").map(|q| q.to_lowercase()).unwrap_or_default();
+    check_name(&query, "query")?;
     let (limit, _) = parse_k(p.get("limit").map(String::as_str), "limit", 20)?;
     let limit = limit.min(MAX_LIMIT);
-    let model = &loaded.saved.model;
-    let found: Vec<Value> = (0..model.catalogue.len())
-        .filter(|&r| model.catalogue.titles[r].to_lowercase().contains(&query))
-        .take(limit)
-        .map(|r| item_json(model, r))
-        .collect();
-    Ok(Json(json!({ "query": query, "items": found })))
+    let echo = query.clone();
+    let found: Vec<Value> = compute(&state, move || {
+        let model = &loaded.saved.model;
+        loaded
+            .titles
+            .search(&query, limit)
+            .into_iter()
+            .map(|r| item_json(model, r))
+            .collect()
+    })
+    .await?;
+    Ok(Json(json!({ "query": echo, "items": found })))
 }
 
 async fn random_user(State(state): State<Arc<AppState>>) -> ApiResult {
@@ -369,6 +467,7 @@ async fn random_user(State(state): State<Arc<AppState>>) -> ApiResult {
 
 async fn history(State(state): State<Arc<AppState>>, Path(user): Path<String>) -> ApiResult {
     let loaded = ready(&state)?;
+    check_name(&user, "user")?;
     let model = &loaded.saved.model;
     let Some(idx) = model.query.vocab.get(&user) else {
         return Err(ApiError::not_found(format!(

@@ -3,8 +3,11 @@
 //! [`serve`] binds an address, answers `/healthz` with 503 while the model folder loads in
 //! the background, then serves the JSON API of [`router`] (recommendations, similar movies,
 //! title search, user history, the model card), Prometheus metrics at `/metrics`, and a web
-//! page at `/` that is compiled into the binary. It shuts down gracefully on SIGINT/SIGTERM,
-//! finishing in-flight requests.
+//! page at `/` that is compiled into the binary. Every connection and request is bounded
+//! (see [`Limits`] and the limits of [`router`]); scoring runs on a pool of blocking
+//! threads, so `/healthz` answers at once whatever clients do. It shuts down when the
+//! `shutdown` future resolves, giving requests in flight [`Limits::shutdown_grace`], and
+//! stops with an error when the model folder cannot be loaded.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), twotower_serve::ServeError> {
@@ -15,6 +18,7 @@
 
 mod api;
 mod metrics;
+mod server;
 mod state;
 
 use std::future::Future;
@@ -22,14 +26,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use api::{router, MAX_BODY_BYTES, MAX_K};
-pub use state::{AppState, Loaded};
+pub use api::{router, MAX_BODY_BYTES, MAX_K, MAX_NAME_BYTES, MAX_RESULTS, REQUEST_TIMEOUT};
+pub use server::Limits;
+pub use state::{AppState, Compute, Loaded};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("loading the model failed: {0}")]
+    #[error("loading the model failed")]
     Load(#[from] twotower_model::ModelError),
+    #[error("loading the model failed: the loader stopped unexpectedly ({0})")]
+    Loader(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -56,58 +63,74 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `model_dir` on `listener` until `shutdown` resolves or the model fails to load.
+/// Serves `model_dir` on `listener` with the default [`Limits`] (see [`serve_with`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     model_dir: PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(listener, model_dir, shutdown, Limits::default()).await
+}
+
+/// Serves `model_dir` on `listener` until `shutdown` resolves (then drains, see
+/// [`Limits::shutdown_grace`]) or the model fails to load (then stops with that error).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    model_dir: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) -> Result<(), ServeError> {
     let state = Arc::new(AppState::new());
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<twotower_model::ModelError>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ServeError>>();
     let loader = state.clone();
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
-        match Loaded::open(&model_dir) {
-            Ok(l) => {
+        let opened = std::panic::catch_unwind(|| Loaded::open(&model_dir));
+        let outcome = match opened {
+            Ok(Ok(l)) => {
+                for w in &l.warnings {
+                    eprintln!("warning: {w}");
+                }
                 loader.set_loaded(l);
-                tracing::info!(
-                    "model loaded in {:.1} ms; ready",
-                    start.elapsed().as_secs_f64() * 1e3
-                );
-                eprintln!(
-                    "ready: model loaded in {:.1} ms",
-                    start.elapsed().as_secs_f64() * 1e3
-                );
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                tracing::info!("model loaded in {ms:.1} ms; ready");
+                eprintln!("ready: model loaded in {ms:.1} ms");
+                Ok(())
             }
-            Err(e) => {
-                let _ = failed_tx.send(e);
-            }
-        }
+            Ok(Err(e)) => Err(ServeError::Load(e)),
+            Err(panic) => Err(ServeError::Loader(panic_text(&panic))),
+        };
+        let _ = done_tx.send(outcome);
     });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut load_error = None;
-    let app = router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
-    let server = tokio::spawn(async move { server.await });
-    // A dropped sender means the load succeeded: only a sent error stops the server.
-    let failed = async {
-        match failed_rx.await {
-            Ok(e) => e,
-            Err(_) => std::future::pending().await,
+    // Only a successful load keeps the server up; an error, a panic or a loader that
+    // vanished without a word all stop it.
+    let load_failed = async {
+        match done_rx.await {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(e)) => e,
+            Err(_) => ServeError::Loader("no answer from the loading thread".into()),
         }
     };
-    tokio::select! {
-        _ = shutdown => {},
-        e = failed => load_error = Some(e),
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<ServeError>>();
+    let stop = async move {
+        let failure = tokio::select! {
+            _ = shutdown => None,
+            e = load_failed => Some(e),
+        };
+        let _ = stop_tx.send(failure);
+    };
+    server::run(listener, router(state), limits, stop).await?;
+    match stop_rx.await {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
     }
-    let _ = stop_tx.send(());
-    server.await.map_err(std::io::Error::other)??;
-    match load_error {
-        Some(e) => Err(ServeError::Load(e)),
-        None => Ok(()),
-    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 #[cfg(test)]

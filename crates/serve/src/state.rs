@@ -1,10 +1,12 @@
-//! What the server holds: the loaded model with its exact indexes, and the metrics registry.
+//! What the server holds: the loaded model with its exact indexes, the pool that runs heavy
+//! work off the async threads, and the metrics registry.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use tokio::sync::Semaphore;
 use twotower_index::{BruteForceIndex, Index};
-use twotower_model::{Result, SavedModel};
+use twotower_model::{Result, SavedModel, TitleIndex};
 
 use crate::metrics::HttpMetrics;
 
@@ -13,25 +15,74 @@ pub struct Loaded {
     pub saved: SavedModel,
     /// Exact dot-product index over the catalogue (recommendations).
     pub index: Index,
-    /// The model folder's approximate index, when one was built (`approximate=true`).
+    /// The model folder's approximate index, when one was built and is sound
+    /// (`approximate=true`).
     pub approximate: Option<Index>,
     /// Unit-length candidate vectors (similar movies by cosine).
     pub cosine: BruteForceIndex,
+    /// Title search and suggestions.
+    pub titles: TitleIndex,
+    /// What was wrong but did not stop the load (a damaged index or history), for the log.
+    pub warnings: Vec<String>,
 }
 
 impl Loaded {
-    /// Loads a model folder, builds its exact indexes and loads its approximate one.
+    /// Loads a model folder and builds its exact indexes. A damaged or foreign approximate
+    /// index is left out with a warning (requests then search exactly), since the model
+    /// itself is sound.
     pub fn open(dir: &Path) -> Result<Self> {
         let saved = SavedModel::load(dir)?;
         let index = saved.model.exact_index();
         let cosine = saved.model.cosine_index();
-        let approximate = saved.load_index(dir)?.map(Index::Approximate);
+        let titles = TitleIndex::new(&saved.model.catalogue.titles);
+        let mut warnings = saved.warnings.clone();
+        let approximate = match saved.load_index(dir) {
+            Ok(a) => a.map(Index::Approximate),
+            Err(e) => {
+                warnings.push(format!(
+                    "approximate index not used, searching exactly instead: {e}"
+                ));
+                None
+            }
+        };
         Ok(Loaded {
             saved,
             index,
             approximate,
             cosine,
+            titles,
+            warnings,
         })
+    }
+}
+
+/// Runs CPU-heavy request work on tokio's blocking threads, at most one job per core at a
+/// time, so the async threads stay free for `/healthz`, `/metrics` and accepting
+/// connections.
+pub struct Compute {
+    slots: Arc<Semaphore>,
+}
+
+impl Compute {
+    fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Compute {
+            slots: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// Runs `job` on a blocking thread once a slot is free; `None` if it panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let permit = self.slots.clone().acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .ok()
     }
 }
 
@@ -39,6 +90,7 @@ impl Loaded {
 pub struct AppState {
     loaded: OnceLock<Arc<Loaded>>,
     pub metrics: HttpMetrics,
+    pub compute: Compute,
 }
 
 impl AppState {
@@ -47,6 +99,7 @@ impl AppState {
         AppState {
             loaded: OnceLock::new(),
             metrics: HttpMetrics::new(),
+            compute: Compute::new(),
         }
     }
 

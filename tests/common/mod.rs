@@ -89,6 +89,11 @@ pub struct Server {
 impl Server {
     /// Starts the server on an ephemeral port and waits until `/healthz` says ready.
     pub fn start(model: &Path) -> Server {
+        Self::start_with(model, &[])
+    }
+
+    /// [`Server::start`] with more `serve` flags.
+    pub fn start_with(model: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_twotower"))
             .args([
                 "serve",
@@ -97,6 +102,7 @@ impl Server {
                 "--addr",
                 "127.0.0.1:0",
             ])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -189,6 +195,11 @@ impl Server {
             .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
         (code, parse(path, body))
+    }
+
+    /// The `host:port` the server listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Sends SIGTERM and returns the exit status and stderr.

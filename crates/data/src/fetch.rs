@@ -647,6 +647,98 @@ mod tests {
         assert!(!cache.join("ml-100k").exists());
     }
 
+    /// Answers each of `answers.len()` connections on a loopback port with the next raw
+    /// HTTP answer; returns the base address.
+    fn canned_server(answers: Vec<Vec<u8>>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(&answer);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn redirects_go_to_http_addresses_only() {
+        let cache = scratch("redirect");
+        let base = canned_server(vec![
+            b"HTTP/1.1 302 Found\r\nLocation: /elsewhere.zip\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        ]);
+        let err = fetch_movielens_100k(&format!("{base}/ml-100k.zip"), &cache, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"file:///etc/passwd\" is not an http or https address"),
+            "{err}"
+        );
+        assert!(entries(&cache).is_empty(), "{:?}", entries(&cache));
+    }
+
+    #[test]
+    fn downloads_larger_than_expected_are_stopped() {
+        let cache = scratch("huge");
+        let cap = REMOTES[0].max_archive_bytes();
+        // Declared too large: refused before the body is read.
+        let declared = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", cap + 1);
+        // Undeclared and too large: stopped once past the cap.
+        let mut streamed = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        streamed.resize(streamed.len() + cap as usize + (1 << 20), b'z');
+        let base = canned_server(vec![declared.into_bytes(), streamed]);
+        for _ in 0..2 {
+            let err = fetch_movielens_100k(&format!("{base}/ml-100k.zip"), &cache, &mut |_, _| {})
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("over the {cap} bytes expected")),
+                "{err}"
+            );
+            assert!(entries(&cache).is_empty(), "{:?}", entries(&cache));
+        }
+    }
+
+    #[test]
+    fn unpacking_stops_at_the_size_budget() {
+        let cache = scratch("bomb");
+        let zip_path = cache.join("bomb.zip");
+        let zeros = vec![0u8; 4 << 20];
+        zip_of(
+            &zip_path,
+            &[("ml-100k/u.data", &zeros), ("ml-100k/u.item", b"x")],
+        );
+        // 4 MB of zeros deflate to a few KB: a small bomb against a 1 MB budget.
+        assert!(std::fs::metadata(&zip_path).unwrap().len() < 64 << 10);
+        let mut a = Archive::open(&zip_path, &REMOTES[0]).unwrap();
+        a.budget = 1 << 20;
+        let err = a.digest::<Sha256>("u.data").unwrap_err().to_string();
+        assert!(err.contains("would pass the limit"), "{err}");
+        let mut a = Archive::open(&zip_path, &REMOTES[0]).unwrap();
+        a.budget = 1 << 20;
+        let out = cache.join("out");
+        let err = a.unpack(&out).unwrap_err().to_string();
+        assert!(
+            err.contains("u.data") && err.contains("would pass the limit"),
+            "{err}"
+        );
+        // Within the budget it unpacks whole.
+        let mut a = Archive::open(&zip_path, &REMOTES[0]).unwrap();
+        a.unpack(&cache.join("ok")).unwrap();
+        assert_eq!(
+            std::fs::read(cache.join("ok/ml-100k/u.data"))
+                .unwrap()
+                .len(),
+            4 << 20
+        );
+    }
+
     #[test]
     fn checksum_mismatch_keeps_nothing() {
         let cache = scratch("badsum");

@@ -7,45 +7,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{scratch, twotower, Server};
-
-/// Trains a small model (40 users, 30 items) into `dir/m`.
-fn small_model(dir: &Path) -> std::path::PathBuf {
-    let mut log = String::from("user_id,item_id\n");
-    for u in 0..40u32 {
-        for j in 0..8u32 {
-            log.push_str(&format!("{u},{}\n", (u * 7 + j * 3) % 30));
-        }
-    }
-    let l = dir.join("log.csv");
-    std::fs::write(&l, log).unwrap();
-    let m = dir.join("m");
-    let out = twotower(&[
-        "train",
-        "--interactions",
-        l.to_str().unwrap(),
-        "--split",
-        "random",
-        "--epochs",
-        "2",
-        "--dim",
-        "16",
-        "--show-user",
-        "",
-        "--out",
-        m.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    m
-}
+use common::{scratch, tiny_model, twotower, Server};
 
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
@@ -73,7 +38,7 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 #[test]
 fn hostile_clients_cannot_stall_the_server() {
     let tmp = scratch("abuse");
-    let model = small_model(&tmp);
+    let model = tiny_model(&tmp);
     let server = Server::start_with(&model, &["--header-timeout", "1"]);
     let addr = server.addr().to_string();
     // 300 idle sockets and 50 clients that stop in the middle of their headers.
@@ -154,7 +119,7 @@ fn hostile_clients_cannot_stall_the_server() {
 #[test]
 fn connections_past_the_limit_get_503_and_the_server_recovers() {
     let tmp = scratch("abuse-limit");
-    let model = small_model(&tmp);
+    let model = tiny_model(&tmp);
     let server = Server::start_with(
         &model,
         &["--max-connections", "20", "--header-timeout", "1"],
@@ -186,7 +151,7 @@ fn connections_past_the_limit_get_503_and_the_server_recovers() {
 #[test]
 fn sigterm_with_a_half_sent_request_ends_within_the_grace() {
     let tmp = scratch("abuse-term");
-    let model = small_model(&tmp);
+    let model = tiny_model(&tmp);
     let mut server = Server::start_with(&model, &["--shutdown-grace", "1"]);
     let mut half = connect(server.addr());
     half.write_all(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"us")
@@ -215,7 +180,7 @@ fn sigterm_with_a_half_sent_request_ends_within_the_grace() {
 #[test]
 fn a_model_that_cannot_load_ends_serve_and_a_damaged_index_falls_back() {
     let tmp = scratch("abuse-load");
-    let model = small_model(&tmp);
+    let model = tiny_model(&tmp);
     let m = model.to_str().unwrap();
     // A damaged approximate index: served exactly, with a warning.
     let out = twotower(&["index", "build", "--model", m]);

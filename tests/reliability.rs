@@ -8,46 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{scratch, twotower};
-
-/// A small interaction log (40 users, 30 items) and its catalogue, written into `dir`.
-fn tiny_log(dir: &Path) -> (PathBuf, PathBuf) {
-    let mut log = String::from("user_id,item_id,timestamp\n");
-    for u in 0..40u32 {
-        for j in 0..8u32 {
-            log.push_str(&format!("{u},{},{}\n", (u * 7 + j * 3) % 30, u * 100 + j));
-        }
-    }
-    let mut items = String::from("item_id,title,genres\n");
-    for i in 0..30 {
-        items.push_str(&format!("{i},Item {i},G{}\n", i % 4));
-    }
-    let (l, i) = (dir.join("log.csv"), dir.join("items.csv"));
-    std::fs::write(&l, log).unwrap();
-    std::fs::write(&i, items).unwrap();
-    (l, i)
-}
-
-/// Arguments that train on the tiny log in well under a second.
-fn tiny_train(log: &Path, out: &Path) -> Vec<String> {
-    [
-        "train",
-        "--interactions",
-        log.to_str().unwrap(),
-        "--split",
-        "random",
-        "--epochs",
-        "2",
-        "--dim",
-        "16",
-        "--show-user",
-        "",
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec()
-}
+use common::{scratch, tiny_log, tiny_train, twotower};
 
 fn run(args: &[String]) -> Output {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -98,6 +59,22 @@ fn hidden(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `data synth` of a small log with `users` users into `out`.
+fn data_synth(out: &str, users: &str) -> Vec<String> {
+    s(&[
+        "data",
+        "synth",
+        "--users",
+        users,
+        "--items",
+        "5",
+        "--interactions",
+        "50",
+        "--out",
+        out,
+    ])
+}
+
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
@@ -128,18 +105,7 @@ fn out_never_replaces_a_folder_twotower_did_not_write() {
     ]);
     let writers: Vec<Vec<String>> = vec![
         tiny_train(&log, Path::new("OUT")),
-        s(&[
-            "data",
-            "synth",
-            "--users",
-            "5",
-            "--items",
-            "5",
-            "--interactions",
-            "50",
-            "--out",
-            "OUT",
-        ]),
+        data_synth("OUT", "5"),
         [synth_vectors.clone(), s(&["OUT"])].concat(),
     ];
     for w in &writers {
@@ -189,56 +155,33 @@ fn out_never_replaces_a_folder_twotower_did_not_write() {
     ok(&run(&tiny_train(&log, &tmp.join("model"))));
     ok(&twotower(&["index", "build", "--model", &p("model")]));
     ok(&run(&tiny_train(&log, &tmp.join("model"))));
-    ok(&twotower(&[
-        "index",
-        "build",
-        "--vectors",
-        &items,
-        "--out",
-        &p("idx"),
-    ]));
-    ok(&twotower(&[
-        "index",
-        "build",
-        "--vectors",
-        &items,
-        "--out",
-        &p("idx"),
-    ]));
-    ok(&twotower(&[
-        "data",
-        "synth",
-        "--users",
-        "5",
-        "--items",
-        "5",
-        "--interactions",
-        "50",
-        "--out",
-        &p("syn"),
-    ]));
-    ok(&twotower(&[
-        "data",
-        "synth",
-        "--users",
-        "6",
-        "--items",
-        "5",
-        "--interactions",
-        "60",
-        "--out",
-        &p("syn"),
-    ]));
+    for users in ["5", "6"] {
+        ok(&twotower(&[
+            "index",
+            "build",
+            "--vectors",
+            &items,
+            "--out",
+            &p("idx"),
+        ]));
+        ok(&run(&data_synth(&p("syn"), users)));
+    }
     assert!(hidden(&tmp).is_empty(), "{:?}", hidden(&tmp));
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
-#[test]
-fn a_killed_run_leaves_the_old_model_and_its_leftovers_are_cleaned() {
-    let tmp = scratch("rel-kill");
+/// A scratch folder with the tiny log and a model trained on it: `(folder, log, model)`.
+fn trained(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let tmp = scratch(name);
     let (log, _) = tiny_log(&tmp);
     let model = tmp.join("m");
     ok(&run(&tiny_train(&log, &model)));
+    (tmp, log, model)
+}
+
+#[test]
+fn a_killed_run_leaves_the_old_model_and_its_leftovers_are_cleaned() {
+    let (tmp, log, model) = trained("rel-kill");
     let before = ok(&twotower(&[
         "recommend",
         "--model",
@@ -276,10 +219,7 @@ fn a_killed_run_leaves_the_old_model_and_its_leftovers_are_cleaned() {
 
 #[test]
 fn divergence_is_an_error_and_the_old_model_stays() {
-    let tmp = scratch("rel-diverge");
-    let (log, _) = tiny_log(&tmp);
-    let model = tmp.join("m");
-    ok(&run(&tiny_train(&log, &model)));
+    let (tmp, log, model) = trained("rel-diverge");
     let before = std::fs::read(model.join("weights.safetensors")).unwrap();
     let mut args = tiny_train(&log, &model);
     args.extend(s(&["--lr", "1e30"]));
@@ -303,10 +243,7 @@ fn divergence_is_an_error_and_the_old_model_stays() {
 
 #[test]
 fn bad_flags_are_clear_errors() {
-    let tmp = scratch("rel-flags");
-    let (log, _) = tiny_log(&tmp);
-    let model = tmp.join("m");
-    ok(&run(&tiny_train(&log, &model)));
+    let (tmp, log, model) = trained("rel-flags");
     let m = model.to_str().unwrap();
     clean_failure(
         &twotower(&["recommend", "--model", m, "--user", "3", "-k", "0"]),

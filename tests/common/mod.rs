@@ -80,6 +80,55 @@ pub fn quick_model(dir: &Path) {
     ok_json(&args);
 }
 
+/// A small interaction log (40 users, 30 items) and its catalogue, written into `dir`.
+pub fn tiny_log(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut log = String::from("user_id,item_id,timestamp\n");
+    for u in 0..40u32 {
+        for j in 0..8u32 {
+            log.push_str(&format!("{u},{},{}\n", (u * 7 + j * 3) % 30, u * 100 + j));
+        }
+    }
+    let mut items = String::from("item_id,title,genres\n");
+    for i in 0..30 {
+        items.push_str(&format!("{i},Item {i},G{}\n", i % 4));
+    }
+    let (l, i) = (dir.join("log.csv"), dir.join("items.csv"));
+    std::fs::write(&l, log).unwrap();
+    std::fs::write(&i, items).unwrap();
+    (l, i)
+}
+
+/// Arguments that train on the tiny log in well under a second.
+pub fn tiny_train(log: &Path, out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--interactions",
+        log.to_str().unwrap(),
+        "--split",
+        "random",
+        "--epochs",
+        "2",
+        "--dim",
+        "16",
+        "--show-user",
+        "",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Trains on the tiny log into `dir/m` and returns that folder.
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let (log, _) = tiny_log(dir);
+    let m = dir.join("m");
+    let args = tiny_train(&log, &m);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&refs);
+    m
+}
+
 /// A running `twotower serve`, stopped (SIGTERM) when dropped.
 pub struct Server {
     pub child: Child,

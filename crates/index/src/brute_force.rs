@@ -128,6 +128,14 @@ impl BruteForceIndex {
     ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
         self.check(queries)?;
         let d = self.dim;
+        if queries.len() == d {
+            // One query: the SIMD scan, without the blocking of a matrix product.
+            return Ok(vec![self.search(
+                queries,
+                k,
+                exclude.first().copied().unwrap_or(&[]),
+            )]);
+        }
         let n = self.len();
         let blocks: Vec<Vec<Vec<Neighbor>>> = queries
             .par_chunks(QUERY_BLOCK * d)

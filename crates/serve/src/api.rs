@@ -260,12 +260,13 @@ fn check_budget(users: usize, k: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Runs `job` on the compute pool.
+/// Runs `job`, which costs about `flops` operations, through the compute pool.
 async fn compute<T: Send + 'static>(
     state: &AppState,
+    flops: f64,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    state.compute.run(job).await.ok_or(ApiError {
+    state.compute.run(flops, job).await.ok_or(ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: "internal error while answering; see the server log".into(),
         extra: None,
@@ -321,8 +322,10 @@ async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> 
     let exclude_seen = parse_bool(p.get("exclude_seen").map(String::as_str), "exclude_seen")?;
     let approximate = parse_bool(p.get("approximate").map(String::as_str), "approximate")?;
     choose_index(&loaded, approximate)?;
-    let mut body = compute(&state, move || {
-        let index = choose_index(&loaded, approximate).expect("checked above");
+    let flops = loaded.scan_flops(1);
+    let mut body = compute(&state, flops, move || {
+        // Checked before the job was queued: the fallback is never taken.
+        let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let model = &loaded.saved.model;
         let r = model.recommend(index, &user, k, exclude_seen);
         json!({
@@ -387,8 +390,10 @@ async fn recommend_post(
     let (k, note) = parse_k(k_text.as_deref(), "k", 10)?;
     check_budget(users.len(), k)?;
     let (approximate, exclude_seen) = (body.approximate, body.exclude_seen);
-    let results: Vec<Value> = compute(&state, move || {
-        let index = choose_index(&loaded, approximate).expect("checked above");
+    let flops = loaded.scan_flops(users.len());
+    let results: Vec<Value> = compute(&state, flops, move || {
+        // Checked before the job was queued: the fallback is never taken.
+        let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let model = &loaded.saved.model;
         let answers = model.recommend_batch(index, &users, k, exclude_seen);
         users
@@ -411,7 +416,9 @@ async fn similar(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiRes
     let loaded = ready(&state)?;
     let item = name_param(&p, "item", "a movie id or exact title")?.to_string();
     let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
-    let mut out = compute(&state, move || {
+    // A cosine scan, plus the id and title lookup and at worst the suggestions.
+    let flops = loaded.scan_flops(1) + 200.0 * loaded.saved.model.catalogue.len() as f64;
+    let mut out = compute(&state, flops, move || {
         let model = &loaded.saved.model;
         let Some(row) = model.catalogue.find(&item) else {
             return Err(ApiError {
@@ -437,7 +444,9 @@ async fn items(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResul
     let (limit, _) = parse_k(p.get("limit").map(String::as_str), "limit", 20)?;
     let limit = limit.min(MAX_LIMIT);
     let echo = query.clone();
-    let found: Vec<Value> = compute(&state, move || {
+    // A substring test against every title.
+    let flops = 64.0 * loaded.saved.model.catalogue.len() as f64;
+    let found: Vec<Value> = compute(&state, flops, move || {
         let model = &loaded.saved.model;
         loaded
             .titles

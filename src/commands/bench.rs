@@ -80,12 +80,33 @@ fn run_child(args: &[String], threads: usize) -> Result<Usage> {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
     });
+    let (cpu, max_rss_mib) = wait_measured(&mut child, args)?;
+    let wall = start.elapsed().as_secs_f64();
+    let report = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the child's report panicked"))?
+        .context("reading the child's report")?;
+    let t = throughput(&report)?;
+    Ok(Usage {
+        wall,
+        cpu,
+        max_rss_mib,
+        epoch_seconds: t.epoch_seconds,
+        examples_per_second: t.examples_per_second,
+        product_gflops: t.product_gflops,
+        product_share: t.product_share,
+    })
+}
+
+/// Waits for `child` (a `train` run with `args`) and returns its CPU seconds and peak
+/// resident memory in MiB, as the kernel accounted them (`wait4`).
+#[cfg(unix)]
+fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f64, f64)> {
     let mut status = 0i32;
     // SAFETY: rusage is plain data, zero is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed().as_secs_f64();
     if r != pid {
         bail!(
             "waiting for the child failed: {}",
@@ -98,22 +119,25 @@ fn run_child(args: &[String], threads: usize) -> Result<Usage> {
             args.join(" ")
         );
     }
-    let report = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reading the child's report panicked"))?
-        .context("reading the child's report")?;
-    let t = throughput(&report)?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    Ok(Usage {
-        wall,
-        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-        // Linux reports ru_maxrss in KiB.
-        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
-        epoch_seconds: t.epoch_seconds,
-        examples_per_second: t.examples_per_second,
-        product_gflops: t.product_gflops,
-        product_share: t.product_share,
-    })
+    // Linux reports ru_maxrss in KiB.
+    Ok((
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+        usage.ru_maxrss as f64 / 1024.0,
+    ))
+}
+
+/// Without `wait4`, CPU time and peak memory are not measured (reported as NaN).
+#[cfg(not(unix))]
+fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f64, f64)> {
+    let status = child.wait().context("waiting for the child")?;
+    if !status.success() {
+        bail!(
+            "`twotower train {}` failed; run it alone to see why",
+            args.join(" ")
+        );
+    }
+    Ok((f64::NAN, f64::NAN))
 }
 
 /// Training throughput read from a `train --json` report.

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use twotower_data::fetch::{cache_dir, fetch, Remote};
+use twotower_data::download::fetch;
+use twotower_data::fetch::{cache_dir, Remote};
 
 #[derive(Args)]
 pub struct DataArgs {

@@ -416,19 +416,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Minor page faults of this process so far.
-fn minor_faults() -> i64 {
+/// This process's resource usage (zero where the platform has no `getrusage`).
+#[cfg(unix)]
+fn self_usage() -> (i64, f64) {
     // SAFETY: rusage is plain data; getrusage fills it for this process.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    u.ru_minflt
+    // Linux reports ru_maxrss in KiB.
+    (u.ru_minflt, u.ru_maxrss as f64 / 1024.0)
+}
+
+#[cfg(not(unix))]
+fn self_usage() -> (i64, f64) {
+    (0, 0.0)
+}
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    self_usage().0
 }
 
 fn peak_rss_mib() -> f64 {
-    // SAFETY: rusage is plain data; getrusage fills it for this process.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    u.ru_maxrss as f64 / 1024.0
+    self_usage().1
 }
 
 fn bench(a: BenchArgs) -> Result<()> {

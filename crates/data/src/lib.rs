@@ -13,12 +13,15 @@
 //! assert_eq!(train.len() + test.len(), 100_000);
 //! ```
 
+#[cfg(feature = "download")]
+pub mod download;
 mod error;
 pub mod fetch;
 pub mod log;
 mod movielens;
 pub mod movielens_1m;
 pub mod movielens_csv;
+#[cfg(feature = "parquet")]
 pub mod parquet_log;
 mod primitives;
 mod split;

@@ -123,7 +123,7 @@ pub fn read_log(path: &Path, items: Option<&Path>, columns: &LogColumns) -> Resu
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     let (interactions, has_time) = if is_parquet {
-        crate::parquet_log::read(path, columns, known.as_ref(), items)?
+        read_parquet(path, columns, known.as_ref(), items)?
     } else {
         read_delimited(path, columns, known.as_ref(), items)?
     };
@@ -422,6 +422,30 @@ pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
         return Err(DataError::Empty { path: path.into() });
     }
     Ok(movies)
+}
+
+#[cfg(feature = "parquet")]
+fn read_parquet(
+    path: &Path,
+    columns: &LogColumns,
+    known: Option<&HashSet<u32>>,
+    items: Option<&Path>,
+) -> Result<(Vec<Interaction>, bool)> {
+    crate::parquet_log::read(path, columns, known, items)
+}
+
+#[cfg(not(feature = "parquet"))]
+fn read_parquet(
+    path: &Path,
+    _: &LogColumns,
+    _: Option<&HashSet<u32>>,
+    _: Option<&Path>,
+) -> Result<(Vec<Interaction>, bool)> {
+    Err(DataError::Invalid(format!(
+        "{}: this build reads no Parquet (it was built without the `parquet` feature); \
+         convert the log to CSV or rebuild with the feature",
+        path.display()
+    )))
 }
 
 /// The folder a log's name is reported under (its file name without extension).

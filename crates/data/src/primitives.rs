@@ -85,11 +85,13 @@ mod tests {
     }
 }
 
+#[cfg(feature = "parquet")]
 thread_local! {
     /// Set while [`contain`] runs a decoder on this thread: its panics are errors, not news.
     static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[cfg(feature = "parquet")]
 /// Runs `decode` (a third-party decoder that may panic on damaged input) and turns a panic
 /// into an error naming `path`. The panic message is not printed: the error carries it.
 pub(crate) fn contain<T>(path: &Path, decode: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -56,21 +56,9 @@ pub fn print_metrics(model: &Metrics, popularity: &Metrics) {
     }
 }
 
-/// One JSON object for a list of rows with scores.
+/// Ranked rows as JSON, as the HTTP API gives them.
 pub fn items_json(model: &TwoTowerModel, items: &[Neighbor]) -> serde_json::Value {
-    let c = &model.catalogue;
-    items
-        .iter()
-        .map(|n| {
-            let r = n.id as usize;
-            serde_json::json!({
-                "id": c.ids[r],
-                "title": c.titles[r],
-                "genres": c.genres[r],
-                "score": n.score,
-            })
-        })
-        .collect()
+    serde_json::json!(model.catalogue.views(items))
 }
 
 /// Rows with scores as a numbered list.

@@ -257,7 +257,7 @@ pub trait Retriever: Sync {
 }
 
 /// [`evaluate`] for a [`Retriever`]: metrics from retrieved ids, as TFRS computes them for
-/// a ScaNN layer (see [`Tally::add_user_ids`]).
+/// a ScaNN layer (see `Tally::add_user_ids`).
 pub fn evaluate_retrieved(
     retriever: &dyn Retriever,
     test: &[(u32, u32)],

@@ -8,7 +8,7 @@
 //! the gradient of the logits, that block's query gradient, and its share of the candidate
 //! gradient (summed per task, added up at the end).
 //!
-//! Every product runs through one register-blocked kernel, [`tile6x16`]: a 6×16 output
+//! Every product runs through one register-blocked kernel, `tile6x16`: a 6×16 output
 //! tile in twelve AVX registers, one broadcast per row and two loads per step of the inner
 //! dimension. The three products only differ in the strides they hand it. The candidate
 //! matrix is packed once per batch into 16-column panels for the logits.

@@ -44,5 +44,7 @@ pub use loss::InBatchSoftmax;
 pub use pipeline::{Experiment, SplitEval};
 pub use retrieve::Recommendations;
 pub use titles::{TitleIndex, MAX_QUERY_CHARS};
-pub use towers::{CandidateTower, Catalogue, QueryTower, SeenItems, TwoTowerModel};
+pub use towers::{
+    year_of, CandidateTower, Catalogue, ItemView, QueryTower, SeenItems, TwoTowerModel,
+};
 pub use trainer::{BatchProgress, EpochStats, Trainer};

@@ -81,6 +81,46 @@ impl Catalogue {
     }
 }
 
+/// A catalogue row as people and scripts see it (the CLI's `--json` and the HTTP API):
+/// id, title, genres and the year from the title, with a score when it was ranked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ItemView<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub genres: &'a [String],
+    pub year: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+}
+
+/// The year in parentheses at the end of a title: "Heat (1995)" → 1995.
+pub fn year_of(title: &str) -> Option<u32> {
+    let open = title.rfind('(')?;
+    let inner = title[open + 1..].trim_end().strip_suffix(')')?;
+    (inner.len() == 4).then(|| inner.parse().ok()).flatten()
+}
+
+impl Catalogue {
+    /// Row `row` as an [`ItemView`], with `score` when it was ranked.
+    pub fn view(&self, row: usize, score: Option<f32>) -> ItemView<'_> {
+        ItemView {
+            id: &self.ids[row],
+            title: &self.titles[row],
+            genres: &self.genres[row],
+            year: year_of(&self.titles[row]),
+            score,
+        }
+    }
+
+    /// Ranked rows as views, best first.
+    pub fn views(&self, ranked: &[twotower_index::Neighbor]) -> Vec<ItemView<'_>> {
+        ranked
+            .iter()
+            .map(|n| self.view(n.id as usize, Some(n.score)))
+            .collect()
+    }
+}
+
 /// The items each user interacted with in training, as catalogue rows (CSR by user index).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeenItems {
@@ -206,5 +246,35 @@ impl TwoTowerModel {
             out.extend_from_slice(self.query.embed(u).0);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    #[test]
+    fn years_from_titles() {
+        assert_eq!(year_of("Heat (1995)"), Some(1995));
+        assert_eq!(year_of("Misérables, Les (1995)"), Some(1995));
+        assert_eq!(year_of("unknown"), None);
+        assert_eq!(year_of("Big Night (abc)"), None);
+    }
+
+    #[test]
+    fn views_carry_the_year_and_the_score_only_when_ranked() {
+        let c = Catalogue {
+            ids: vec!["7".into()],
+            titles: vec!["Heat (1995)".into()],
+            genres: vec![vec!["Action".into()]],
+            release_dates: vec![String::new()],
+        };
+        let plain = serde_json::to_value(c.view(0, None)).unwrap();
+        assert_eq!(
+            plain,
+            serde_json::json!({"id": "7", "title": "Heat (1995)", "genres": ["Action"], "year": 1995})
+        );
+        let ranked = c.views(&[twotower_index::Neighbor { id: 0, score: 0.5 }]);
+        assert_eq!(serde_json::to_value(&ranked).unwrap()[0]["score"], 0.5);
     }
 }

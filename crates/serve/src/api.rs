@@ -96,7 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(reject_large_bodies))
         .layer(axum::middleware::from_fn(time_limit))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             crate::metrics::track,
         ))
         .with_state(state)
@@ -273,32 +273,12 @@ async fn compute<T: Send + 'static>(
     })
 }
 
-/// The first 4-digit year in parentheses at the end of a title, e.g. "Heat (1995)" → 1995.
-fn year_of(title: &str) -> Option<u32> {
-    let open = title.rfind('(')?;
-    let inner = title[open + 1..].trim_end().strip_suffix(')')?;
-    (inner.len() == 4).then(|| inner.parse().ok()).flatten()
-}
-
 fn item_json(model: &TwoTowerModel, row: usize) -> Value {
-    let c = &model.catalogue;
-    json!({
-        "id": c.ids[row],
-        "title": c.titles[row],
-        "genres": c.genres[row],
-        "year": year_of(&c.titles[row]),
-    })
+    json!(model.catalogue.view(row, None))
 }
 
-fn scored(model: &TwoTowerModel, items: &[Neighbor]) -> Vec<Value> {
-    items
-        .iter()
-        .map(|n| {
-            let mut v = item_json(model, n.id as usize);
-            v["score"] = json!(n.score);
-            v
-        })
-        .collect()
+fn scored(model: &TwoTowerModel, items: &[Neighbor]) -> Value {
+    json!(model.catalogue.views(items))
 }
 
 /// The index a request asks for: the approximate one when `approximate` is true (an
@@ -532,13 +512,5 @@ mod tests {
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
             assert!(e.message.contains("parameter k"), "{}", e.message);
         }
-    }
-
-    #[test]
-    fn years_from_titles() {
-        assert_eq!(year_of("Heat (1995)"), Some(1995));
-        assert_eq!(year_of("Misérables, Les (1995)"), Some(1995));
-        assert_eq!(year_of("unknown"), None);
-        assert_eq!(year_of("Big Night (abc)"), None);
     }
 }

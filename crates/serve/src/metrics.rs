@@ -10,8 +10,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
-use crate::state::AppState;
-
 /// The counters and histograms, in their own registry.
 pub struct HttpMetrics {
     registry: Registry,
@@ -71,7 +69,7 @@ impl Default for HttpMetrics {
 }
 
 /// Middleware: counts and times every request under its route pattern.
-pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -81,9 +79,8 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [route.as_str(), status.as_str()];
-    state.metrics.requests.with_label_values(&labels).inc();
-    state
-        .metrics
+    metrics.requests.with_label_values(&labels).inc();
+    metrics
         .latency
         .with_label_values(&labels)
         .observe(start.elapsed().as_secs_f64());

@@ -70,7 +70,7 @@ pub const INLINE_FLOPS: f64 = 1e6;
 
 /// Runs CPU-heavy request work on tokio's blocking threads, at most one job per core at a
 /// time, so the async threads stay free for `/healthz`, `/metrics` and accepting
-/// connections; light work runs where it is (see [`INLINE_FLOPS`]).
+/// connections; light work runs where it is (see `INLINE_FLOPS`).
 pub struct Compute {
     slots: Arc<Semaphore>,
 }
@@ -84,7 +84,7 @@ impl Compute {
     }
 
     /// Runs `job`, which costs about `flops` operations: at once when that is below
-    /// [`INLINE_FLOPS`], else on a blocking thread once a slot is free. `None` if it panicked.
+    /// `INLINE_FLOPS`, else on a blocking thread once a slot is free. `None` if it panicked.
     pub async fn run<T: Send + 'static>(
         &self,
         flops: f64,
@@ -106,7 +106,7 @@ impl Compute {
 /// Shared by every request.
 pub struct AppState {
     loaded: OnceLock<Arc<Loaded>>,
-    pub metrics: HttpMetrics,
+    pub metrics: Arc<HttpMetrics>,
     pub compute: Compute,
 }
 
@@ -115,7 +115,7 @@ impl AppState {
     pub fn new() -> Self {
         AppState {
             loaded: OnceLock::new(),
-            metrics: HttpMetrics::new(),
+            metrics: Arc::new(HttpMetrics::new()),
             compute: Compute::new(),
         }
     }

@@ -66,9 +66,30 @@ const SHOWN_CHARS: usize = 80;
 /// ```
 pub fn shown(s: &str) -> String {
     let count = s.chars().count();
-    if count <= SHOWN_CHARS {
-        return format!("{s:?}");
-    }
     let head: String = s.chars().take(SHOWN_CHARS).collect();
-    format!("{head:?}… ({count} characters)")
+    if count <= SHOWN_CHARS {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}… ({count} characters)")
+    }
+}
+
+/// [`shown`] without the quotes, for lists a message already brackets ("the header
+/// (user, item)").
+///
+/// ```
+/// use twotower_data::escaped;
+/// assert_eq!(escaped("user, \u{7}item"), "user, \\u{7}item");
+/// ```
+pub fn escaped(s: &str) -> String {
+    let count = s.chars().count();
+    let mut out: String = s
+        .chars()
+        .take(SHOWN_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if count > SHOWN_CHARS {
+        out.push_str(&format!("… ({count} characters)"));
+    }
+    out
 }

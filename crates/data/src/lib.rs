@@ -28,7 +28,7 @@ mod split;
 pub mod synth;
 mod vocab;
 
-pub use error::{shown, DataError, Result};
+pub use error::{escaped, shown, DataError, Result};
 pub use fetch::{resolve_data_dir, DataDirSource};
 pub use movielens::{
     read_interactions, read_movies, Format, Interaction, Movie, MovieLens, GENRES,

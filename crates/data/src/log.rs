@@ -97,7 +97,7 @@ pub(crate) fn find_column(
             }
             Err(bad(format!(
                 "{flag} {name:?}: no such column in the header ({})",
-                h.join(", ")
+                crate::escaped(&h.join(", "))
             )))
         }
         (Some(name), None) => name.parse::<usize>().map(Some).map_err(|_| {
@@ -249,7 +249,7 @@ fn read_delimited(
         message: match h {
             Some(h) => format!(
                 "no {what} column found in the header ({}); name it with {flag}",
-                h.join(", ")
+                crate::escaped(&h.join(", "))
             ),
             None => format!("no {what} column; name it with {flag}"),
         },
@@ -314,7 +314,8 @@ pub(crate) fn parse_id(path: &Path, line: usize, what: &str, s: &str) -> Result<
         path: path.into(),
         line,
         message: format!(
-            "{what} {s:?} is not a non-negative integer below 2^32 (logs need integer ids)"
+            "{what} {} is not a non-negative integer below 2^32 (logs need integer ids)",
+            crate::shown(s)
         ),
     })
 }
@@ -330,7 +331,7 @@ pub(crate) fn parse_time(path: &Path, line: usize, s: &str) -> Result<i64> {
         _ => Err(DataError::Parse {
             path: path.into(),
             line,
-            message: format!("time {s:?} is not a Unix timestamp (seconds)"),
+            message: format!("time {} is not a Unix timestamp (seconds)", crate::shown(s)),
         }),
     }
 }
@@ -354,7 +355,7 @@ pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
             line: 1,
             message: format!(
                 "no {what} column found in the header ({}); name it with {flag}",
-                h.join(", ")
+                crate::escaped(&h.join(", "))
             ),
         })
     };

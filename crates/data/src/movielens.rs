@@ -320,7 +320,10 @@ pub fn read_movies(path: &Path) -> Result<Vec<Movie>> {
                     return Err(DataError::Parse {
                         path: path.into(),
                         line: n,
-                        message: format!("genre flag {g} is {other:?}, expected 0 or 1"),
+                        message: format!(
+                            "genre flag {g} is {}, expected 0 or 1",
+                            crate::shown(other)
+                        ),
                     })
                 }
             }

@@ -22,7 +22,7 @@ fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<std::fs::
             message: format!(
                 "expected the header {}, found {}",
                 expected_header.join(","),
-                got.join(",")
+                crate::escaped(&got.join(","))
             ),
         });
     }

@@ -122,7 +122,7 @@ fn column_values(
                         row_error(
                             path,
                             first_row + k,
-                            format!("column {name:?}: {s:?} is not an integer"),
+                            format!("column {name:?}: {} is not an integer", crate::shown(&s)),
                         )
                     })?),
                 });
@@ -192,7 +192,7 @@ fn read_unguarded(
         DataError::Invalid(format!(
             "{}: no {what} column among ({}); name it with {flag}",
             path.display(),
-            names.join(", ")
+            crate::escaped(&names.join(", "))
         ))
     };
     let user = find(

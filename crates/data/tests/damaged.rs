@@ -107,6 +107,11 @@ fn damaged(good: &[u8], seed: u64) -> Vec<(String, Vec<u8>)> {
         "control bytes".into(),
         text.replacen('1', "\u{1b}[2J\u{7}", 1).into_bytes(),
     ));
+    // Found by the property test below: a header error echoed the header raw.
+    out.push((
+        "control bytes in the first line".into(),
+        [b"\x07\x1b[2J", good].concat(),
+    ));
     out.push((
         "binary junk".into(),
         (0..400).map(|_| rng.gen::<u8>()).collect(),
@@ -220,7 +225,10 @@ mod properties {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        // 64 cases a run (a fresh draw each time); PROPTEST_CASES=N for a longer search.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+        ))]
 
         /// Any bytes at all: a load or an error naming the file, never a panic.
         #[test]

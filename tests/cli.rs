@@ -492,3 +492,36 @@ fn bench_train_compares_thread_counts_in_interleaved_runs() {
         &["--compare-threads", "at least 1"],
     );
 }
+
+#[test]
+fn fit_evaluates_each_epoch_stops_at_the_budget_and_carves_validation() {
+    let tmp = scratch("fit");
+    let (log, _) = common::tiny_log(&tmp);
+    let run = |extra: &[&str]| {
+        let mut args = common::tiny_train(&log, &tmp.join("m"));
+        // Only the report: drop `--out DIR`.
+        args.truncate(args.len() - 2);
+        args.push("--json".into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok_json(&refs)
+    };
+    let r = run(&["--eval-every-epoch"]);
+    let history = r["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history
+        .iter()
+        .all(|h| h["metrics"]["factorized_top_k"]["10"].is_number()));
+    // 320 interactions, 80% train: a budget of 200 examples ends training in epoch 1.
+    let r = run(&["--max-examples", "200"]);
+    assert_eq!(r["history"].as_array().unwrap().len(), 1);
+    assert!(r["history"][0].get("metrics").is_none());
+    let r = run(&["--validation", "0.25"]);
+    let split = r["dataset"]["split"].as_str().unwrap();
+    assert!(
+        split.ends_with("training side, validation fraction 0.25"),
+        "{split}"
+    );
+    assert_eq!(r["test_interactions"], 64);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

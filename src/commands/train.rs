@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use twotower_data::{random_split, SplitSpec};
-use twotower_model::{Experiment, ModelCard, Negatives, OptimizerConfig, SavedModel, TrainConfig};
+use twotower_model::{
+    Experiment, FitEvent, ModelCard, Negatives, OptimizerConfig, SavedModel, TrainConfig,
+};
 
 use super::DataSplitArgs;
 use crate::report;
@@ -154,26 +155,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.eval_sample == Some(0) {
         bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
     }
-    let mut ml = args.data.open()?;
+    let ml = args.data.open()?;
     let config = args.config(ml.movies.len())?;
-    let spec = args.data.spec()?;
-    let (mut train, mut test) = ml.split(&spec)?;
-    // The vocabulary takes users from all ratings. When the split partitions them (not
-    // explicit files, no validation carve), train and test hold every one of those users,
-    // so the full copy can go: 600 MB on a 25M-interaction log.
-    if args.validation.is_none() && !matches!(spec, SplitSpec::Files { .. }) {
-        ml.ratings = Vec::new();
-    }
-    let mut split_label = spec.label();
-    if let Some(f) = args.validation {
-        (train, test) = random_split(&train, f, config.seed).with_context(|| {
-            format!("--validation {f}: carving validation from the training side")
-        })?;
-        split_label = format!("{split_label} training side, validation fraction {f}");
-    }
     let start = Instant::now();
-    let mut exp = Experiment::new(&ml, train, test, config)?;
-    exp.dataset.split = split_label;
+    let mut exp = Experiment::prepare(ml, &args.data.spec()?, args.validation, config)?;
     let all_test = exp.split.test.len();
     if let Some(n) = args.eval_sample {
         exp.split.sample(n, exp.model.config.seed);
@@ -181,28 +166,33 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let sampled = (exp.split.test.len() < all_test).then_some(exp.split.test.len());
     let epochs = exp.model.config.epochs;
     exp.trainer.set_example_budget(args.max_examples);
-    for e in 1..=epochs {
-        if exp.trainer.budget_spent() {
-            break;
+    let mut pb = None;
+    exp.fit(args.eval_every_epoch, &mut |event| match event {
+        FitEvent::EpochStart {
+            epoch,
+            epochs,
+            examples,
+        } => {
+            let bar = crate::progress::bar(examples as u64, "examples");
+            bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+            pb = Some(bar);
         }
-        let pb = crate::progress::bar(exp.trainer.len() as u64, "examples");
-        pb.set_prefix(format!("epoch {e}/{epochs}"));
-        let stats = exp.run_epoch(&mut |p| {
-            pb.set_position(p.examples_done as u64);
-            pb.set_message(format!("loss {:.4}", p.mean_loss));
-        });
-        pb.finish_and_clear();
-        let stats = stats?;
-        eprintln!(
-            "epoch {e}/{epochs}: loss {:.1} (mean {:.4}), {:.0} examples/s, {:.2} s",
-            stats.loss, stats.mean_loss, stats.examples_per_second, stats.seconds
-        );
-        if args.eval_every_epoch {
-            let m = exp.evaluate();
-            let stats = exp.history.last_mut().expect("epoch recorded");
-            stats.metrics = Some(serde_json::to_value(&m)?);
+        FitEvent::Batch { progress: p, .. } => {
+            if let Some(bar) = &pb {
+                bar.set_position(p.examples_done as u64);
+                bar.set_message(format!("loss {:.4}", p.mean_loss));
+            }
         }
-    }
+        FitEvent::EpochEnd(stats) => {
+            if let Some(bar) = pb.take() {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "epoch {}/{epochs}: loss {:.1} (mean {:.4}), {:.0} examples/s, {:.2} s",
+                stats.epoch, stats.loss, stats.mean_loss, stats.examples_per_second, stats.seconds
+            );
+        }
+    })?;
     let train_seconds = start.elapsed().as_secs_f64();
     let eval_start = Instant::now();
     let metrics = exp.evaluate();

@@ -41,7 +41,7 @@ pub use config::{CandidateKey, Negatives, OptimizerConfig, TrainConfig, PRESETS}
 pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;
-pub use pipeline::{Experiment, SplitEval};
+pub use pipeline::{Experiment, FitEvent, SplitEval};
 pub use retrieve::Recommendations;
 pub use titles::{TitleIndex, MAX_QUERY_CHARS};
 pub use towers::{

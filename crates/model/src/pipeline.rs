@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use twotower_data::{Interaction, MovieLens, Vocabulary};
+use twotower_data::{random_split, Interaction, MovieLens, SplitSpec, Vocabulary};
 use twotower_index::AnnIndex;
 
 use crate::checkpoint::DatasetInfo;
@@ -95,6 +95,24 @@ impl SplitEval {
     }
 }
 
+/// What [`Experiment::fit`] reports as it goes, for progress bars and logs.
+#[derive(Debug)]
+pub enum FitEvent<'a> {
+    /// Epoch `epoch` of `epochs` starts, over `examples` examples.
+    EpochStart {
+        epoch: usize,
+        epochs: usize,
+        examples: usize,
+    },
+    /// A batch of epoch `epoch` is done.
+    Batch {
+        epoch: usize,
+        progress: BatchProgress,
+    },
+    /// An epoch ended (with its metrics when evaluation after each epoch was asked for).
+    EpochEnd(&'a EpochStats),
+}
+
 /// A model with its training examples and evaluation split.
 pub struct Experiment {
     pub model: TwoTowerModel,
@@ -105,6 +123,63 @@ pub struct Experiment {
 }
 
 impl Experiment {
+    /// Splits `ml` by `spec` and builds the experiment; with `validation`, a seeded
+    /// fraction of the training side becomes the test side (for tuning without test data).
+    ///
+    /// The vocabulary takes users from all ratings (see [`Experiment::new`]). When the split
+    /// partitions them (not explicit files, no validation carve), train and test hold every
+    /// one of those users, so the full copy is dropped first: 600 MB on a 25M-interaction
+    /// log.
+    pub fn prepare(
+        mut ml: MovieLens,
+        spec: &SplitSpec,
+        validation: Option<f64>,
+        config: TrainConfig,
+    ) -> Result<Self> {
+        let (mut train, mut test) = ml.split(spec)?;
+        if validation.is_none() && !matches!(spec, SplitSpec::Files { .. }) {
+            ml.ratings = Vec::new();
+        }
+        let mut label = spec.label();
+        if let Some(f) = validation {
+            (train, test) = random_split(&train, f, config.seed)
+                .map_err(|e| ModelError::Config(format!("validation fraction {f}: {e}")))?;
+            label = format!("{label} training side, validation fraction {f}");
+        }
+        let mut exp = Experiment::new(&ml, train, test, config)?;
+        exp.dataset.split = label;
+        Ok(exp)
+    }
+
+    /// Trains for the configured epochs (fewer when the trainer's example budget runs
+    /// out), evaluating after each epoch when `eval_every_epoch` (the metrics go into the
+    /// epoch's history entry), and reports progress to `report`.
+    pub fn fit(&mut self, eval_every_epoch: bool, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
+        let epochs = self.model.config.epochs;
+        for epoch in 1..=epochs {
+            if self.trainer.budget_spent() {
+                break;
+            }
+            report(FitEvent::EpochStart {
+                epoch,
+                epochs,
+                examples: self.trainer.len(),
+            });
+            self.run_epoch(&mut |progress| report(FitEvent::Batch { epoch, progress }))?;
+            if eval_every_epoch {
+                let m = serde_json::to_value(self.evaluate())
+                    .map_err(|e| ModelError::Config(format!("metrics as JSON: {e}")))?;
+                if let Some(last) = self.history.last_mut() {
+                    last.metrics = Some(m);
+                }
+            }
+            if let Some(last) = self.history.last() {
+                report(FitEvent::EpochEnd(last));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the vocabularies (users from all ratings and both sides of the split, as the
     /// tutorial does from the whole ratings set), the model and the examples.
     pub fn new(

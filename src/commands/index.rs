@@ -7,13 +7,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use rand::seq::index::sample;
-use rand::SeedableRng;
-use serde_json::json;
+use twotower_index::bench;
 use twotower_index::npy::{self, Array2};
 use twotower_index::synth::{generate, SynthOptions};
 use twotower_index::{
-    AnnIndex, BruteForceIndex, BuildOptions, Index, KmeansInit, Neighbor, SearchParams,
+    AnnIndex, BruteForceIndex, BuildOptions, Index, KmeansInit, SearchParams, Setting,
 };
 use twotower_model::checkpoint::INDEX_DIR;
 use twotower_model::SavedModel;
@@ -240,16 +238,6 @@ fn check_dim(path: &Path, q: &Array2<f32>, dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// Exact top-`k` ids of each query (the vectors are moved into the exact index, not copied).
-fn exact_truth(vectors: Vec<f32>, dim: usize, queries: &[f32], k: usize) -> Result<Vec<Vec<u32>>> {
-    let exact = BruteForceIndex::new(vectors, dim)?;
-    Ok(exact
-        .search_batch(queries, k)?
-        .iter()
-        .map(|r| r.iter().map(|n| n.id).collect())
-        .collect())
-}
-
 fn build(a: BuildArgs) -> Result<()> {
     let start = Instant::now();
     let (vectors, dim, out, default_queries) = if let Some(model_dir) = &a.model {
@@ -259,21 +247,12 @@ fn build(a: BuildArgs) -> Result<()> {
         let saved = SavedModel::load(model_dir)
             .with_context(|| format!("loading model {}", model_dir.display()))?;
         let m = &saved.model;
-        let index = m.candidate_index();
-        // Tune on the model's own queries: a sample of its users.
-        let tokens = m.query.vocab.tokens();
-        let users = &tokens[1.min(tokens.len())..]; // not the out-of-vocabulary token
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
-        let pick: Vec<String> = sample(&mut rng, users.len(), users.len().min(1000))
-            .iter()
-            .map(|i| users[i].clone())
-            .collect();
-        let queries = m.query_vectors(&pick);
         (
-            index.vectors().to_vec(),
+            m.candidate_index().vectors().to_vec(),
             m.dim(),
             model_dir.join(INDEX_DIR),
-            Some(queries),
+            // Tune on the model's own queries: a sample of its users.
+            Some(m.sample_queries(1000, a.seed)),
         )
     } else {
         let path = a.vectors.as_ref().expect("clap requires --vectors");
@@ -290,9 +269,6 @@ fn build(a: BuildArgs) -> Result<()> {
         println!("exact index of {n} vectors written to {}", out.display());
         return Ok(());
     }
-    if !(0.0..=1.0).contains(&a.target_recall) {
-        bail!("--target-recall must be between 0 and 1");
-    }
     let opts = BuildOptions {
         leaves: a.leaves,
         subspaces: a.subspaces,
@@ -304,39 +280,22 @@ fn build(a: BuildArgs) -> Result<()> {
         seed: a.seed,
         ..BuildOptions::default()
     };
-    let mut index = AnnIndex::build(&vectors, dim, &opts, &mut |stage| {
+    let setting = match (a.leaves_to_search, a.reorder) {
+        (Some(l), Some(r)) => Setting::Fixed(SearchParams {
+            leaves_to_search: l,
+            reorder: r,
+        }),
+        _ => Setting::Tuned {
+            target_recall: a.target_recall,
+            queries: match &a.tune_queries {
+                Some(p) => Some(read_queries(p, dim)?.data),
+                None => default_queries,
+            },
+        },
+    };
+    let (index, tuned) = AnnIndex::build_tuned(vectors, dim, &opts, setting, &mut |stage| {
         eprintln!("  {stage} ({:.1} s)", start.elapsed().as_secs_f64())
     })?;
-    let tuned = match (a.leaves_to_search, a.reorder) {
-        (Some(l), Some(r)) => {
-            index.set_params(SearchParams {
-                leaves_to_search: l,
-                reorder: r,
-            });
-            None
-        }
-        _ => {
-            let queries = match (&a.tune_queries, default_queries) {
-                (Some(p), _) => read_queries(p, dim)?.data,
-                (None, Some(q)) => q,
-                (None, None) => {
-                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed ^ 1);
-                    sample(&mut rng, n, n.min(1000))
-                        .iter()
-                        .flat_map(|i| vectors[i * dim..(i + 1) * dim].iter().copied())
-                        .collect()
-                }
-            };
-            eprintln!(
-                "  tuning for recall@10 ≥ {} on {} queries ({:.1} s)",
-                a.target_recall,
-                queries.len() / dim,
-                start.elapsed().as_secs_f64()
-            );
-            let truth = exact_truth(vectors, dim, &queries, 10)?;
-            Some(index.tune(&queries, &truth, 10, a.target_recall))
-        }
-    };
     index.save(&out)?;
     let p = index.params();
     println!(
@@ -411,35 +370,6 @@ fn search(a: SearchArgs) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// This process's resource usage (zero where the platform has no `getrusage`).
-#[cfg(unix)]
-fn self_usage() -> (i64, f64) {
-    // SAFETY: rusage is plain data; getrusage fills it for this process.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    // Linux reports ru_maxrss in KiB.
-    (u.ru_minflt, u.ru_maxrss as f64 / 1024.0)
-}
-
-#[cfg(not(unix))]
-fn self_usage() -> (i64, f64) {
-    (0, 0.0)
-}
-
-/// Minor page faults of this process so far.
-fn minor_faults() -> i64 {
-    self_usage().0
-}
-
-fn peak_rss_mib() -> f64 {
-    self_usage().1
-}
-
 fn bench(a: BenchArgs) -> Result<()> {
     if a.k == 0 || a.repeats == 0 {
         bail!("-k and --repeats must be at least 1");
@@ -454,218 +384,89 @@ fn bench(a: BenchArgs) -> Result<()> {
     if q.rows == 0 {
         bail!("{}: holds no queries", a.queries.display());
     }
-    if gt.rows != q.rows || gt.cols < a.k {
-        bail!(
-            "{}: shape ({}, {}), expected ({}, ≥{}) for these queries",
-            a.truth.display(),
-            gt.rows,
-            gt.cols,
-            q.rows,
-            a.k
-        );
-    }
-    if let Some(bad) = gt
-        .data
-        .iter()
-        .position(|&x| x < 0 || x as usize >= index.len())
-    {
-        bail!(
-            "{}: row {} holds id {}, outside 0..{}",
-            a.truth.display(),
-            bad / gt.cols,
-            gt.data[bad],
-            index.len()
-        );
-    }
-    let truth: Vec<Vec<u32>> = (0..q.rows)
-        .map(|r| gt.row(r)[..a.k].iter().map(|&x| x as u32).collect())
-        .collect();
-    let d = index.dim();
+    let truth = bench::truth_rows(&gt.data, gt.rows, gt.cols, q.rows, a.k, index.len())
+        .with_context(|| format!("{}", a.truth.display()))?;
+    let single_n = a.single_queries.unwrap_or(q.rows).clamp(1, q.rows);
     if !a.sweep_leaves.is_empty() {
         let Index::Approximate(ann) = &index else {
             bail!("--sweep-leaves applies to approximate indexes only");
         };
-        let single_n = a.single_queries.unwrap_or(q.rows).clamp(1, q.rows);
-        return sweep(ann, &q.data[..single_n * d], &truth[..single_n], &a);
-    }
-
-    // The first query after load against the median of the next 99, each timed alone
-    // (a lazily loaded index would show a spike on the first, and page faults).
-    let mut first_faults = 0;
-    let faults_before = minor_faults();
-    let mut lat = Vec::new();
-    for (i, row) in q.data.chunks_exact(d).take(100).enumerate() {
-        if i == 1 {
-            first_faults = minor_faults() - faults_before;
+        let grid = bench::Grid {
+            leaves_to_search: &a.sweep_leaves,
+            reorder: &a.sweep_reorder,
+        };
+        let d = ann.dim();
+        let json = a.json;
+        let points = bench::sweep(
+            ann,
+            &q.data[..single_n * d],
+            &truth[..single_n],
+            a.k,
+            grid,
+            a.repeats,
+            &mut |p| {
+                if !json {
+                    println!("{}", serde_json::json!(p));
+                }
+            },
+        );
+        let best = bench::best_per_level(&points);
+        if a.json {
+            let v = serde_json::json!({ "grid": points, "best": best });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for b in &best {
+                println!("{}", serde_json::json!(b));
+            }
         }
-        let t = Instant::now();
-        std::hint::black_box(index.search(row, a.k));
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        return Ok(());
     }
-    let first_query_us = lat[0];
-    let next_queries_us = if lat.len() > 1 {
-        median(lat[1..].to_vec())
-    } else {
-        lat[0]
-    };
-    let t = Instant::now();
-    std::hint::black_box(index.search(q.row(0), a.k));
-    let first_again_us = t.elapsed().as_secs_f64() * 1e6;
-
-    let single_n = a.single_queries.unwrap_or(q.rows).clamp(1, q.rows);
-    let mut single = Vec::new();
-    let mut found: Vec<Vec<Neighbor>> = Vec::new();
-    for _ in 0..a.repeats {
-        let t = Instant::now();
-        found = q.data[..single_n * d]
-            .chunks_exact(d)
-            .map(|row| index.search(row, a.k))
-            .collect();
-        single.push(single_n as f64 / t.elapsed().as_secs_f64());
-    }
-    let single_qps = median(single);
-    let mut batch = Vec::new();
-    let mut batch_found = Vec::new();
-    for _ in 0..a.repeats {
-        let t = Instant::now();
-        batch_found = index.search_batch(&q.data, a.k)?;
-        batch.push(q.rows as f64 / t.elapsed().as_secs_f64());
-    }
-    let batch_qps = median(batch);
-    let recall = twotower_index::recall_at(&batch_found, &truth, a.k);
-    let single_recall = twotower_index::recall_at(&found, &truth[..single_n], a.k);
-    let threads = rayon::current_num_threads();
-    let (kind, build_seconds, params, vector_bytes) = match &index {
-        Index::Exact(_) => ("exact", None, None, 0),
-        Index::Approximate(x) => (
-            "ann",
-            Some(x.build_seconds()),
-            Some(x.params()),
-            x.vector_bytes(),
-        ),
-    };
-    let v = json!({
-        "index": a.index,
-        "kind": kind,
-        "vectors": index.len(),
-        "dim": d,
-        "queries": q.rows,
-        "k": a.k,
-        "recall": recall,
-        "single_thread_qps": single_qps,
-        "single_thread_queries": single_n,
-        "single_thread_recall": single_recall,
-        "batch_qps": batch_qps,
-        "batch_threads": threads,
-        "first_query_us": first_query_us,
-        "median_next_99_us": next_queries_us,
-        "first_query_again_us": first_again_us,
-        "first_query_page_faults": first_faults,
-        "load_seconds": load_seconds,
-        "build_seconds": build_seconds,
-        "search": params,
-        "index_bytes": index.index_bytes(),
-        "vector_bytes": vector_bytes,
-        "peak_rss_mib": peak_rss_mib(),
-        "repeats": a.repeats,
-    });
+    let r = bench::measure(&index, &q.data, &truth, a.k, a.repeats, single_n)?;
     if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["index"] = serde_json::json!(a.index);
+        v["load_seconds"] = load_seconds.into();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    let d = r.dim;
     println!(
-        "index            {} ({kind}, {} × {d})",
+        "index            {} ({}, {} × {d})",
         a.index.display(),
-        index.len()
+        r.kind,
+        r.vectors
     );
-    if let Some(p) = params {
+    if let Some(p) = r.search {
         println!(
             "setting          {} leaves to search, re-rank {}",
             p.leaves_to_search, p.reorder
         );
     }
     println!(
-        "recall@{:<2}        {recall:.4} over {} queries",
-        a.k, q.rows
+        "recall@{:<2}        {:.4} over {} queries",
+        a.k, r.recall, r.queries
     );
     println!(
-        "single thread    {single_qps:.0} queries/s (one at a time, {single_n} queries, median of {})",
-        a.repeats
+        "single thread    {:.0} queries/s (one at a time, {} queries, median of {})",
+        r.single_thread_qps, r.single_thread_queries, a.repeats
     );
-    println!("batch            {batch_qps:.0} queries/s ({threads} threads)");
     println!(
-        "first query      {first_query_us:.0} µs after a {load_seconds:.2} s load with {first_faults} page faults (the same query after 100 others: {first_again_us:.0} µs; median of those: {next_queries_us:.0} µs)"
+        "batch            {:.0} queries/s ({} threads)",
+        r.batch_qps, r.batch_threads
     );
-    if let Some(b) = build_seconds {
+    println!(
+        "first query      {:.0} µs after a {load_seconds:.2} s load with {} page faults (the same query after 100 others: {:.0} µs; median of those: {:.0} µs)",
+        r.first_query_us, r.first_query_page_faults, r.first_query_again_us, r.median_next_99_us
+    );
+    if let Some(b) = r.build_seconds {
         println!("build            {b:.1} s");
     }
     println!(
         "index bytes      {:.1} MB (+{:.1} MB of vectors kept for re-ranking)",
-        index.index_bytes() as f64 / 1e6,
-        vector_bytes as f64 / 1e6
+        r.index_bytes as f64 / 1e6,
+        r.vector_bytes as f64 / 1e6
     );
-    println!("peak memory      {:.0} MiB", peak_rss_mib());
-    Ok(())
-}
-
-/// Single-thread queries per second and recall of every setting of the sweep grid, then
-/// the fastest setting at each recall level.
-fn sweep(ann: &AnnIndex, queries: &[f32], truth: &[Vec<u32>], a: &BenchArgs) -> Result<()> {
-    let d = ann.dim();
-    let nq = queries.len() / d;
-    let mut rows = Vec::new();
-    for &leaves in &a.sweep_leaves {
-        for &reorder in &a.sweep_reorder {
-            let p = SearchParams {
-                leaves_to_search: leaves.clamp(1, ann.leaves()),
-                reorder,
-            };
-            let mut qps = Vec::new();
-            let mut found = Vec::new();
-            for _ in 0..a.repeats {
-                let t = Instant::now();
-                found = queries
-                    .chunks_exact(d)
-                    .map(|row| ann.search_with(row, a.k, &[], p))
-                    .collect();
-                qps.push(nq as f64 / t.elapsed().as_secs_f64());
-            }
-            let recall = twotower_index::recall_at(&found, truth, a.k);
-            let row = json!({
-                "leaves_to_search": p.leaves_to_search,
-                "reorder": reorder,
-                "recall": recall,
-                "single_thread_qps": median(qps),
-            });
-            if !a.json {
-                println!("{row}");
-            }
-            rows.push(row);
-        }
-    }
-    let best: Vec<serde_json::Value> = [0.90, 0.95, 0.99]
-        .iter()
-        .map(|&level| {
-            let pick = rows
-                .iter()
-                .filter(|r| r["recall"].as_f64().unwrap_or(0.0) >= level)
-                .max_by(|x, y| {
-                    let q = |v: &serde_json::Value| v["single_thread_qps"].as_f64().unwrap_or(0.0);
-                    q(x).total_cmp(&q(y))
-                });
-            json!({ "recall_at_least": level, "best": pick })
-        })
-        .collect();
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "grid": rows, "best": best }))?
-        );
-    } else {
-        for b in &best {
-            println!("{b}");
-        }
-    }
+    println!("peak memory      {:.0} MiB", r.peak_rss_mib);
     Ok(())
 }
 
@@ -698,7 +499,7 @@ fn synth(a: SynthArgs) -> Result<()> {
                 a.truth_k,
                 a.queries
             );
-            let truth = exact_truth(set.items, d, test, k)?;
+            let truth = bench::exact_truth(set.items, d, test, k)?;
             let flat: Vec<i32> = truth.iter().flatten().map(|&x| x as i32).collect();
             npy::write_i32(&tmp.join("gt.npy"), &flat, a.queries, k)?;
             let manifest = serde_json::json!({

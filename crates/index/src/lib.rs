@@ -16,6 +16,7 @@
 compile_error!("index files are little-endian arrays; big-endian hosts are not supported");
 
 mod ann;
+pub mod bench;
 mod brute_force;
 pub mod kernels;
 pub mod kmeans;
@@ -31,7 +32,7 @@ pub use ann::{AnnIndex, BuildOptions, SearchParams};
 pub use brute_force::BruteForceIndex;
 pub use kmeans::Init as KmeansInit;
 pub use topk::{top_k, Neighbor, Reservoir, TopK};
-pub use tune::{recall_at, TuneReport, TuneTrial};
+pub use tune::{recall_at, Setting, TuneReport, TuneTrial};
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{AnnIndex, SearchParams};
+use rand::SeedableRng;
+
+use crate::{AnnIndex, BuildOptions, IndexError, SearchParams};
 
 /// One measured setting.
 #[derive(Debug, Clone, Serialize)]
@@ -51,10 +53,68 @@ pub fn recall_at(found: &[Vec<crate::Neighbor>], truth: &[Vec<u32>], k: usize) -
     }
 }
 
+/// How [`AnnIndex::build_tuned`] sets the search setting.
+#[derive(Debug, Clone)]
+pub enum Setting {
+    /// As given.
+    Fixed(SearchParams),
+    /// The fastest reaching `target_recall` on `queries` (row-major), or on sampled rows.
+    Tuned {
+        target_recall: f64,
+        queries: Option<Vec<f32>>,
+    },
+}
+
 impl AnnIndex {
     /// Chooses and stores the fastest setting whose recall@`k` on `queries` (row-major,
     /// with exact top-`k` ids `truth`) reaches `target` with 95% confidence (its one-sided
     /// lower bound over the queries, so that unseen queries tend to reach it too).
+    /// Builds an index over `vectors` (see [`AnnIndex::build`]) and sets how it searches:
+    /// as `setting` gives it, or tuned to the fastest setting whose recall@10 reaches the
+    /// target on the tuning queries (by default 1,000 rows of `vectors` sampled with the
+    /// build seed) against their exact top 10. `progress` hears each stage.
+    pub fn build_tuned(
+        vectors: Vec<f32>,
+        dim: usize,
+        opts: &BuildOptions,
+        setting: Setting,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(Self, Option<TuneReport>), IndexError> {
+        if let Setting::Tuned { target_recall, .. } = setting {
+            if !(0.0..=1.0).contains(&target_recall) {
+                return Err(IndexError::Invalid(format!(
+                    "the target recall must be between 0 and 1, got {target_recall}"
+                )));
+            }
+        }
+        let mut index = AnnIndex::build(&vectors, dim, opts, progress)?;
+        let (target, queries) = match setting {
+            Setting::Fixed(p) => {
+                index.set_params(p);
+                return Ok((index, None));
+            }
+            Setting::Tuned {
+                target_recall,
+                queries,
+            } => (target_recall, queries),
+        };
+        let queries = queries.unwrap_or_else(|| {
+            let n = vectors.len() / dim;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed ^ 1);
+            rand::seq::index::sample(&mut rng, n, n.min(1000))
+                .iter()
+                .flat_map(|i| vectors[i * dim..(i + 1) * dim].iter().copied())
+                .collect()
+        });
+        progress(&format!(
+            "tuning for recall@10 ≥ {target} on {} queries",
+            queries.len() / dim
+        ));
+        let truth = crate::bench::exact_truth(vectors, dim, &queries, 10)?;
+        let report = index.tune(&queries, &truth, 10, target);
+        Ok((index, Some(report)))
+    }
+
     pub fn tune(
         &mut self,
         queries: &[f32],

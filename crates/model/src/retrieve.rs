@@ -88,6 +88,19 @@ impl TwoTowerModel {
         self.distinct_keys(others, k)
     }
 
+    /// Query vectors of up to `n` users of the vocabulary (not the out-of-vocabulary row),
+    /// sampled with `seed`: the model's own queries, for tuning an approximate index.
+    pub fn sample_queries(&self, n: usize, seed: u64) -> Vec<f32> {
+        use rand::SeedableRng;
+        let users = &self.query.vocab.tokens()[1..];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let pick: Vec<String> = rand::seq::index::sample(&mut rng, users.len(), users.len().min(n))
+            .iter()
+            .map(|i| users[i].clone())
+            .collect();
+        self.query_vectors(&pick)
+    }
+
     /// The catalogue's candidate vectors scaled to unit length, for cosine similarity.
     pub fn cosine_index(&self) -> BruteForceIndex {
         let mut v = self.candidate.embedding.gather(&self.row_keys);

@@ -13,10 +13,12 @@
 //! assert_eq!(train.len() + test.len(), 100_000);
 //! ```
 
+mod columns;
 #[cfg(feature = "download")]
 pub mod download;
 mod error;
 pub mod fetch;
+mod locate;
 pub mod log;
 mod movielens;
 pub mod movielens_1m;
@@ -24,14 +26,14 @@ pub mod movielens_csv;
 #[cfg(feature = "parquet")]
 pub mod parquet_log;
 mod primitives;
+mod record;
 mod split;
 pub mod synth;
 mod vocab;
 
 pub use error::{escaped, shown, DataError, Result};
-pub use fetch::{resolve_data_dir, DataDirSource};
-pub use movielens::{
-    read_interactions, read_movies, Format, Interaction, Movie, MovieLens, GENRES,
-};
+pub use locate::{resolve_data_dir, DataDirSource};
+pub use movielens::{read_interactions, read_movies, Format, MovieLens};
+pub use record::{Interaction, Movie, GENRES};
 pub use split::{last_per_user, random_split, time_cut, SplitSpec, FOLDS};
 pub use vocab::{Vocabulary, OOV_TOKEN};

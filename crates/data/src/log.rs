@@ -15,45 +15,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::movielens_1m::split_genres;
+pub use crate::columns::LogColumns;
+use crate::columns::{
+    csv_error, find_column, normalise, unknown_item, ITEM_NAMES, TIME_NAMES, TITLE_NAMES,
+    USER_NAMES,
+};
+use crate::record::split_genres;
 use crate::{DataError, Interaction, Movie, Result};
-
-/// Names tried, after lower-casing and dropping `_`, `-` and spaces, when no column is given.
-pub(crate) const USER_NAMES: [&str; 8] = [
-    "userid",
-    "user",
-    "uid",
-    "customerid",
-    "customer",
-    "visitorid",
-    "visitor",
-    "query",
-];
-pub(crate) const ITEM_NAMES: [&str; 10] = [
-    "itemid",
-    "item",
-    "movieid",
-    "iid",
-    "productid",
-    "product",
-    "articleid",
-    "article",
-    "trackid",
-    "candidate",
-];
-pub(crate) const TIME_NAMES: [&str; 5] = ["timestamp", "time", "ts", "unixtime", "datetime"];
-const TITLE_NAMES: [&str; 3] = ["title", "name", "label"];
-
-/// Which columns of a log hold what (names, or 0-based positions for files without a
-/// header). `None` means: look for a common name.
-#[derive(Debug, Clone, Default)]
-pub struct LogColumns {
-    pub user: Option<String>,
-    pub item: Option<String>,
-    pub time: Option<String>,
-    /// The title column of the `--items` catalogue.
-    pub title: Option<String>,
-}
 
 /// An interaction log and its catalogue, loaded.
 #[derive(Debug, Clone)]
@@ -63,53 +31,6 @@ pub struct Log {
     pub items: Vec<Movie>,
     /// Whether the log had a time column (temporal splits need one).
     pub has_time: bool,
-}
-
-fn normalise(s: &str) -> String {
-    s.chars()
-        .filter(|c| !matches!(c, '_' | '-' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// Finds a column: by the given name or position, else by a common name.
-pub(crate) fn find_column(
-    path: &Path,
-    header: Option<&[String]>,
-    given: Option<&str>,
-    common: &[&str],
-    flag: &str,
-) -> Result<Option<usize>> {
-    let bad = |message: String| DataError::Parse {
-        path: path.into(),
-        line: 1,
-        message,
-    };
-    match (given, header) {
-        (Some(name), Some(h)) => {
-            if let Some(i) = h.iter().position(|c| c == name) {
-                return Ok(Some(i));
-            }
-            if let Ok(i) = name.parse::<usize>() {
-                if i < h.len() {
-                    return Ok(Some(i));
-                }
-            }
-            Err(bad(format!(
-                "{flag} {name:?}: no such column in the header ({})",
-                crate::escaped(&h.join(", "))
-            )))
-        }
-        (Some(name), None) => name.parse::<usize>().map(Some).map_err(|_| {
-            bad(format!(
-                "{flag} {name:?}: the file has no header row, so columns are 0-based positions"
-            ))
-        }),
-        (None, Some(h)) => Ok(common
-            .iter()
-            .find_map(|want| h.iter().position(|c| normalise(c) == *want))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// Reads a log (CSV/TSV, or Parquet by the `.parquet` extension) and its catalogue.
@@ -150,18 +71,6 @@ pub fn read_log(path: &Path, items: Option<&Path>, columns: &LogColumns) -> Resu
     })
 }
 
-/// The error for an item the catalogue does not list.
-pub(crate) fn unknown_item(path: &Path, line: usize, id: u32, items: Option<&Path>) -> DataError {
-    DataError::Parse {
-        path: path.into(),
-        line,
-        message: format!(
-            "item id {id} is not in the catalogue {}",
-            items.map(|p| p.display().to_string()).unwrap_or_default()
-        ),
-    }
-}
-
 /// The delimiter of a text table: by extension, else by the first line.
 fn delimiter(path: &Path) -> Result<u8> {
     match path
@@ -197,23 +106,6 @@ fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
 
 fn table_error(path: &Path, e: csv::Error) -> DataError {
     csv_error(path, e, "fields like the first row")
-}
-
-/// A `csv` error as a parse error naming the line; `fields` describes the expected fields.
-pub(crate) fn csv_error(path: &Path, e: csv::Error, fields: &str) -> DataError {
-    let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-    let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("expected {expected_len} {fields}, found {len}"),
-        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8 text".to_string(),
-        _ => e.to_string(),
-    };
-    DataError::Parse {
-        path: path.into(),
-        line,
-        message,
-    }
 }
 
 /// The first record, and whether it is a header (a field that is not a number).

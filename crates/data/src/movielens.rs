@@ -6,49 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::primitives::{parse_num, read_bytes};
+use crate::record::{Interaction, Movie, GENRES};
 use crate::split::SplitSpec;
 use crate::{DataError, Result};
-
-/// The 19 genre flags of `u.item`, in file order (as listed in `u.genre`).
-pub const GENRES: [&str; 19] = [
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-];
-
-/// One rating event; every rating is an implicit positive unless a command says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Interaction {
-    pub user: u32,
-    pub item: u32,
-    pub rating: f32,
-    pub timestamp: i64,
-}
-
-/// One row of the movie catalogue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Movie {
-    pub id: u32,
-    pub title: String,
-    pub release_date: String,
-    pub genres: Vec<String>,
-}
 
 /// The MovieLens file layouts this crate reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::primitives::{parse_num, read_bytes};
+use crate::record::split_genres;
 use crate::{DataError, Interaction, Movie, Result};
 
 /// Latin-1 bytes to text: each byte is the code point of the same value.
@@ -74,13 +75,4 @@ pub fn read_movies_dat(path: &Path) -> Result<Vec<Movie>> {
         return Err(DataError::Empty { path: path.into() });
     }
     Ok(movies)
-}
-
-/// `Action|Comedy` → ["Action", "Comedy"]; MovieLens writes "(no genres listed)" for none.
-pub(crate) fn split_genres(s: &str) -> Vec<String> {
-    s.split('|')
-        .map(str::trim)
-        .filter(|g| !g.is_empty() && *g != "(no genres listed)")
-        .map(str::to_string)
-        .collect()
 }

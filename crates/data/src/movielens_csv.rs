@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::movielens_1m::split_genres;
 use crate::primitives::parse_num;
+use crate::record::split_genres;
 use crate::{DataError, Interaction, Movie, Result};
 
 fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<std::fs::File>> {
@@ -30,7 +30,7 @@ fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<std::fs::
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> DataError {
-    crate::log::csv_error(path, e, "comma-separated fields")
+    crate::columns::csv_error(path, e, "comma-separated fields")
 }
 
 /// Reads `ratings.csv`, streaming it row by row.

@@ -20,7 +20,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 
-use crate::log::{unknown_item, LogColumns};
+use crate::columns::{find_column, unknown_item, LogColumns, ITEM_NAMES, TIME_NAMES, USER_NAMES};
 use crate::{DataError, Interaction, Result};
 
 /// Rows per record batch read.
@@ -186,7 +186,7 @@ fn read_unguarded(
         .map(|f| f.name().clone())
         .collect();
     let find = |given: Option<&str>, common: &[&str], flag: &str| -> Result<Option<usize>> {
-        crate::log::find_column(path, Some(&names), given, common, flag)
+        find_column(path, Some(&names), given, common, flag)
     };
     let missing = |what: &str, flag: &str| {
         DataError::Invalid(format!(
@@ -195,23 +195,11 @@ fn read_unguarded(
             crate::escaped(&names.join(", "))
         ))
     };
-    let user = find(
-        columns.user.as_deref(),
-        &crate::log::USER_NAMES,
-        "--user-col",
-    )?
-    .ok_or_else(|| missing("user", "--user-col"))?;
-    let item = find(
-        columns.item.as_deref(),
-        &crate::log::ITEM_NAMES,
-        "--item-col",
-    )?
-    .ok_or_else(|| missing("item", "--item-col"))?;
-    let time = find(
-        columns.time.as_deref(),
-        &crate::log::TIME_NAMES,
-        "--time-col",
-    )?;
+    let user = find(columns.user.as_deref(), &USER_NAMES, "--user-col")?
+        .ok_or_else(|| missing("user", "--user-col"))?;
+    let item = find(columns.item.as_deref(), &ITEM_NAMES, "--item-col")?
+        .ok_or_else(|| missing("item", "--item-col"))?;
+    let time = find(columns.time.as_deref(), &TIME_NAMES, "--time-col")?;
     let mut wanted = vec![user, item];
     wanted.extend(time);
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());

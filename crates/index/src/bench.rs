@@ -18,22 +18,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{recall_at, AnnIndex, BruteForceIndex, Index, IndexError, Neighbor, SearchParams};
+use crate::{recall_at, AnnIndex, Index, IndexError, Neighbor, SearchParams};
 
-/// The exact top-`k` ids of each query (the vectors are moved into an exact index, not
-/// copied).
-pub fn exact_truth(
-    vectors: Vec<f32>,
-    dim: usize,
-    queries: &[f32],
-    k: usize,
-) -> Result<Vec<Vec<u32>>, IndexError> {
-    Ok(BruteForceIndex::new(vectors, dim)?
-        .search_batch(queries, k)?
-        .iter()
-        .map(|r| r.iter().map(|n| n.id).collect())
-        .collect())
-}
+pub use crate::brute_force::exact_truth;
 
 /// The first `k` ids of each of `rows` rows of a ground-truth table (`cols` ids a row,
 /// best first), checked: the shape must fit the queries and every id must be a row of an

@@ -219,6 +219,21 @@ fn push_row(top: &mut TopK, scores: &[f32], first: usize, skip: &[u32]) {
     }
 }
 
+/// The exact top-`k` ids of each query (the vectors are moved into an exact index, not
+/// copied).
+pub fn exact_truth(
+    vectors: Vec<f32>,
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+) -> Result<Vec<Vec<u32>>, IndexError> {
+    Ok(BruteForceIndex::new(vectors, dim)?
+        .search_batch(queries, k)?
+        .iter()
+        .map(|r| r.iter().map(|n| n.id).collect())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,7 +110,7 @@ impl AnnIndex {
             "tuning for recall@10 ≥ {target} on {} queries",
             queries.len() / dim
         ));
-        let truth = crate::bench::exact_truth(vectors, dim, &queries, 10)?;
+        let truth = crate::brute_force::exact_truth(vectors, dim, &queries, 10)?;
         let report = index.tune(&queries, &truth, 10, target);
         Ok((index, Some(report)))
     }

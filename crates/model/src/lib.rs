@@ -26,8 +26,6 @@ pub mod embedding;
 mod error;
 pub mod eval;
 pub mod fastexp;
-#[cfg(target_arch = "x86_64")]
-pub mod fused;
 pub mod loss;
 pub mod optimizer;
 mod pipeline;

@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use crate::loss::{InBatchSoftmax, SoftmaxBatch, SoftmaxOutput};
+use super::{InBatchSoftmax, SoftmaxBatch, SoftmaxOutput};
 
 /// Queries per task: a block's logits (`ROWS × C` floats) stay in cache between the passes.
 pub const ROWS: usize = 24;

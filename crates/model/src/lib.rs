@@ -20,6 +20,7 @@
 //! println!("{:?}", exp.evaluate().factorized_top_k);
 //! ```
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod embedding;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use twotower_index::bench;
 use twotower_index::npy::{self, Array2};
-use twotower_index::synth::{generate, SynthOptions};
+use twotower_index::synth::SynthOptions;
 use twotower_index::{
     AnnIndex, BruteForceIndex, BuildOptions, Index, KmeansInit, SearchParams, Setting,
 };
@@ -471,54 +471,25 @@ fn bench(a: BenchArgs) -> Result<()> {
 }
 
 fn synth(a: SynthArgs) -> Result<()> {
-    if a.items == 0 || a.dim == 0 || a.queries == 0 {
-        bail!("--items, --queries and --dim must be at least 1");
-    }
-    twotower_folder::check_replaceable(&a.out, &twotower_index::synth::FOLDER)?;
     let start = Instant::now();
-    let set = generate(&SynthOptions {
+    let opts = SynthOptions {
         items: a.items,
         queries: a.queries + a.tune_queries,
         dim: a.dim,
         clusters: a.clusters,
         seed: a.seed,
-    });
-    let d = a.dim;
-    let k = a.truth_k.min(a.items);
-    twotower_folder::replace(
-        &a.out,
-        &twotower_index::synth::FOLDER,
-        |tmp| -> Result<()> {
-            let (test, tune) = set.queries.split_at(a.queries * d);
-            npy::write_f32(&tmp.join("items.npy"), &set.items, a.items, d)?;
-            npy::write_f32(&tmp.join("queries.npy"), test, a.queries, d)?;
-            npy::write_f32(&tmp.join("tune_queries.npy"), tune, a.tune_queries, d)?;
-            eprintln!(
-                "generated in {:.1} s; computing the exact top-{} of {} queries",
-                start.elapsed().as_secs_f64(),
-                a.truth_k,
-                a.queries
-            );
-            let truth = bench::exact_truth(set.items, d, test, k)?;
-            let flat: Vec<i32> = truth.iter().flatten().map(|&x| x as i32).collect();
-            npy::write_i32(&tmp.join("gt.npy"), &flat, a.queries, k)?;
-            let manifest = serde_json::json!({
-                "format": twotower_index::synth::FOLDER.format,
-                "items": a.items, "queries": a.queries, "tune_queries": a.tune_queries,
-                "dim": d, "clusters": a.clusters, "seed": a.seed, "truth_k": k,
-            });
-            let path = tmp.join(twotower_index::synth::FOLDER.manifest);
-            std::fs::write(&path, manifest.to_string())
-                .with_context(|| format!("writing {}", path.display()))
-        },
-        anyhow::Error::from,
-    )?;
+    };
+    twotower_index::synth::write_set(&a.out, &opts, a.queries, a.truth_k, &mut |stage| {
+        eprintln!("{stage} ({:.1} s)", start.elapsed().as_secs_f64())
+    })?;
     println!(
-        "wrote {} (items.npy {} × {d}, queries.npy {}, tune_queries.npy {}, gt.npy top-{k}) in {:.1} s",
+        "wrote {} (items.npy {} × {}, queries.npy {}, tune_queries.npy {}, gt.npy top-{}) in {:.1} s",
         a.out.display(),
         a.items,
+        a.dim,
         a.queries,
         a.tune_queries,
+        a.truth_k.min(a.items),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -127,6 +127,53 @@ fn random_rotation(d: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     m.into_iter().map(|x| x as f32).collect()
 }
 
+/// Writes a benchmark set into folder `out` (replaced only when it is one, see
+/// [`FOLDER`]): `items.npy`, `queries.npy` (`queries` rows), `tune_queries.npy` (`tune`
+/// rows) from [`generate`], and `gt.npy`, the exact top-`truth_k` ids of each query, with
+/// `synth.json` describing them. `progress` hears when generation is done.
+pub fn write_set(
+    out: &std::path::Path,
+    opts: &SynthOptions,
+    queries: usize,
+    truth_k: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), crate::IndexError> {
+    use crate::npy;
+    if opts.items == 0 || opts.dim == 0 || queries == 0 || queries > opts.queries {
+        return Err(crate::IndexError::Invalid(format!(
+            "a benchmark set needs items, dimension and queries of at least 1 (and no more \
+             test queries than generated): {} items, dimension {}, {queries} of {} queries",
+            opts.items, opts.dim, opts.queries
+        )));
+    }
+    twotower_folder::check_replaceable(out, &FOLDER)?;
+    let set = generate(opts);
+    let (d, k) = (opts.dim, truth_k.min(opts.items));
+    let tune_n = opts.queries - queries;
+    twotower_folder::replace(
+        out,
+        &FOLDER,
+        |tmp| {
+            let (test, tune) = set.queries.split_at(queries * d);
+            npy::write_f32(&tmp.join("items.npy"), &set.items, opts.items, d)?;
+            npy::write_f32(&tmp.join("queries.npy"), test, queries, d)?;
+            npy::write_f32(&tmp.join("tune_queries.npy"), tune, tune_n, d)?;
+            progress(&format!("computing the exact top-{k} of {queries} queries"));
+            let truth = crate::brute_force::exact_truth(set.items, d, test, k)?;
+            let flat: Vec<i32> = truth.iter().flatten().map(|&x| x as i32).collect();
+            npy::write_i32(&tmp.join("gt.npy"), &flat, queries, k)?;
+            let manifest = serde_json::json!({
+                "format": FOLDER.format,
+                "items": opts.items, "queries": queries, "tune_queries": tune_n,
+                "dim": d, "clusters": opts.clusters, "seed": opts.seed, "truth_k": k,
+            });
+            let path = tmp.join(FOLDER.manifest);
+            std::fs::write(&path, manifest.to_string()).map_err(|e| crate::IndexError::io(&path, e))
+        },
+        crate::IndexError::Folder,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

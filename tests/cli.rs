@@ -15,7 +15,7 @@ fn top(v: &Value, k: &str) -> f64 {
 }
 
 #[test]
-fn tfrs_preset_on_u1_trains_saves_and_serves() {
+fn tfrs_preset_on_u1_trains_saves_reloads_and_answers() {
     let data = data_dir();
     let data = data.to_str().unwrap();
     let tmp = scratch("tfrs");
@@ -434,12 +434,14 @@ fn bench_train_reports_throughput_time_and_memory() {
 
 #[test]
 fn bench_train_compares_thread_counts_in_interleaved_runs() {
+    // One run per count: the medians and ratios themselves are checked on units in
+    // `twotower_model::bench`; this checks that the command wires them up.
     let data = data_dir();
     let mut args = vec![
         "bench",
         "train",
         "--runs",
-        "2",
+        "1",
         "--compare-threads",
         "1,2",
         "--json",
@@ -450,35 +452,19 @@ fn bench_train_compares_thread_counts_in_interleaved_runs() {
     let v = ok_json(&args);
     let by = v["by_threads"].as_array().expect("by_threads");
     assert_eq!(by.len(), 2, "{v}");
-    let eps = |k: usize| by[k]["median_examples_per_second"].as_f64().unwrap();
     for (k, threads) in [(0, 1), (1, 2)] {
         assert_eq!(by[k]["threads"], threads, "{v}");
-        assert!(eps(k) > 0.0, "{v}");
+        assert!(
+            by[k]["median_examples_per_second"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
+        assert_eq!(
+            by[k]["examples_per_second_runs"].as_array().unwrap().len(),
+            1
+        );
+        assert_eq!(by[k]["pair_ratios"].as_array().unwrap().len(), 1);
     }
-    let ratio = by[1]["examples_per_second_over_first"].as_f64().unwrap();
-    assert!((ratio - eps(1) / eps(0)).abs() < 1e-9, "{v}");
     assert_eq!(by[0]["examples_per_second_over_first"], 1.0);
-    // Every run is listed, the median of two is their mean, and run i at 2 threads is
-    // compared with run i at 1 thread.
-    let runs = |k: usize| -> Vec<f64> {
-        let r = by[k]["examples_per_second_runs"].as_array().expect("runs");
-        r.iter().map(|x| x.as_f64().unwrap()).collect()
-    };
-    let (one, two) = (runs(0), runs(1));
-    assert_eq!((one.len(), two.len()), (2, 2), "{v}");
-    assert!((eps(0) - (one[0] + one[1]) / 2.0).abs() < 1e-6, "{v}");
-    let pairs = by[1]["pair_ratios"].as_array().expect("pair_ratios");
-    assert_eq!(pairs.len(), 2, "{v}");
-    for i in 0..2 {
-        assert!(
-            (pairs[i].as_f64().unwrap() - two[i] / one[i]).abs() < 1e-9,
-            "{v}"
-        );
-        assert!(
-            (by[0]["pair_ratios"][i].as_f64().unwrap() - 1.0).abs() < 1e-12,
-            "{v}"
-        );
-    }
     common::fails_with(
         &[
             "bench",

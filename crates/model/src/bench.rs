@@ -118,6 +118,7 @@ fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f6
 }
 
 /// Training throughput read from a `train --json` report.
+#[derive(Debug)]
 struct Throughput {
     epoch_seconds: f64,
     examples_per_second: f64,
@@ -260,4 +261,63 @@ pub fn interleaved(
         .zip(&all)
         .map(|(&t, runs)| Summary::of(t, runs))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(eps: f64) -> Usage {
+        Usage {
+            wall: 2.0,
+            cpu: 3.0,
+            max_rss_mib: 10.0,
+            epoch_seconds: 1.0,
+            examples_per_second: eps,
+            product_gflops: 5.0,
+            product_share: 0.5,
+        }
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(min_max(&[2.0, -1.0, 5.0]), (-1.0, 5.0));
+    }
+
+    #[test]
+    fn summaries_keep_every_run_and_ratios_pair_run_i_with_run_i() {
+        let one = Summary::of(1, &[usage(100.0), usage(120.0)]);
+        let two = Summary::of(2, &[usage(190.0), usage(210.0)]);
+        assert_eq!(one.eps_runs, vec![100.0, 120.0]);
+        assert_eq!(one.eps, 110.0);
+        assert_eq!(pair_ratios(&two, &one), vec![1.9, 1.75]);
+        assert_eq!(pair_ratios(&one, &one), vec![1.0, 1.0]);
+        let v = two.json();
+        assert_eq!(v["threads"], 2);
+        assert_eq!(v["median_examples_per_second"], 200.0);
+        assert_eq!(
+            v["examples_per_second_runs"],
+            serde_json::json!([190.0, 210.0])
+        );
+    }
+
+    #[test]
+    fn throughput_weights_epochs_by_their_time() {
+        let report = r#"{"history": [
+            {"seconds": 1.0, "examples_per_second": 100.0, "product_seconds": 0.5, "product_gflops_per_second": 10.0},
+            {"seconds": 3.0, "examples_per_second": 200.0, "product_seconds": 1.5, "product_gflops_per_second": 20.0}
+        ]}"#;
+        let t = throughput(report).unwrap();
+        assert_eq!(t.epoch_seconds, 2.0);
+        assert_eq!(t.examples_per_second, 700.0 / 4.0);
+        assert_eq!(t.product_gflops, 35.0 / 2.0);
+        assert_eq!(t.product_share, 0.5);
+        assert!(throughput("{}")
+            .unwrap_err()
+            .to_string()
+            .contains("no epochs"));
+        assert!(throughput("not json").is_err());
+    }
 }

@@ -1,8 +1,12 @@
 //! Maximum-inner-product search over a matrix of vectors: ids in, ids and scores out.
 //!
-//! This crate knows nothing of users, movies or models. Its principal type is
+//! This crate knows nothing of users, movies or models. Its principal types are
 //! [`BruteForceIndex`], the exact index (every query scored against every row with a blocked
-//! matrix product); [`kernels`] holds the matrix products the whole project shares.
+//! matrix product), and [`AnnIndex`], the ScaNN-style approximate index (k-means leaves,
+//! anisotropic 4-bit product quantization, exact re-ranking) with its tuner. It owns index
+//! folders ([`store`]), `.npy` files ([`npy`]), benchmark sets ([`synth`]) and the
+//! benchmark harness ([`mod@bench`]); the arithmetic comes from `twotower-kernels` (re-exported
+//! as [`kernels`] and [`simd`]), and the folder rules from `twotower-folder`.
 //!
 //! ```
 //! use twotower_index::BruteForceIndex;
@@ -18,21 +22,20 @@ compile_error!("index files are little-endian arrays; big-endian hosts are not s
 mod ann;
 pub mod bench;
 mod brute_force;
-pub mod kernels;
 pub mod kmeans;
 pub mod npy;
 mod pq;
-pub mod simd;
 pub mod store;
 pub mod synth;
-mod topk;
 mod tune;
 
 pub use ann::{AnnIndex, BuildOptions, SearchParams};
 pub use brute_force::BruteForceIndex;
 pub use kmeans::Init as KmeansInit;
-pub use topk::{top_k, Neighbor, Reservoir, TopK};
+// The shared kernels, under the paths this crate has always offered them at.
 pub use tune::{recall_at, Setting, TuneReport, TuneTrial};
+pub use twotower_kernels::gemm as kernels;
+pub use twotower_kernels::{simd, top_k, Neighbor, Reservoir, TopK};
 
 use std::path::{Path, PathBuf};
 

@@ -26,7 +26,7 @@ pub mod config;
 pub mod embedding;
 mod error;
 pub mod eval;
-pub mod fastexp;
+pub use twotower_kernels::fastexp;
 pub mod loss;
 pub mod optimizer;
 mod pipeline;

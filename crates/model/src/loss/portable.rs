@@ -3,7 +3,7 @@
 //! the reference the fused path is held to.
 
 use rayon::prelude::*;
-use twotower_index::kernels::{gemm, MatRef};
+use twotower_kernels::gemm::{gemm, MatRef};
 
 use super::{InBatchSoftmax, SoftmaxBatch, SoftmaxOutput};
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use twotower_data::log::LogColumns;
-use twotower_data::{resolve_data_dir, DataDirSource, MovieLens, SplitSpec, FOLDS};
+use twotower_data::{resolve_data_dir, DataDirSource, Dataset, SplitSpec, FOLDS};
 
 /// Where the data is and how to split it.
 #[derive(Args, Debug, Clone)]
@@ -104,7 +104,7 @@ impl DataSplitArgs {
     }
 
     /// Loads the dataset from the resolved folder (downloading into the cache if needed).
-    pub fn open(&self) -> Result<MovieLens> {
+    pub fn open(&self) -> Result<Dataset> {
         if let Some(log) = &self.interactions {
             let columns = LogColumns {
                 user: self.user_col.clone(),
@@ -112,7 +112,7 @@ impl DataSplitArgs {
                 time: self.time_col.clone(),
                 title: self.title_col.clone(),
             };
-            return MovieLens::from_log(log, self.items.as_deref(), &columns)
+            return Dataset::from_log(log, self.items.as_deref(), &columns)
                 .with_context(|| format!("reading the interaction log {}", log.display()));
         }
         let (dir, source) = resolve_data_dir(
@@ -123,7 +123,7 @@ impl DataSplitArgs {
         if source == DataDirSource::Downloaded {
             eprintln!("downloaded MovieLens 100K into {}", dir.display());
         }
-        MovieLens::open(&dir)
+        Dataset::open(&dir)
             .with_context(|| format!("reading {} from {}", self.dataset, dir.display()))
     }
 }

@@ -1,19 +1,25 @@
-//! Datasets for twotower: reading MovieLens, coding ids, splitting, downloading.
+//! Datasets for twotower: reading MovieLens and interaction logs, coding ids, splitting,
+//! downloading.
 //!
-//! This crate is the first layer of the system and knows nothing of models. Its principal
-//! types are [`MovieLens`] (a loaded MovieLens folder — 100K, 1M or the CSV family —
-//! ratings plus the movie catalogue), [`Vocabulary`] (string → index with index 0 for out-of-vocabulary, like
-//! Keras `StringLookup(mask_token=None)`) and [`SplitSpec`] (official folds, seeded random
-//! fractions, explicit files, temporal leave-last-n-out and time cuts).
+//! This crate is the first layer of the system. Its principal types are [`Dataset`] (all
+//! interactions and the item catalogue, from a MovieLens folder — 100K, 1M or the CSV
+//! family — or from a generic CSV/TSV/Parquet log), [`Vocabulary`] (string → index with
+//! index 0 for out-of-vocabulary, like Keras `StringLookup(mask_token=None)`) and
+//! [`SplitSpec`] (official folds, seeded random fractions, explicit files, temporal
+//! leave-last-n-out and time cuts). It owns every reader and its errors (file, line,
+//! problem; values escaped with [`shown`]), finding the data folder, the download cache
+//! (the `download` feature), Parquet (the `parquet` feature) and synthetic logs. It knows
+//! nothing of models, indexes or HTTP.
 //!
 //! ```no_run
-//! use twotower_data::{MovieLens, SplitSpec};
-//! let ml = MovieLens::open("../shared/data/ml-100k").unwrap();
+//! use twotower_data::{Dataset, SplitSpec};
+//! let ml = Dataset::open("../shared/data/ml-100k").unwrap();
 //! let (train, test) = ml.split(&SplitSpec::Fold("u1".into())).unwrap();
 //! assert_eq!(train.len() + test.len(), 100_000);
 //! ```
 
 mod columns;
+mod dataset;
 #[cfg(feature = "download")]
 pub mod download;
 mod error;
@@ -31,9 +37,10 @@ mod split;
 pub mod synth;
 mod vocab;
 
+pub use dataset::{Dataset, Format};
 pub use error::{escaped, shown, DataError, Result};
 pub use locate::{resolve_data_dir, DataDirSource};
-pub use movielens::{read_interactions, read_movies, Format, MovieLens};
+pub use movielens::{read_interactions, read_movies};
 pub use record::{Interaction, Movie, GENRES};
 pub use split::{last_per_user, random_split, time_cut, SplitSpec, FOLDS};
 pub use vocab::{Vocabulary, OOV_TOKEN};

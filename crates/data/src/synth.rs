@@ -231,7 +231,7 @@ pub fn write_synth(cfg: &SynthConfig, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MovieLens;
+    use crate::Dataset;
 
     fn dir(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("tt-synth-{name}-{}", std::process::id()))
@@ -254,7 +254,7 @@ mod tests {
         )
         .unwrap();
         assert_ne!(ra, std::fs::read(c.join("ratings.csv")).unwrap());
-        let ml = MovieLens::open(&a).unwrap();
+        let ml = Dataset::open(&a).unwrap();
         assert_eq!(ml.ratings.len(), 600_000);
         assert_eq!(ml.movies.len(), 120);
         assert!(ml

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use twotower_data::log::{read_items, read_log, LogColumns};
 use twotower_data::movielens_1m::{read_movies_dat, read_ratings_dat};
 use twotower_data::movielens_csv::{read_movies_csv, read_ratings_csv};
-use twotower_data::{parquet_log, read_interactions, read_movies, Interaction, MovieLens};
+use twotower_data::{parquet_log, read_interactions, read_movies, Dataset, Interaction};
 
 /// A reader under test: reads the file and renders what it loaded, for comparison.
 type Reader = fn(&Path) -> Result<String, String>;
@@ -215,7 +215,7 @@ fn folders_and_devices_are_refused_by_name() {
             );
         }
     }
-    let e = MovieLens::open(&dir).unwrap_err().to_string();
+    let e = Dataset::open(&dir).unwrap_err().to_string();
     assert!(e.contains(&*dir.to_string_lossy()), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use twotower_data::log::{read_log, LogColumns};
-use twotower_data::{parquet_log, Format, Interaction, MovieLens, SplitSpec};
+use twotower_data::{parquet_log, Dataset, Format, Interaction, SplitSpec};
 
 /// A file with `content` under a fresh temporary folder.
 fn file(name: &str, content: &str) -> PathBuf {
@@ -180,7 +180,7 @@ fn malformed_rows_are_named() {
 #[test]
 fn logs_split_by_time_and_need_a_time_column_for_it() {
     let p = file("clicks.csv", CSV_LOG);
-    let ml = MovieLens::from_log(&p, None, &cols("visitor", "article", Some("ts"))).unwrap();
+    let ml = Dataset::from_log(&p, None, &cols("visitor", "article", Some("ts"))).unwrap();
     assert_eq!(ml.format, Format::Log { has_time: true });
     let (train, test) = ml.split(&SplitSpec::LastPerUser { n: 1 }).unwrap();
     // Visitor 7's last is article 101 (t = 1005); visitors with one interaction keep it
@@ -191,10 +191,10 @@ fn logs_split_by_time_and_need_a_time_column_for_it() {
     assert_eq!(triples(&train), vec![(7, 100, 1000), (9, 102, 999)]);
     assert_eq!(triples(&test), vec![(7, 101, 1005), (8, 100, 1001)]);
     // "ts" is found by name when --time-col is not given; a log without one has no time.
-    let auto = MovieLens::from_log(&p, None, &cols("visitor", "article", None)).unwrap();
+    let auto = Dataset::from_log(&p, None, &cols("visitor", "article", None)).unwrap();
     assert_eq!(auto.format, Format::Log { has_time: true });
     let p = file("clicks.csv", "visitor,article\n7,100\n7,101\n");
-    let untimed = MovieLens::from_log(&p, None, &LogColumns::default()).unwrap();
+    let untimed = Dataset::from_log(&p, None, &LogColumns::default()).unwrap();
     let err = untimed
         .split(&SplitSpec::LastPerUser { n: 1 })
         .unwrap_err()

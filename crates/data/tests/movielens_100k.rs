@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use twotower_data::{MovieLens, SplitSpec, FOLDS};
+use twotower_data::{Dataset, SplitSpec, FOLDS};
 
 fn ml100k() -> PathBuf {
     let dir = std::env::var_os("TWOTOWER_DATA_DIR")
@@ -21,7 +21,7 @@ fn ml100k() -> PathBuf {
 
 #[test]
 fn catalogue_and_ratings() {
-    let ml = MovieLens::open(ml100k()).unwrap();
+    let ml = Dataset::open(ml100k()).unwrap();
     assert_eq!(ml.ratings.len(), 100_000);
     assert_eq!(ml.movies.len(), 1682);
     let titles: HashSet<&str> = ml.movies.iter().map(|m| m.title.as_str()).collect();
@@ -40,7 +40,7 @@ fn catalogue_and_ratings() {
 
 #[test]
 fn official_folds_partition_the_ratings() {
-    let ml = MovieLens::open(ml100k()).unwrap();
+    let ml = Dataset::open(ml100k()).unwrap();
     for fold in FOLDS {
         let (train, test) = ml.split(&SplitSpec::Fold(fold.into())).unwrap();
         assert_eq!(train.len() + test.len(), 100_000, "{fold}");

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use twotower_data::{Format, MovieLens, SplitSpec};
+use twotower_data::{Dataset, Format, SplitSpec};
 
 /// The fixture folder `name` under its real file names (`X.fixture` → `X.dat` for the 1M
 /// layout, `X.csv` for the CSV layout), in a temporary folder.
@@ -39,12 +39,12 @@ fn with_file(base: &str, file: &str, content: &[u8]) -> PathBuf {
 }
 
 fn open_err(dir: &Path) -> String {
-    MovieLens::open(dir).unwrap_err().to_string()
+    Dataset::open(dir).unwrap_err().to_string()
 }
 
 #[test]
 fn movielens_1m_reads_latin1_and_genres() {
-    let ml = MovieLens::open(fixture("ml-1m")).unwrap();
+    let ml = Dataset::open(fixture("ml-1m")).unwrap();
     assert_eq!(ml.format, Format::Ml1m);
     assert_eq!(ml.name(), "movielens-1m");
     assert_eq!(ml.movies.len(), 10);
@@ -60,7 +60,7 @@ fn movielens_1m_reads_latin1_and_genres() {
 
 #[test]
 fn csv_family_reads_quoted_titles_and_unicode() {
-    let ml = MovieLens::open(fixture("ml-latest-small")).unwrap();
+    let ml = Dataset::open(fixture("ml-latest-small")).unwrap();
     assert_eq!(ml.format, Format::Csv);
     assert_eq!(ml.movies.len(), 8);
     assert_eq!(ml.ratings.len(), 20);
@@ -84,7 +84,7 @@ fn csv_family_reads_quoted_titles_and_unicode() {
 
 #[test]
 fn splits_on_other_formats() {
-    let ml = MovieLens::open(fixture("ml-latest-small")).unwrap();
+    let ml = Dataset::open(fixture("ml-latest-small")).unwrap();
     let (train, test) = ml.split(&SplitSpec::LastPerUser { n: 1 }).unwrap();
     assert_eq!(test.len(), 5);
     assert_eq!(train.len(), 15);

@@ -4,19 +4,20 @@
 //! The principal type is [`TwoTowerModel`]: a [`QueryTower`] (user id → vector) and a
 //! [`CandidateTower`] (movie title or id → vector) over a [`Catalogue`]. [`Trainer`] fits it
 //! with the in-batch softmax of TensorFlow Recommenders ([`InBatchSoftmax`]), computed on the
-//! deduplicated batch; [`eval`] measures it over the full catalogue; [`SavedModel`] writes
-//! and reads the model folder. This crate knows data types and the exact index, nothing of
-//! HTTP or the command line.
+//! deduplicated batch; [`Experiment`] joins a split, a model and its trainer and runs
+//! [`Experiment::fit`]; [`eval`] measures over the full catalogue; [`SavedModel`] writes and
+//! reads the model folder (checksummed, only ever replacing a model folder); [`mod@bench`]
+//! times whole training runs. It also owns answering queries (recommendations, similar
+//! items, [`TitleIndex`] for titles) and [`ItemView`], the one way an item is shown. It
+//! knows data types, the indexes and the kernels; nothing of HTTP or the command line.
 //!
 //! ```no_run
-//! use twotower_data::{MovieLens, SplitSpec};
+//! use twotower_data::{Dataset, SplitSpec};
 //! use twotower_model::{Experiment, TrainConfig};
-//! let ml = MovieLens::open("../shared/data/ml-100k").unwrap();
-//! let (train, test) = ml.split(&SplitSpec::Fold("u1".into())).unwrap();
-//! let mut exp = Experiment::new(&ml, train, test, TrainConfig::preset("tfrs").unwrap()).unwrap();
-//! for _ in 0..exp.model.config.epochs {
-//!     exp.run_epoch(&mut |_| {}).unwrap();
-//! }
+//! let ml = Dataset::open("../shared/data/ml-100k").unwrap();
+//! let config = TrainConfig::preset("tfrs").unwrap();
+//! let mut exp = Experiment::prepare(ml, &SplitSpec::Fold("u1".into()), None, config).unwrap();
+//! exp.fit(false, &mut |_| {}).unwrap();
 //! println!("{:?}", exp.evaluate().factorized_top_k);
 //! ```
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use twotower_data::{random_split, Interaction, MovieLens, SplitSpec, Vocabulary};
+use twotower_data::{random_split, Dataset, Interaction, SplitSpec, Vocabulary};
 use twotower_index::AnnIndex;
 
 use crate::checkpoint::DatasetInfo;
@@ -27,7 +27,7 @@ pub struct SplitEval {
 
 impl SplitEval {
     /// Maps a split onto catalogue rows.
-    pub fn new(ml: &MovieLens, train: &[Interaction], test: &[Interaction]) -> Result<Self> {
+    pub fn new(ml: &Dataset, train: &[Interaction], test: &[Interaction]) -> Result<Self> {
         let row_of = ml.row_of_id();
         let row = |r: &Interaction| {
             row_of.get(&r.item).map(|&x| x as u32).ok_or_else(|| {
@@ -131,7 +131,7 @@ impl Experiment {
     /// one of those users, so the full copy is dropped first: 600 MB on a 25M-interaction
     /// log.
     pub fn prepare(
-        mut ml: MovieLens,
+        mut ml: Dataset,
         spec: &SplitSpec,
         validation: Option<f64>,
         config: TrainConfig,
@@ -183,7 +183,7 @@ impl Experiment {
     /// Builds the vocabularies (users from all ratings and both sides of the split, as the
     /// tutorial does from the whole ratings set), the model and the examples.
     pub fn new(
-        ml: &MovieLens,
+        ml: &Dataset,
         train: Vec<Interaction>,
         test: Vec<Interaction>,
         config: TrainConfig,

@@ -7,7 +7,9 @@
 //! (see [`Limits`] and the limits of [`router`]); scoring runs on a pool of blocking
 //! threads, so `/healthz` answers at once whatever clients do. It shuts down when the
 //! `shutdown` future resolves, giving requests in flight [`Limits::shutdown_grace`], and
-//! stops with an error when the model folder cannot be loaded.
+//! stops with an error when the model folder cannot be loaded. Its principal types are
+//! [`AppState`] (the loaded model, the compute pool and the metrics) and [`Limits`]. It owns
+//! the HTTP layer only: what an answer holds comes from the model crate.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), twotower_serve::ServeError> {

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use twotower_model::{SavedModel, SplitEval};
+use twotower_model::SplitEval;
 
 use super::DataSplitArgs;
 use crate::report;
@@ -27,11 +27,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let saved = SavedModel::load(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    for w in &saved.warnings {
-        eprintln!("warning: {w}");
-    }
+    let saved = super::load_model(&args.model)?;
     let ml = args.data.open()?;
     let (train, test) = ml.split(&args.data.spec()?)?;
     let ids: Vec<String> = ml.movies.iter().map(|m| m.id.to_string()).collect();

@@ -14,7 +14,6 @@ use twotower_index::{
     AnnIndex, BruteForceIndex, BuildOptions, Index, KmeansInit, SearchParams, Setting,
 };
 use twotower_model::checkpoint::INDEX_DIR;
-use twotower_model::SavedModel;
 
 #[derive(Args)]
 pub struct IndexArgs {
@@ -244,8 +243,7 @@ fn build(a: BuildArgs) -> Result<()> {
         if a.kind == Kind::Exact {
             bail!("--model builds an approximate index (models search exactly without one)");
         }
-        let saved = SavedModel::load(model_dir)
-            .with_context(|| format!("loading model {}", model_dir.display()))?;
+        let saved = super::load_model(model_dir)?;
         let m = &saved.model;
         (
             m.candidate_index().vectors().to_vec(),

@@ -127,3 +127,21 @@ impl DataSplitArgs {
             .with_context(|| format!("reading {} from {}", self.dataset, dir.display()))
     }
 }
+
+/// Loads a model folder, printing what was wrong but did not stop the load.
+pub fn load_model(dir: &std::path::Path) -> Result<twotower_model::SavedModel> {
+    let saved = twotower_model::SavedModel::load(dir)
+        .with_context(|| format!("loading model {}", dir.display()))?;
+    for w in &saved.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(saved)
+}
+
+/// Refuses `-k 0` (the number of movies to show).
+pub fn check_k(k: usize) -> Result<()> {
+    if k == 0 {
+        bail!("-k must be at least 1 (the number of movies to show)");
+    }
+    Ok(())
+}

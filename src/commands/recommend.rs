@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use twotower_index::Index;
-use twotower_model::SavedModel;
 
 use crate::report;
 
@@ -32,14 +31,8 @@ pub struct RecommendArgs {
 }
 
 pub fn run(args: RecommendArgs) -> Result<()> {
-    if args.k == 0 {
-        bail!("-k must be at least 1 (the number of movies to show)");
-    }
-    let saved = SavedModel::load(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    for w in &saved.warnings {
-        eprintln!("warning: {w}");
-    }
+    super::check_k(args.k)?;
+    let saved = super::load_model(&args.model)?;
     let model = &saved.model;
     let index = if args.approximate {
         match saved.load_index(&args.model)? {

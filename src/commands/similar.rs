@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use twotower_model::SavedModel;
 
 use crate::report;
 
@@ -25,14 +24,8 @@ pub struct SimilarArgs {
 }
 
 pub fn run(args: SimilarArgs) -> Result<()> {
-    if args.k == 0 {
-        bail!("-k must be at least 1 (the number of movies to show)");
-    }
-    let saved = SavedModel::load(&args.model)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    for w in &saved.warnings {
-        eprintln!("warning: {w}");
-    }
+    super::check_k(args.k)?;
+    let saved = super::load_model(&args.model)?;
     let model = &saved.model;
     let Some(row) = model.catalogue.find(&args.item) else {
         let close = twotower_model::TitleIndex::new(&model.catalogue.titles).suggest(&args.item, 5);

@@ -27,9 +27,10 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    let spec = args.data.spec()?;
     let saved = super::load_model(&args.model)?;
     let ml = args.data.open()?;
-    let (train, test) = ml.split(&args.data.spec()?)?;
+    let (train, test) = ml.split(&spec)?;
     let ids: Vec<String> = ml.movies.iter().map(|m| m.id.to_string()).collect();
     if saved.model.catalogue.ids != ids {
         bail!(

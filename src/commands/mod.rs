@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use twotower_data::log::LogColumns;
-use twotower_data::{resolve_data_dir, DataDirSource, Dataset, SplitSpec, FOLDS};
+use twotower_data::{resolve_data_dir, DataDirSource, Dataset, SplitParams, SplitSpec};
 
 /// Where the data is and how to split it.
 #[derive(Args, Debug, Clone)]
@@ -85,22 +85,13 @@ impl DataSplitArgs {
                 test: test.clone(),
             });
         }
-        match self.split.as_str() {
-            "random" => Ok(SplitSpec::Random {
-                test_fraction: self.test_fraction,
-                seed: self.split_seed,
-            }),
-            "last" => Ok(SplitSpec::LastPerUser { n: self.n }),
-            "time" => match self.before {
-                Some(cut) => Ok(SplitSpec::TimeBefore { cut }),
-                None => bail!("--split time needs --before TIMESTAMP"),
-            },
-            f if FOLDS.contains(&f) => Ok(SplitSpec::Fold(f.into())),
-            other => bail!(
-                "--split {other:?}: expected one of {}, `random`, `last` or `time`",
-                FOLDS.join(", ")
-            ),
-        }
+        let params = SplitParams {
+            test_fraction: self.test_fraction,
+            seed: self.split_seed,
+            n: self.n,
+            before: self.before,
+        };
+        SplitSpec::named(&self.split, params).with_context(|| format!("--split {}", self.split))
     }
 
     /// Loads the dataset from the resolved folder (downloading into the cache if needed).

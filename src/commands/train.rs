@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use twotower_model::{
-    Experiment, FitEvent, ModelCard, Negatives, OptimizerConfig, SavedModel, TrainConfig,
+    Experiment, FitEvent, ModelCard, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig,
 };
 
 use super::DataSplitArgs;
@@ -98,46 +98,27 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// The preset for a catalogue of `candidates` rows, with the overrides applied.
     fn config(&self, candidates: usize) -> Result<TrainConfig> {
-        let mut c = TrainConfig::preset_for(&self.preset, candidates)?;
-        if let Some(v) = self.epochs {
-            c.epochs = v;
-        }
-        if let Some(v) = self.batch_size {
-            c.batch_size = v;
-        }
-        if let Some(v) = self.dim {
-            c.embedding_dim = v;
-        }
-        if let Some(o) = self.optimizer {
-            let lr = c.optimizer.learning_rate();
-            c.optimizer = match o {
-                OptimizerArg::Adagrad => OptimizerConfig::adagrad(lr),
-                OptimizerArg::Adam => OptimizerConfig::adam(lr),
-            };
-        }
-        if let Some(v) = self.lr {
-            c.optimizer = c.optimizer.with_learning_rate(v);
-        }
-        if let Some(n) = self.negatives {
-            c.negatives = match n {
+        let overrides = Overrides {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            embedding_dim: self.dim,
+            optimizer: self.optimizer.map(|o| match o {
+                OptimizerArg::Adagrad => OptimizerKind::Adagrad,
+                OptimizerArg::Adam => OptimizerKind::Adam,
+            }),
+            learning_rate: self.lr,
+            negatives: self.negatives.map(|n| match n {
                 NegativesArg::InBatch => Negatives::InBatch,
                 NegativesArg::Full => Negatives::Full,
                 NegativesArg::Auto => Negatives::Auto,
-            };
-        }
-        if let Some(v) = self.temperature {
-            c.temperature = v;
-        }
-        if let Some(v) = self.l2 {
-            c.l2 = v;
-        }
-        if let Some(v) = self.seed {
-            c.seed = v;
-        }
-        c.remove_accidental_hits |= self.remove_accidental_hits;
-        c.logq_correction |= self.logq;
-        c.validate()?;
-        Ok(c)
+            }),
+            temperature: self.temperature,
+            l2: self.l2,
+            seed: self.seed,
+            remove_accidental_hits: self.remove_accidental_hits,
+            logq_correction: self.logq,
+        };
+        Ok(TrainConfig::preset_for(&self.preset, candidates)?.with_overrides(&overrides)?)
     }
 }
 
@@ -155,10 +136,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.eval_sample == Some(0) {
         bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
     }
+    let spec = args.data.spec()?;
     let ml = args.data.open()?;
     let config = args.config(ml.movies.len())?;
     let start = Instant::now();
-    let mut exp = Experiment::prepare(ml, &args.data.spec()?, args.validation, config)?;
+    let mut exp = Experiment::prepare(ml, &spec, args.validation, config)?;
     let all_test = exp.split.test.len();
     if let Some(n) = args.eval_sample {
         exp.split.sample(n, exp.model.config.seed);

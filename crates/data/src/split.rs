@@ -27,7 +27,55 @@ pub enum SplitSpec {
     TimeBefore { cut: i64 },
 }
 
+/// What a split by name may need besides its name (see [`SplitSpec::named`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SplitParams {
+    /// `random`: the fraction held out for testing, and the shuffle seed.
+    pub test_fraction: f64,
+    pub seed: u64,
+    /// `last`: test interactions per user.
+    pub n: usize,
+    /// `time`: the Unix timestamp where test begins.
+    pub before: Option<i64>,
+}
+
+impl Default for SplitParams {
+    /// The tutorial's 80/20 shuffle with seed 42, one interaction per user for `last`.
+    fn default() -> Self {
+        SplitParams {
+            test_fraction: 0.2,
+            seed: 42,
+            n: 1,
+            before: None,
+        }
+    }
+}
+
 impl SplitSpec {
+    /// The split called `name`: an official fold (`u1`..`u5`, `ua`, `ub`), `random`, `last`
+    /// or `time`, with what it needs from `p`.
+    pub fn named(name: &str, p: SplitParams) -> Result<Self> {
+        match name {
+            "random" => Ok(SplitSpec::Random {
+                test_fraction: p.test_fraction,
+                seed: p.seed,
+            }),
+            "last" => Ok(SplitSpec::LastPerUser { n: p.n }),
+            "time" => p
+                .before
+                .map(|cut| SplitSpec::TimeBefore { cut })
+                .ok_or_else(|| {
+                    DataError::Invalid("split time needs a time to cut at (--before)".into())
+                }),
+            f if FOLDS.contains(&f) => Ok(SplitSpec::Fold(f.into())),
+            other => Err(DataError::Invalid(format!(
+                "split {}: expected one of {}, `random`, `last` or `time`",
+                crate::shown(other),
+                FOLDS.join(", ")
+            ))),
+        }
+    }
+
     /// A short label for reports and model cards.
     pub fn label(&self) -> String {
         match self {

@@ -236,6 +236,72 @@ impl TrainConfig {
     }
 }
 
+/// The optimizer families a preset's optimizer can be switched to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Adagrad,
+    Adam,
+}
+
+/// Changes to a preset, as the command line and other front ends take them: every `None`
+/// keeps the preset's value; the two switches can only turn their option on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub embedding_dim: Option<usize>,
+    /// Another optimizer family, keeping the learning rate (unless that is overridden too).
+    pub optimizer: Option<OptimizerKind>,
+    pub learning_rate: Option<f32>,
+    pub negatives: Option<Negatives>,
+    pub temperature: Option<f32>,
+    pub l2: Option<f32>,
+    pub seed: Option<u64>,
+    pub remove_accidental_hits: bool,
+    pub logq_correction: bool,
+}
+
+impl TrainConfig {
+    /// This configuration with `o` applied, validated.
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Self> {
+        if let Some(v) = o.epochs {
+            self.epochs = v;
+        }
+        if let Some(v) = o.batch_size {
+            self.batch_size = v;
+        }
+        if let Some(v) = o.embedding_dim {
+            self.embedding_dim = v;
+        }
+        if let Some(kind) = o.optimizer {
+            let lr = self.optimizer.learning_rate();
+            self.optimizer = match kind {
+                OptimizerKind::Adagrad => OptimizerConfig::adagrad(lr),
+                OptimizerKind::Adam => OptimizerConfig::adam(lr),
+            };
+        }
+        if let Some(v) = o.learning_rate {
+            self.optimizer = self.optimizer.with_learning_rate(v);
+        }
+        if let Some(v) = o.negatives {
+            self.negatives = v;
+        }
+        if let Some(v) = o.temperature {
+            self.temperature = v;
+        }
+        if let Some(v) = o.l2 {
+            self.l2 = v;
+        }
+        if let Some(v) = o.seed {
+            self.seed = v;
+        }
+        self.remove_accidental_hits |= o.remove_accidental_hits;
+        self.logq_correction |= o.logq_correction;
+        self.validate()?;
+        Ok(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +333,40 @@ mod tests {
             ..large.clone()
         };
         assert_eq!(full.clone().for_catalogue(10_000_000), full);
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+
+    #[test]
+    fn overrides_change_only_what_they_name_and_are_validated() {
+        let base = TrainConfig::preset("tfrs").unwrap();
+        assert_eq!(
+            base.clone().with_overrides(&Overrides::default()).unwrap(),
+            base
+        );
+        let o = Overrides {
+            epochs: Some(7),
+            optimizer: Some(OptimizerKind::Adam),
+            remove_accidental_hits: true,
+            ..Overrides::default()
+        };
+        let c = base.clone().with_overrides(&o).unwrap();
+        assert_eq!(c.epochs, 7);
+        // A new optimizer family keeps the preset's learning rate.
+        assert_eq!(
+            c.optimizer,
+            OptimizerConfig::adam(base.optimizer.learning_rate())
+        );
+        assert!(c.remove_accidental_hits);
+        assert_eq!(c.batch_size, base.batch_size);
+        let o = Overrides {
+            learning_rate: Some(-1.0),
+            ..Overrides::default()
+        };
+        let e = base.with_overrides(&o).unwrap_err().to_string();
+        assert!(e.contains("learning rate must be a positive number"), "{e}");
     }
 }

@@ -37,7 +37,9 @@ pub mod towers;
 pub mod trainer;
 
 pub use checkpoint::{DatasetInfo, ModelCard, SavedModel};
-pub use config::{CandidateKey, Negatives, OptimizerConfig, TrainConfig, PRESETS};
+pub use config::{
+    CandidateKey, Negatives, OptimizerConfig, OptimizerKind, Overrides, TrainConfig, PRESETS,
+};
 pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;

@@ -122,7 +122,8 @@ fn connections_past_the_limit_get_503_and_the_server_recovers() {
     let model = tiny_model(&tmp);
     let server = Server::start_with(
         &model,
-        &["--max-connections", "20", "--header-timeout", "1"],
+        // A long header timeout: the held sockets must stay open however slow the host.
+        &["--max-connections", "20", "--header-timeout", "30"],
     );
     let addr = server.addr().to_string();
     let held: Vec<TcpStream> = (0..20).map(|_| connect(&addr)).collect();
@@ -135,7 +136,7 @@ fn connections_past_the_limit_get_503_and_the_server_recovers() {
     let _ = extra.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     assert!(answer.contains("too many open connections"), "{answer:?}");
-    // Once the idle sockets time out, the server answers again.
+    // Once the held sockets close, their slots are free and the server answers again.
     drop(held);
     let start = Instant::now();
     loop {

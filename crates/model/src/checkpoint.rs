@@ -341,7 +341,10 @@ impl SavedModel {
                 "not a model folder (no model.json); train one with `twotower train --out DIR`",
             ));
         }
-        let card: ModelCard = read_json(&dir.join("model.json"))?;
+        // One read of model.json: the card, and the file list stored beside it.
+        let card_path = dir.join("model.json");
+        let stored: serde_json::Value = read_json(&card_path)?;
+        let card: ModelCard = parse_value(&card_path, stored.clone())?;
         if card.format != FORMAT || card.format_version != FORMAT_VERSION {
             return Err(ModelError::bad(
                 dir.join("model.json"),
@@ -351,7 +354,7 @@ impl SavedModel {
                 ),
             ));
         }
-        let listed: FileList = read_json(&dir.join("model.json"))?;
+        let listed: FileList = parse_value(&card_path, stored)?;
         let files = Files {
             dir,
             listed: &listed.files,
@@ -514,6 +517,10 @@ impl Files<'_> {
 fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| ModelError::bad(path, format!("line {}: {e}", e.line())))
+}
+
+fn parse_value<T: serde::de::DeserializeOwned>(path: &Path, v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| ModelError::bad(path, e.to_string()))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {

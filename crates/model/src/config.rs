@@ -264,15 +264,9 @@ pub struct Overrides {
 impl TrainConfig {
     /// This configuration with `o` applied, validated.
     pub fn with_overrides(mut self, o: &Overrides) -> Result<Self> {
-        if let Some(v) = o.epochs {
-            self.epochs = v;
-        }
-        if let Some(v) = o.batch_size {
-            self.batch_size = v;
-        }
-        if let Some(v) = o.embedding_dim {
-            self.embedding_dim = v;
-        }
+        self.epochs = o.epochs.unwrap_or(self.epochs);
+        self.batch_size = o.batch_size.unwrap_or(self.batch_size);
+        self.embedding_dim = o.embedding_dim.unwrap_or(self.embedding_dim);
         if let Some(kind) = o.optimizer {
             let lr = self.optimizer.learning_rate();
             self.optimizer = match kind {
@@ -283,18 +277,10 @@ impl TrainConfig {
         if let Some(v) = o.learning_rate {
             self.optimizer = self.optimizer.with_learning_rate(v);
         }
-        if let Some(v) = o.negatives {
-            self.negatives = v;
-        }
-        if let Some(v) = o.temperature {
-            self.temperature = v;
-        }
-        if let Some(v) = o.l2 {
-            self.l2 = v;
-        }
-        if let Some(v) = o.seed {
-            self.seed = v;
-        }
+        self.negatives = o.negatives.unwrap_or(self.negatives);
+        self.temperature = o.temperature.unwrap_or(self.temperature);
+        self.l2 = o.l2.unwrap_or(self.l2);
+        self.seed = o.seed.unwrap_or(self.seed);
         self.remove_accidental_hits |= o.remove_accidental_hits;
         self.logq_correction |= o.logq_correction;
         self.validate()?;

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use twotower_model::bench::{interleaved, min_max, pair_ratios, Summary, TFRS_CPU, TFRS_WALL};
+use twotower_model::bench::{interleaved, TrainBench};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -36,33 +36,6 @@ enum BenchCommand {
         #[arg(last = true, required = true)]
         train_args: Vec<String>,
     },
-}
-
-/// Prints a summary as a few lines.
-fn print(s: &Summary, train_args: &[String], runs: usize) {
-    let Summary {
-        threads,
-        ref eps_runs,
-        wall,
-        cpu,
-        rss,
-        epoch,
-        eps,
-        gflops,
-        share,
-    } = *s;
-    println!(
-        "twotower train {} ({runs} runs, {threads} worker thread{}, medians)",
-        train_args.join(" "),
-        if threads == 1 { "" } else { "s" }
-    );
-    println!("  wall {wall:.3} s, CPU (user+sys) {cpu:.3} s, peak memory {rss:.1} MiB");
-    let (lo, hi) = min_max(eps_runs);
-    println!("  training: {epoch:.3} s per epoch, {eps:.0} examples/s (runs {lo:.0}–{hi:.0})");
-    println!(
-        "  matrix products of the loss: {gflops:.1} GFLOP/s, {:.0}% of the epoch",
-        share * 100.0
-    );
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -99,68 +72,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             u.examples_per_second
         );
     })?;
-    if counts.len() > 1 {
-        let base = &summaries[0];
-        if json {
-            let by: Vec<serde_json::Value> = summaries
-                .iter()
-                .map(|s| {
-                    let mut v = s.json();
-                    v["examples_per_second_over_first"] = (s.eps / base.eps).into();
-                    v["pair_ratios"] = pair_ratios(s, base).into();
-                    v
-                })
-                .collect();
-            let v = serde_json::json!({
-                "runs": runs,
-                "train_args": train_args,
-                "by_threads": by,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            for s in &summaries {
-                print(s, &train_args, runs);
-            }
-            for s in &summaries[1..] {
-                println!(
-                    "scaling: {:.3}x the examples/s with {} threads as with {} (medians of \
-                     {runs} interleaved runs each)",
-                    s.eps / base.eps,
-                    s.threads,
-                    base.threads
-                );
-                let pairs: Vec<String> = pair_ratios(s, base)
-                    .iter()
-                    .map(|r| format!("{r:.3}"))
-                    .collect();
-                println!("  run by run: {}", pairs.join(", "));
-            }
-        }
-        return Ok(());
-    }
-    let s = &summaries[0];
+    let report = TrainBench {
+        summaries: &summaries,
+        runs,
+        train_args: &train_args,
+    };
     if json {
-        let mut v = s.json();
-        v["runs"] = runs.into();
-        v["train_args"] = serde_json::json!(train_args);
-        v["tfrs_tutorial_cpu_seconds"] = TFRS_CPU.into();
-        v["tfrs_tutorial_wall_seconds"] = TFRS_WALL.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
-        print(s, &train_args, runs);
-        let tfrs_tutorial = train_args
-            .windows(2)
-            .any(|w| w[0] == "--preset" && w[1] == "tfrs")
-            && !train_args.iter().any(|a| a.starts_with("--dataset"));
-        if !tfrs_tutorial {
-            return Ok(());
-        }
-        println!(
-            "  for reference, the TFRS tutorial on u1 (fit with metrics + evaluate, ANCHORS.md): \
-             {TFRS_CPU:.1} CPU-s, {TFRS_WALL:.1} s wall, ~1,750 MiB; ratio {:.0}x CPU, {:.0}x wall",
-            TFRS_CPU / s.cpu,
-            TFRS_WALL / s.wall
-        );
+        print!("{report}");
     }
     Ok(())
 }

@@ -233,6 +233,110 @@ pub fn pair_ratios(s: &Summary, base: &Summary) -> Vec<f64> {
         .collect()
 }
 
+/// What `bench train` reports: the medians per thread count, compared with the first count
+/// when there are several, and with the TFRS tutorial when `train_args` run it.
+pub struct TrainBench<'a> {
+    pub summaries: &'a [Summary],
+    pub runs: usize,
+    pub train_args: &'a [String],
+}
+
+impl TrainBench<'_> {
+    /// Whether the timed command is the TFRS tutorial job (`--preset tfrs` on MovieLens 100K).
+    fn is_tfrs_tutorial(&self) -> bool {
+        let a = self.train_args;
+        a.windows(2).any(|w| w[0] == "--preset" && w[1] == "tfrs")
+            && !a.iter().any(|x| x.starts_with("--dataset"))
+    }
+
+    /// The report as `bench train --json` prints it.
+    pub fn json(&self) -> serde_json::Value {
+        let Some(base) = self.summaries.first() else {
+            return serde_json::Value::Null;
+        };
+        if self.summaries.len() == 1 {
+            let mut v = base.json();
+            v["runs"] = self.runs.into();
+            v["train_args"] = serde_json::json!(self.train_args);
+            v["tfrs_tutorial_cpu_seconds"] = TFRS_CPU.into();
+            v["tfrs_tutorial_wall_seconds"] = TFRS_WALL.into();
+            return v;
+        }
+        let by: Vec<serde_json::Value> = self
+            .summaries
+            .iter()
+            .map(|s| {
+                let mut v = s.json();
+                v["examples_per_second_over_first"] = (s.eps / base.eps).into();
+                v["pair_ratios"] = pair_ratios(s, base).into();
+                v
+            })
+            .collect();
+        serde_json::json!({ "runs": self.runs, "train_args": self.train_args, "by_threads": by })
+    }
+}
+
+impl std::fmt::Display for TrainBench<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs = self.runs;
+        for s in self.summaries {
+            let t = s.threads;
+            writeln!(
+                f,
+                "twotower train {} ({runs} runs, {t} worker thread{}, medians)",
+                self.train_args.join(" "),
+                if t == 1 { "" } else { "s" }
+            )?;
+            writeln!(
+                f,
+                "  wall {:.3} s, CPU (user+sys) {:.3} s, peak memory {:.1} MiB",
+                s.wall, s.cpu, s.rss
+            )?;
+            let (lo, hi) = min_max(&s.eps_runs);
+            writeln!(
+                f,
+                "  training: {:.3} s per epoch, {:.0} examples/s (runs {lo:.0}–{hi:.0})",
+                s.epoch, s.eps
+            )?;
+            writeln!(
+                f,
+                "  matrix products of the loss: {:.1} GFLOP/s, {:.0}% of the epoch",
+                s.gflops,
+                s.share * 100.0
+            )?;
+        }
+        let Some((base, rest)) = self.summaries.split_first() else {
+            return Ok(());
+        };
+        for s in rest {
+            writeln!(
+                f,
+                "scaling: {:.3}x the examples/s with {} threads as with {} (medians of \
+                 {runs} interleaved runs each)",
+                s.eps / base.eps,
+                s.threads,
+                base.threads
+            )?;
+            let pairs: Vec<String> = pair_ratios(s, base)
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect();
+            writeln!(f, "  run by run: {}", pairs.join(", "))?;
+        }
+        if rest.is_empty() && self.is_tfrs_tutorial() {
+            writeln!(
+                f,
+                "  for reference, the TFRS tutorial on u1 (fit with metrics + evaluate, \
+                 ANCHORS.md): {TFRS_CPU:.1} CPU-s, {TFRS_WALL:.1} s wall, ~1,750 MiB; ratio \
+                 {:.0}x CPU, {:.0}x wall",
+                TFRS_CPU / base.cpu,
+                TFRS_WALL / base.wall
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `EXE train TRAIN_ARGS` `runs` times at each of the thread `counts`, alternating
 /// between the counts run by run (so every count sees the same spells of a shared host),
 /// reporting each run to `on_run`, and returns the medians per count.

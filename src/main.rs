@@ -5,7 +5,6 @@
 
 mod commands;
 mod progress;
-mod report;
 
 use std::process::ExitCode;
 

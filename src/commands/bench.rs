@@ -60,17 +60,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let exe = std::env::current_exe().context("locating the twotower binary")?;
     let summaries = interleaved(&exe, &train_args, runs, &counts, &mut |i, threads, u| {
-        eprintln!(
-            "run {}/{runs}, {threads} thread{}: wall {:.3} s, cpu {:.3} s, peak {:.1} MiB, \
-                 {:.3} s/epoch, {:.0} examples/s",
-            i + 1,
-            if threads == 1 { "" } else { "s" },
-            u.wall,
-            u.cpu,
-            u.max_rss_mib,
-            u.epoch_seconds,
-            u.examples_per_second
-        );
+        let s = if threads == 1 { "" } else { "s" };
+        eprintln!("run {}/{runs}, {threads} thread{s}: {u}", i + 1);
     })?;
     let report = TrainBench {
         summaries: &summaries,
@@ -78,7 +69,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         train_args: &train_args,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
+        super::print_json(&report.json())?;
     } else {
         print!("{report}");
     }

@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
-use twotower_model::SplitEval;
+use twotower_model::{MetricsTable, SplitEval};
 
 use super::DataSplitArgs;
-use crate::report;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -30,36 +29,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let spec = args.data.spec()?;
     let saved = super::load_model(&args.model)?;
     let ml = args.data.open()?;
-    let (train, test) = ml.split(&spec)?;
-    let ids: Vec<String> = ml.movies.iter().map(|m| m.id.to_string()).collect();
-    if saved.model.catalogue.ids != ids {
-        bail!(
-            "the model's catalogue ({} movies) is not the catalogue of {} ({} movies)",
-            saved.model.catalogue.len(),
-            ml.dir.display(),
-            ids.len()
-        );
-    }
-    let split = SplitEval::new(&ml, &train, &test)?;
+    let split = SplitEval::for_model(&saved.model, &ml, &spec)?;
     let metrics = if args.approximate {
-        let Some(ann) = saved.load_index(&args.model)? else {
-            bail!(
-                "{} has no approximate index: build one with `twotower index build --model {}`",
-                args.model.display(),
-                args.model.display()
-            );
-        };
+        let ann = saved.require_index(&args.model)?;
         split.model_approximate(&saved.model, &ann)
     } else {
         split.model(&saved.model)
     };
     let popularity = split.popularity();
+    let table = MetricsTable {
+        model: &metrics,
+        popularity: &popularity,
+    };
     if args.json {
-        let mut v = serde_json::to_value(&metrics)?;
-        v["popularity"] = serde_json::to_value(&popularity)?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::print_json(&table)?;
     } else {
-        report::print_metrics(&metrics, &popularity);
+        print!("{table}");
+        super::warn_ties(&table);
     }
     Ok(())
 }

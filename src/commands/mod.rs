@@ -136,3 +136,19 @@ pub fn check_k(k: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Says on stderr where ties changed top-K accuracy (the table shows both counts).
+pub fn warn_ties(table: &twotower_model::MetricsTable) {
+    for w in table.tie_warnings() {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Prints `v` as pretty JSON with sorted keys (as every `--json` output is).
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::to_value(v)?)?
+    );
+    Ok(())
+}

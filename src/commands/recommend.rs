@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use twotower_index::Index;
-
-use crate::report;
 
 #[derive(Args)]
 pub struct RecommendArgs {
@@ -35,26 +33,13 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let saved = super::load_model(&args.model)?;
     let model = &saved.model;
     let index = if args.approximate {
-        match saved.load_index(&args.model)? {
-            Some(ann) => Index::Approximate(ann),
-            None => bail!(
-                "{} has no approximate index: build one with `twotower index build --model {}`",
-                args.model.display(),
-                args.model.display()
-            ),
-        }
+        Index::Approximate(saved.require_index(&args.model)?)
     } else {
         model.exact_index()
     };
     let recs = model.recommend(&index, &args.user, args.k, args.exclude_seen);
     if args.json {
-        let v = serde_json::json!({
-            "user": args.user,
-            "known_user": recs.known_user,
-            "items": report::items_json(model, &recs.items),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return super::print_json(&model.user_items(&args.user, &recs));
     }
     if !recs.known_user {
         println!(
@@ -67,6 +52,6 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         args.k,
         twotower_data::shown(&args.user)
     );
-    report::print_items(model, &recs.items);
+    print!("{}", model.catalogue.ranked(&recs.items));
     Ok(())
 }

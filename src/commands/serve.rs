@@ -46,34 +46,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
     limits.header_timeout = seconds(args.header_timeout, "header-timeout")?;
     limits.shutdown_grace = seconds(args.shutdown_grace, "shutdown-grace")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.addr)
-            .await
-            .with_context(|| format!("binding {}", args.addr))?;
-        let addr = listener.local_addr()?;
+    twotower_serve::serve_blocking(&args.addr, args.model.clone(), limits, |addr| {
         println!("listening on http://{addr}");
-        std::io::stdout().flush()?;
-        let shutdown = async {
-            twotower_serve::shutdown_signal().await;
-            eprintln!("shutting down (a second signal exits at once)");
-            tokio::spawn(async {
-                twotower_serve::shutdown_signal().await;
-                eprintln!("second signal: exiting now");
-                std::process::exit(130);
-            });
-        };
-        twotower_serve::serve_with(listener, args.model.clone(), shutdown, limits)
-            .await
-            .with_context(|| format!("serving {}", args.model.display()))
-    });
-    // Work still running on the blocking pool (a load, a slow request) must not hold the
-    // process past the grace period.
-    runtime.shutdown_timeout(Duration::from_millis(500));
-    served?;
+        let _ = std::io::stdout().flush();
+    })
+    .with_context(|| format!("serving {}", args.model.display()))?;
     eprintln!("shut down cleanly");
     Ok(())
 }

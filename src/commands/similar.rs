@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::report;
-
 #[derive(Args)]
 pub struct SimilarArgs {
     /// Model folder written by `twotower train --out`.
@@ -41,17 +39,12 @@ pub fn run(args: SimilarArgs) -> Result<()> {
     };
     let items = model.similar(&model.cosine_index(), row, args.k);
     if args.json {
-        let v = serde_json::json!({
-            "item": { "id": model.catalogue.ids[row], "title": model.catalogue.titles[row] },
-            "items": report::items_json(model, &items),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return super::print_json(&model.similar_items(row, &items));
     }
     println!(
         "Movies similar to {} (cosine of candidate vectors):",
         model.catalogue.titles[row]
     );
-    report::print_items(model, &items);
+    print!("{}", model.catalogue.ranked(&items));
     Ok(())
 }

@@ -4,27 +4,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use twotower_model::{
-    Experiment, FitEvent, ModelCard, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig,
+    Experiment, FitEvent, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig,
 };
 
 use super::DataSplitArgs;
-use crate::report;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OptimizerArg {
-    Adagrad,
-    Adam,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum NegativesArg {
-    InBatch,
-    Full,
-    /// Full up to 4,096 candidates, else in-batch with the logQ correction.
-    Auto,
-}
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -72,12 +57,13 @@ pub struct TrainArgs {
     /// Override: learning rate.
     #[arg(long)]
     lr: Option<f32>,
-    /// Override: optimizer.
-    #[arg(long, value_enum)]
-    optimizer: Option<OptimizerArg>,
-    /// Override: negatives (in-batch softmax or full softmax over the catalogue).
-    #[arg(long, value_enum)]
-    negatives: Option<NegativesArg>,
+    /// Override: optimizer, `adagrad` or `adam`.
+    #[arg(long)]
+    optimizer: Option<OptimizerKind>,
+    /// Override: negatives: `in-batch` softmax, `full` softmax over the catalogue, or
+    /// `auto` (full up to 4,096 candidates, else in-batch with the logQ correction).
+    #[arg(long)]
+    negatives: Option<Negatives>,
     /// Override: softmax temperature.
     #[arg(long)]
     temperature: Option<f32>,
@@ -102,16 +88,9 @@ impl TrainArgs {
             epochs: self.epochs,
             batch_size: self.batch_size,
             embedding_dim: self.dim,
-            optimizer: self.optimizer.map(|o| match o {
-                OptimizerArg::Adagrad => OptimizerKind::Adagrad,
-                OptimizerArg::Adam => OptimizerKind::Adam,
-            }),
+            optimizer: self.optimizer,
             learning_rate: self.lr,
-            negatives: self.negatives.map(|n| match n {
-                NegativesArg::InBatch => Negatives::InBatch,
-                NegativesArg::Full => Negatives::Full,
-                NegativesArg::Auto => Negatives::Auto,
-            }),
+            negatives: self.negatives,
             temperature: self.temperature,
             l2: self.l2,
             seed: self.seed,
@@ -141,11 +120,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = args.config(ml.movies.len())?;
     let start = Instant::now();
     let mut exp = Experiment::prepare(ml, &spec, args.validation, config)?;
-    let all_test = exp.split.test.len();
-    if let Some(n) = args.eval_sample {
-        exp.split.sample(n, exp.model.config.seed);
-    }
-    let sampled = (exp.split.test.len() < all_test).then_some(exp.split.test.len());
+    let sampled = args.eval_sample.and_then(|n| exp.sample_test(n));
     let epochs = exp.model.config.epochs;
     exp.trainer.set_example_budget(args.max_examples);
     let mut pb = None;
@@ -169,90 +144,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(bar) = pb.take() {
                 bar.finish_and_clear();
             }
-            eprintln!(
-                "epoch {}/{epochs}: loss {:.1} (mean {:.4}), {:.0} examples/s, {:.2} s",
-                stats.epoch, stats.loss, stats.mean_loss, stats.examples_per_second, stats.seconds
-            );
+            eprintln!("epoch {}/{epochs}: {stats}", stats.epoch);
         }
     })?;
-    let train_seconds = start.elapsed().as_secs_f64();
-    let eval_start = Instant::now();
-    let metrics = exp.evaluate();
-    let eval_seconds = eval_start.elapsed().as_secs_f64();
-    let popularity = exp.evaluate_popularity();
-    let mut card = ModelCard::describe(&exp.model, exp.dataset.clone(), train_seconds);
-    card.metrics = serde_json::json!({ "model": metrics, "popularity": popularity });
-    let index = exp.model.exact_index();
-    let shown = (!args.show_user.is_empty())
-        .then(|| exp.model.recommend(&index, &args.show_user, args.k, false));
+    let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));
+    let mut report = exp.report(start.elapsed().as_secs_f64(), show);
     if let Some(out) = &args.out {
-        SavedModel {
-            model: exp.model.clone(),
-            card,
-            history: exp.history.clone(),
-            warnings: Vec::new(),
-        }
-        .save(out)?;
+        exp.save(&report, out)?;
+        report.model_dir = Some(out.display().to_string());
     }
+    report.max_examples = args.max_examples;
+    report.eval_sample = sampled;
     if args.json {
-        let mut v = serde_json::to_value(&metrics)?;
-        v["train_seconds"] = train_seconds.into();
-        v["eval_seconds"] = eval_seconds.into();
-        v["popularity"] = serde_json::to_value(&popularity)?;
-        v["preset"] = exp.model.config.preset.clone().into();
-        v["config"] = serde_json::to_value(&exp.model.config)?;
-        v["dataset"] = serde_json::to_value(&exp.dataset)?;
-        v["history"] = serde_json::to_value(&exp.history)?;
-        if let (Some(r), true) = (&shown, !args.show_user.is_empty()) {
-            v["recommendations"] = serde_json::json!({
-                "user": args.show_user,
-                "known_user": r.known_user,
-                "items": report::items_json(&exp.model, &r.items),
-            });
-        }
-        if let Some(out) = &args.out {
-            v["model_dir"] = out.display().to_string().into();
-        }
-        if let Some(n) = args.max_examples {
-            v["max_examples"] = n.into();
-        }
-        if let Some(n) = sampled {
-            v["eval_sample"] = serde_json::json!({ "evaluated": n, "of": all_test });
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!(
-        "Trained preset {:?} on {} ({} examples, {} epochs) in {:.2} s; evaluated in {:.3} s",
-        exp.model.config.preset,
-        exp.dataset.split,
-        exp.dataset.train_interactions,
-        epochs,
-        train_seconds,
-        eval_seconds
-    );
-    if let Some(n) = args.max_examples {
-        println!("Training stopped after at most {n} examples (--max-examples).");
-    }
-    if let Some(n) = sampled {
-        println!("Evaluated on a random sample of {n} of the {all_test} test interactions (--eval-sample).");
-    }
-    report::print_metrics(&metrics, &popularity);
-    if let Some(r) = shown {
-        println!(
-            "Top {} for user {}{}:",
-            args.k,
-            args.show_user,
-            if r.known_user {
-                ""
-            } else {
-                " (unknown user: out-of-vocabulary vector)"
-            }
-        );
-        report::print_items(&exp.model, &r.items);
-    }
-    if let Some(out) = &args.out {
-        println!("Model saved to {}", out.display());
+        super::print_json(&report)?;
+    } else {
+        print!("{report}");
+        super::warn_ties(&report.table());
     }
     Ok(())
 }

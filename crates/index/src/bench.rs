@@ -14,11 +14,13 @@
 //! assert_eq!(report.recall, 1.0);
 //! ```
 
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{recall_at, AnnIndex, Index, IndexError, Neighbor, SearchParams};
+use crate::{npy, recall_at, AnnIndex, Index, IndexError, Neighbor, SearchOverrides, SearchParams};
 
 pub use crate::brute_force::exact_truth;
 
@@ -192,6 +194,154 @@ pub fn measure(
         peak_rss_mib: self_usage().1,
         repeats,
     })
+}
+
+/// An index folder loaded for a benchmark, with its queries and their checked truth.
+pub struct Workload {
+    pub index: Index,
+    pub index_dir: PathBuf,
+    /// Seconds [`Index::load_with`] took.
+    pub load_seconds: f64,
+    /// Row-major queries of the index's dimension.
+    pub queries: Vec<f32>,
+    /// Each query's true top `k` ids.
+    pub truth: Vec<Vec<u32>>,
+    pub k: usize,
+}
+
+impl Workload {
+    /// Reads `queries` and `truth` (the first `k` ids of each row are kept) and then loads
+    /// the index at `dir` with `overrides`, so that nothing runs between the load and the
+    /// first query; the files are checked against the index, errors naming them.
+    pub fn open(
+        dir: &Path,
+        overrides: SearchOverrides,
+        queries: &Path,
+        truth: &Path,
+        k: usize,
+    ) -> Result<Self, IndexError> {
+        let q = npy::read_f32(queries)?;
+        let gt = npy::read_ids(truth)?;
+        let load_start = Instant::now();
+        let index = Index::load_with(dir, overrides)?;
+        let load_seconds = load_start.elapsed().as_secs_f64();
+        if q.cols != index.dim() {
+            return Err(IndexError::format(
+                queries,
+                format!(
+                    "queries have dimension {}, the index has {}",
+                    q.cols,
+                    index.dim()
+                ),
+            ));
+        }
+        if q.rows == 0 {
+            return Err(IndexError::format(queries, "holds no queries"));
+        }
+        let truth_ids = truth_rows(&gt.data, gt.rows, gt.cols, q.rows, k, index.len())
+            .map_err(|e| IndexError::format(truth, e.to_string()))?;
+        Ok(Workload {
+            index,
+            index_dir: dir.to_path_buf(),
+            load_seconds,
+            queries: q.data,
+            truth: truth_ids,
+            k,
+        })
+    }
+
+    /// The first `n` queries (all of them when there are fewer) and their truth.
+    pub fn first(&self, n: usize) -> (&[f32], &[Vec<u32>]) {
+        let n = n.clamp(1, self.truth.len());
+        (&self.queries[..n * self.index.dim()], &self.truth[..n])
+    }
+
+    /// [`measure`] on this workload: `single_queries` of them (default all) one at a time.
+    pub fn measure(
+        &self,
+        repeats: usize,
+        single_queries: Option<usize>,
+    ) -> Result<FolderReport, IndexError> {
+        let single = single_queries.unwrap_or(self.truth.len());
+        Ok(FolderReport {
+            report: measure(
+                &self.index,
+                &self.queries,
+                &self.truth,
+                self.k,
+                repeats,
+                single,
+            )?,
+            index: self.index_dir.clone(),
+            load_seconds: self.load_seconds,
+        })
+    }
+}
+
+/// A [`BenchReport`] of an index folder, with the folder and its load time: JSON through
+/// `Serialize`, the table `twotower index bench` prints through `Display`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderReport {
+    #[serde(flatten)]
+    pub report: BenchReport,
+    pub index: PathBuf,
+    pub load_seconds: f64,
+}
+
+impl fmt::Display for FolderReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        writeln!(
+            f,
+            "index            {} ({}, {} × {})",
+            self.index.display(),
+            r.kind,
+            r.vectors,
+            r.dim
+        )?;
+        if let Some(p) = r.search {
+            writeln!(
+                f,
+                "setting          {} leaves to search, re-rank {}",
+                p.leaves_to_search, p.reorder
+            )?;
+        }
+        writeln!(
+            f,
+            "recall@{:<2}        {:.4} over {} queries",
+            r.k, r.recall, r.queries
+        )?;
+        writeln!(
+            f,
+            "single thread    {:.0} queries/s (one at a time, {} queries, median of {})",
+            r.single_thread_qps, r.single_thread_queries, r.repeats
+        )?;
+        writeln!(
+            f,
+            "batch            {:.0} queries/s ({} threads)",
+            r.batch_qps, r.batch_threads
+        )?;
+        writeln!(
+            f,
+            "first query      {:.0} µs after a {:.2} s load with {} page faults (the same query \
+             after 100 others: {:.0} µs; median of those: {:.0} µs)",
+            r.first_query_us,
+            self.load_seconds,
+            r.first_query_page_faults,
+            r.first_query_again_us,
+            r.median_next_99_us
+        )?;
+        if let Some(b) = r.build_seconds {
+            writeln!(f, "build            {b:.1} s")?;
+        }
+        writeln!(
+            f,
+            "index bytes      {:.1} MB (+{:.1} MB of vectors kept for re-ranking)",
+            r.index_bytes as f64 / 1e6,
+            r.vector_bytes as f64 / 1e6
+        )?;
+        writeln!(f, "peak memory      {:.0} MiB", r.peak_rss_mib)
+    }
 }
 
 /// One setting of a [`sweep`].

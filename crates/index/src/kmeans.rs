@@ -96,6 +96,21 @@ pub enum Init {
     PlusPlus,
 }
 
+impl std::str::FromStr for Init {
+    type Err = String;
+
+    /// `random` or `plusplus`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "random" => Ok(Init::Random),
+            "plusplus" => Ok(Init::PlusPlus),
+            _ => Err(format!(
+                "unknown k-means start {s:?}: expected random or plusplus"
+            )),
+        }
+    }
+}
+
 /// `k` centroids of the rows of `data` after `iters` Lloyd iterations from `init`. A
 /// centroid left without rows is moved next to the largest one. Needs at least `k` rows.
 pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, init: Init) -> Vec<f32> {

@@ -22,6 +22,7 @@ compile_error!("index files are little-endian arrays; big-endian hosts are not s
 mod ann;
 pub mod bench;
 mod brute_force;
+pub mod build;
 pub mod kmeans;
 pub mod npy;
 mod pq;
@@ -94,6 +95,13 @@ impl IndexError {
     }
 }
 
+/// Search settings used instead of an approximate index's stored ones (`None`: stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchOverrides {
+    pub leaves_to_search: Option<usize>,
+    pub reorder: Option<usize>,
+}
+
 /// An index of either kind, as loaded from a folder: [`Index::load`] reads `index.json`
 /// to tell which.
 #[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
@@ -103,6 +111,30 @@ pub enum Index {
 }
 
 impl Index {
+    /// Loads the index folder `dir` with `overrides` of an approximate index's stored
+    /// search setting (any override of an exact index is an error).
+    pub fn load_with(dir: &Path, overrides: SearchOverrides) -> Result<Index, IndexError> {
+        let mut index = Index::load(dir)?;
+        match &mut index {
+            Index::Approximate(a) => {
+                let stored = a.params();
+                a.set_params(SearchParams {
+                    leaves_to_search: overrides
+                        .leaves_to_search
+                        .unwrap_or(stored.leaves_to_search),
+                    reorder: overrides.reorder.unwrap_or(stored.reorder),
+                });
+            }
+            Index::Exact(_) if overrides != SearchOverrides::default() => {
+                return Err(IndexError::Invalid(
+                    "--leaves-to-search and --reorder apply to approximate indexes only".into(),
+                ))
+            }
+            Index::Exact(_) => {}
+        }
+        Ok(index)
+    }
+
     /// Loads the index folder `dir`, whichever its kind.
     pub fn load(dir: &Path) -> Result<Index, IndexError> {
         #[derive(serde::Deserialize)]
@@ -159,6 +191,25 @@ impl Index {
             Index::Exact(i) => i.search_batch(queries, k),
             Index::Approximate(i) => i.search_batch(queries, k, i.params()),
         }
+    }
+
+    /// The `k` best ids and scores of every query of a row-major batch, as two row-major
+    /// `queries × k` tables (best first; id -1 and score -∞ where fewer than `k` exist).
+    pub fn search_table(
+        &self,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<(Vec<i32>, Vec<f32>), IndexError> {
+        let results = self.search_batch(queries, k)?;
+        let mut ids = vec![-1i32; results.len() * k];
+        let mut scores = vec![f32::NEG_INFINITY; results.len() * k];
+        for (r, found) in results.iter().enumerate() {
+            for (j, n) in found.iter().take(k).enumerate() {
+                ids[r * k + j] = n.id as i32;
+                scores[r * k + j] = n.score;
+            }
+        }
+        Ok((ids, scores))
     }
 
     /// Bytes of the index structure, not counting original vectors kept for re-ranking.

@@ -175,6 +175,30 @@ pub fn read_f32(path: &Path) -> Result<Array2<f32>, IndexError> {
     })
 }
 
+/// Reads a float32 array holding at least one vector.
+pub fn read_vectors(path: &Path) -> Result<Array2<f32>, IndexError> {
+    let a = read_f32(path)?;
+    if a.rows == 0 || a.cols == 0 {
+        return Err(bad(
+            path,
+            format!("shape ({}, {}) holds no vectors", a.rows, a.cols),
+        ));
+    }
+    Ok(a)
+}
+
+/// Reads a float32 array of queries for an index of dimension `dim`.
+pub fn read_queries(path: &Path, dim: usize) -> Result<Array2<f32>, IndexError> {
+    let q = read_f32(path)?;
+    if q.cols != dim {
+        return Err(bad(
+            path,
+            format!("queries have dimension {}, the index has {dim}", q.cols),
+        ));
+    }
+    Ok(q)
+}
+
 /// Reads a 2-D int32 or int64 array of ids (negative values are kept; callers decide).
 pub fn read_ids(path: &Path) -> Result<Array2<i64>, IndexError> {
     let (h, data) = read_typed(path, &["<i4", "<i8"])?;

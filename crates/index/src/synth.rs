@@ -137,7 +137,7 @@ pub fn write_set(
     queries: usize,
     truth_k: usize,
     progress: &mut dyn FnMut(&str),
-) -> Result<(), crate::IndexError> {
+) -> Result<WrittenSet, crate::IndexError> {
     use crate::npy;
     if opts.items == 0 || opts.dim == 0 || queries == 0 || queries > opts.queries {
         return Err(crate::IndexError::Invalid(format!(
@@ -171,7 +171,40 @@ pub fn write_set(
             std::fs::write(&path, manifest.to_string()).map_err(|e| crate::IndexError::io(&path, e))
         },
         crate::IndexError::Folder,
-    )
+    )?;
+    Ok(WrittenSet {
+        out: out.to_path_buf(),
+        items: opts.items,
+        dim: d,
+        queries,
+        tune_queries: tune_n,
+        truth_k: k,
+    })
+}
+
+/// What [`write_set`] wrote; `Display` lists the files.
+pub struct WrittenSet {
+    pub out: std::path::PathBuf,
+    pub items: usize,
+    pub dim: usize,
+    pub queries: usize,
+    pub tune_queries: usize,
+    pub truth_k: usize,
+}
+
+impl std::fmt::Display for WrittenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (items.npy {} × {}, queries.npy {}, tune_queries.npy {}, gt.npy top-{})",
+            self.out.display(),
+            self.items,
+            self.dim,
+            self.queries,
+            self.tune_queries,
+            self.truth_k
+        )
+    }
 }
 
 #[cfg(test)]

@@ -66,9 +66,6 @@ pub enum Setting {
 }
 
 impl AnnIndex {
-    /// Chooses and stores the fastest setting whose recall@`k` on `queries` (row-major,
-    /// with exact top-`k` ids `truth`) reaches `target` with 95% confidence (its one-sided
-    /// lower bound over the queries, so that unseen queries tend to reach it too).
     /// Builds an index over `vectors` (see [`AnnIndex::build`]) and sets how it searches:
     /// as `setting` gives it, or tuned to the fastest setting whose recall@10 reaches the
     /// target on the tuning queries (by default 1,000 rows of `vectors` sampled with the
@@ -111,18 +108,33 @@ impl AnnIndex {
             queries.len() / dim
         ));
         let truth = crate::brute_force::exact_truth(vectors, dim, &queries, 10)?;
-        let report = index.tune(&queries, &truth, 10, target);
+        let report = index.tune(&queries, &truth, 10, target)?;
         Ok((index, Some(report)))
     }
 
+    /// Chooses and stores the fastest setting whose recall@`k` on `queries` (row-major,
+    /// with exact top-`k` ids `truth`) reaches `target` with 95% confidence (its one-sided
+    /// lower bound over the queries, so that unseen queries tend to reach it too).
+    /// Queries of another dimension, or a truth row count that differs, are an error.
     pub fn tune(
         &mut self,
         queries: &[f32],
         truth: &[Vec<u32>],
         k: usize,
         target: f64,
-    ) -> TuneReport {
+    ) -> Result<TuneReport, IndexError> {
         let d = self.dim();
+        if queries.is_empty()
+            || !queries.len().is_multiple_of(d)
+            || queries.len() / d != truth.len()
+        {
+            return Err(IndexError::Invalid(format!(
+                "tuning needs whole queries of dimension {d} and one truth row each ({} floats, \
+                 {} truth rows)",
+                queries.len(),
+                truth.len()
+            )));
+        }
         let nq = queries.len() / d;
         let leaves = self.leaves();
         // Mean recall and its one-sided 95% lower confidence bound over the queries: a
@@ -131,7 +143,7 @@ impl AnnIndex {
         let recall = |p: SearchParams| -> (f64, f64) {
             let found = self
                 .search_batch(queries, k, p)
-                .expect("dimension checked by caller");
+                .expect("dimension checked above");
             let per: Vec<f64> = found
                 .iter()
                 .zip(truth)
@@ -271,7 +283,7 @@ impl AnnIndex {
             serde_json::to_value(&report).expect("report serialises"),
             queries,
         );
-        report
+        Ok(report)
     }
 }
 
@@ -301,7 +313,7 @@ mod tests {
         };
         let mut index =
             AnnIndex::build(&set.items, 32, &BuildOptions::default(), &mut |_| {}).unwrap();
-        let report = index.tune(tune_q, &truth(tune_q), 10, 0.95);
+        let report = index.tune(tune_q, &truth(tune_q), 10, 0.95).unwrap();
         assert!(report.reached && report.chosen.recall >= 0.95, "{report:?}");
         assert!(
             report.chosen.leaves_to_search < index.leaves(),

@@ -337,6 +337,17 @@ impl std::fmt::Display for TrainBench<'_> {
     }
 }
 
+impl std::fmt::Display for Usage {
+    /// One run in a line: wall, CPU, peak memory, seconds per epoch, examples per second.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wall {:.3} s, cpu {:.3} s, peak {:.1} MiB, {:.3} s/epoch, {:.0} examples/s",
+            self.wall, self.cpu, self.max_rss_mib, self.epoch_seconds, self.examples_per_second
+        )
+    }
+}
+
 /// Runs `EXE train TRAIN_ARGS` `runs` times at each of the thread `counts`, alternating
 /// between the counts run by run (so every count sees the same spells of a shared host),
 /// reporting each run to `on_run`, and returns the medians per count.

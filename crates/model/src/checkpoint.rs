@@ -204,6 +204,54 @@ impl SavedModel {
         Ok(Some(index))
     }
 
+    /// Builds the approximate index of this model's candidate vectors into model folder
+    /// `dir` (its [`INDEX_DIR`], replaced atomically). A tuned setting without tuning
+    /// queries is tuned on the model's own queries: 1,000 of its users sampled with the
+    /// build seed. `progress` hears each stage.
+    pub fn build_index(
+        &self,
+        dir: &Path,
+        opts: twotower_index::BuildOptions,
+        setting: twotower_index::Setting,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<twotower_index::build::Built> {
+        use twotower_index::Setting;
+        let m = &self.model;
+        let setting = match setting {
+            Setting::Tuned {
+                target_recall,
+                queries: None,
+            } => Setting::Tuned {
+                target_recall,
+                queries: Some(m.sample_queries(1000, opts.seed)),
+            },
+            given => given,
+        };
+        let vectors = m.candidate_index().vectors().to_vec();
+        let kind = twotower_index::build::Kind::Approximate(opts, setting);
+        Ok(twotower_index::build::build_folder(
+            vectors,
+            m.dim(),
+            &dir.join(INDEX_DIR),
+            kind,
+            progress,
+        )?)
+    }
+
+    /// [`SavedModel::load_index`] where the index is required: its absence is an error
+    /// saying how to build one.
+    pub fn require_index(&self, dir: &Path) -> Result<twotower_index::AnnIndex> {
+        self.load_index(dir)?.ok_or_else(|| {
+            ModelError::bad(
+                dir,
+                format!(
+                    "no approximate index: build one with `twotower index build --model {}`",
+                    dir.display()
+                ),
+            )
+        })
+    }
+
     /// Checks that `dir` may be replaced by a model folder (it is one, is empty or does not
     /// exist), so a command can refuse a bad `--out` before training.
     pub fn check_destination(dir: &Path) -> Result<()> {

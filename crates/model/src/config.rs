@@ -28,6 +28,16 @@ pub enum Negatives {
     Auto,
 }
 
+impl std::str::FromStr for Negatives {
+    type Err = String;
+
+    /// `in-batch`, `full` or `auto`, as the command line and `config.json` spell them.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| format!("unknown negatives {s:?}: expected in-batch, full or auto"))
+    }
+}
+
 /// The largest catalogue that `Negatives::Auto` trains with a full softmax.
 pub const FULL_SOFTMAX_MAX_ITEMS: usize = 4096;
 
@@ -241,6 +251,19 @@ impl TrainConfig {
 pub enum OptimizerKind {
     Adagrad,
     Adam,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+
+    /// `adagrad` or `adam`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "adagrad" => Ok(OptimizerKind::Adagrad),
+            "adam" => Ok(OptimizerKind::Adam),
+            _ => Err(format!("unknown optimizer {s:?}: expected adagrad or adam")),
+        }
+    }
 }
 
 /// Changes to a preset, as the command line and other front ends take them: every `None`

@@ -17,6 +17,9 @@ pub enum ModelError {
     Config(String),
     #[error("{0}")]
     Diverged(String),
+    /// A model and data (or an index) that do not belong together.
+    #[error("{0}")]
+    Mismatch(String),
     #[error(transparent)]
     Data(#[from] twotower_data::DataError),
     #[error(transparent)]

@@ -8,7 +8,8 @@
 //! [`Experiment::fit`]; [`eval`] measures over the full catalogue; [`SavedModel`] writes and
 //! reads the model folder (checksummed, only ever replacing a model folder); [`mod@bench`]
 //! times whole training runs. It also owns answering queries (recommendations, similar
-//! items, [`TitleIndex`] for titles) and [`ItemView`], the one way an item is shown. It
+//! items, [`TitleIndex`] for titles), [`ItemView`], the one way an item is shown, and [`report`],
+//! the one way results are printed. It
 //! knows data types, the indexes and the kernels; nothing of HTTP or the command line.
 //!
 //! ```no_run
@@ -31,6 +32,7 @@ pub use twotower_kernels::fastexp;
 pub mod loss;
 pub mod optimizer;
 mod pipeline;
+pub mod report;
 mod retrieve;
 mod titles;
 pub mod towers;
@@ -44,6 +46,7 @@ pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;
 pub use pipeline::{Experiment, FitEvent, SplitEval};
+pub use report::{MetricsTable, Ranked, SimilarItems, TrainReport, UserItems};
 pub use retrieve::Recommendations;
 pub use titles::{TitleIndex, MAX_QUERY_CHARS};
 pub use towers::{

@@ -53,6 +53,27 @@ impl SplitEval {
         })
     }
 
+    /// `spec`'s split of `ml` for evaluating `model`, which must have been trained on
+    /// `ml`'s catalogue (the same ids in the same order).
+    pub fn for_model(model: &TwoTowerModel, ml: &Dataset, spec: &SplitSpec) -> Result<Self> {
+        let (train, test) = ml.split(spec)?;
+        let same = model.catalogue.len() == ml.movies.len()
+            && ml
+                .movies
+                .iter()
+                .zip(&model.catalogue.ids)
+                .all(|(m, id)| m.id.to_string() == *id);
+        if !same {
+            return Err(ModelError::Mismatch(format!(
+                "the model's catalogue ({} movies) is not the catalogue of {} ({} movies)",
+                model.catalogue.len(),
+                ml.dir.display(),
+                ml.movies.len()
+            )));
+        }
+        SplitEval::new(ml, &train, &test)
+    }
+
     /// The same split evaluated on a seeded random sample of `n` test interactions (all of
     /// them when there are no more than `n`).
     pub fn sample(&mut self, n: usize, seed: u64) {

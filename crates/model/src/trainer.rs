@@ -55,6 +55,17 @@ pub struct EpochStats {
     pub metrics: Option<serde_json::Value>,
 }
 
+impl std::fmt::Display for EpochStats {
+    /// `loss 1234.5 (mean 5.6789), 250000 examples/s, 0.32 s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loss {:.1} (mean {:.4}), {:.0} examples/s, {:.2} s",
+            self.loss, self.mean_loss, self.examples_per_second, self.seconds
+        )
+    }
+}
+
 /// Trains a [`TwoTowerModel`] on `(user index, candidate index)` examples.
 pub struct Trainer {
     /// The examples, shuffled in place each epoch (a batch reads a contiguous run: no

@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use twotower_index::Neighbor;
 use twotower_model::TwoTowerModel;
 
 use crate::state::{AppState, Loaded};
@@ -277,10 +276,6 @@ fn item_json(model: &TwoTowerModel, row: usize) -> Value {
     json!(model.catalogue.view(row, None))
 }
 
-fn scored(model: &TwoTowerModel, items: &[Neighbor]) -> Value {
-    json!(model.catalogue.views(items))
-}
-
 /// The index a request asks for: the approximate one when `approximate` is true (an
 /// error if the model folder has none), else the exact one.
 fn choose_index(loaded: &Loaded, approximate: bool) -> Result<&Index, ApiError> {
@@ -308,11 +303,7 @@ async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> 
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let model = &loaded.saved.model;
         let r = model.recommend(index, &user, k, exclude_seen);
-        json!({
-            "user": user,
-            "known_user": r.known_user,
-            "items": scored(model, &r.items),
-        })
+        json!(model.user_items(&user, &r))
     })
     .await?;
     if let Some(n) = note {
@@ -379,9 +370,7 @@ async fn recommend_post(
         users
             .iter()
             .zip(answers)
-            .map(|(u, r)| {
-                json!({ "user": u, "known_user": r.known_user, "items": scored(model, &r.items) })
-            })
+            .map(|(u, r)| json!(model.user_items(u, &r)))
             .collect()
     })
     .await?;
@@ -408,7 +397,7 @@ async fn similar(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiRes
             });
         };
         let items = model.similar(&loaded.cosine, row, k);
-        Ok(json!({ "item": item_json(model, row), "items": scored(model, &items) }))
+        Ok(json!(model.similar_items(row, &items)))
     })
     .await??;
     if let Some(n) = note {

@@ -39,8 +39,50 @@ pub enum ServeError {
     Load(#[from] twotower_model::ModelError),
     #[error("loading the model failed: the loader stopped unexpectedly ({0})")]
     Loader(String),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Serves `model_dir` on `addr` from a runtime of its own until SIGINT or SIGTERM (a
+/// second signal exits the process at once, status 130), telling `on_listening` the bound
+/// address (port 0 picks a free one). Returns once the server is down; work still on the
+/// blocking pool (a load, a slow request) gets at most half a second more. What
+/// `twotower serve` runs; a program with its own runtime calls [`serve_with`].
+pub fn serve_blocking(
+    addr: &str,
+    model_dir: PathBuf,
+    limits: Limits,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        on_listening(listener.local_addr()?);
+        let shutdown = async {
+            shutdown_signal().await;
+            eprintln!("shutting down (a second signal exits at once)");
+            tokio::spawn(async {
+                shutdown_signal().await;
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            });
+        };
+        serve_with(listener, model_dir, shutdown, limits).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    served
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

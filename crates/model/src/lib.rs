@@ -30,6 +30,7 @@ mod error;
 pub mod eval;
 pub use twotower_kernels::fastexp;
 pub mod loss;
+pub mod nn;
 pub mod optimizer;
 mod pipeline;
 pub mod report;

@@ -38,6 +38,22 @@ impl Vocabulary {
         Self::from_ordered(known)
     }
 
+    /// A vocabulary keeping the given order (after the OOV token); a repeated token keeps
+    /// its first place. For vocabularies ranked by frequency.
+    pub fn from_ordered_tokens<I, S>(tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut seen = std::collections::HashSet::new();
+        let known = tokens
+            .into_iter()
+            .map(Into::into)
+            .filter(|t: &String| t != OOV_TOKEN && seen.insert(t.clone()))
+            .collect();
+        Self::from_ordered(known)
+    }
+
     fn from_ordered(known: Vec<String>) -> Self {
         let mut tokens = Vec::with_capacity(known.len() + 1);
         tokens.push(OOV_TOKEN.to_string());

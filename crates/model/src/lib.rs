@@ -33,6 +33,7 @@ pub mod loss;
 pub mod nn;
 pub mod optimizer;
 mod pipeline;
+pub mod preprocess;
 pub mod report;
 mod retrieve;
 mod titles;

@@ -28,7 +28,7 @@ use twotower_data::Vocabulary;
 
 use crate::config::TrainConfig;
 use crate::embedding::Embedding;
-use crate::towers::{Catalogue, LookupTower, SeenItems, TwoTowerModel};
+use crate::towers::{Catalogue, IdTower, SeenItems, TwoTowerModel};
 use crate::trainer::EpochStats;
 use crate::{ModelError, Result};
 use twotower_index::store::FileEntry;
@@ -264,10 +264,10 @@ impl SavedModel {
         let m = &self.model;
         if let Some(bad) = m
             .query
-            .embedding
+            .embedding()
             .data
             .iter()
-            .chain(&m.candidate.embedding.data)
+            .chain(&m.candidate.embedding().data)
             .find(|v| !v.is_finite())
         {
             return Err(ModelError::Config(format!(
@@ -332,14 +332,14 @@ impl SavedModel {
             (
                 "query_tower.embedding",
                 Dtype::F32,
-                vec![m.query.embedding.rows, d],
-                f32_bytes(&m.query.embedding.data),
+                vec![m.query.embedding().rows, d],
+                f32_bytes(&m.query.embedding().data),
             ),
             (
                 "candidate_tower.embedding",
                 Dtype::F32,
-                vec![m.candidate.embedding.rows, d],
-                f32_bytes(&m.candidate.embedding.data),
+                vec![m.candidate.embedding().rows, d],
+                f32_bytes(&m.candidate.embedding().data),
             ),
         ])?;
         write_file(tmp, "weights.safetensors", &weights, &mut files)?;
@@ -489,14 +489,8 @@ impl SavedModel {
         }
         let model = TwoTowerModel::assemble(
             card.config.clone(),
-            LookupTower {
-                vocab: users,
-                embedding: query,
-            },
-            LookupTower {
-                vocab: items,
-                embedding: cand,
-            },
+            IdTower::from_table(users, query)?,
+            IdTower::from_table(items, cand)?,
             catalogue,
             SeenItems {
                 offsets,
@@ -731,8 +725,8 @@ mod tests {
         s.save(&d).unwrap();
         let l = SavedModel::load(&d).unwrap();
         assert_eq!(l.card, s.card);
-        assert_eq!(l.model.query.embedding, s.model.query.embedding);
-        assert_eq!(l.model.candidate.embedding, s.model.candidate.embedding);
+        assert_eq!(l.model.query.embedding(), s.model.query.embedding());
+        assert_eq!(l.model.candidate.embedding(), s.model.candidate.embedding());
         assert_eq!(l.model.catalogue, s.model.catalogue);
         assert_eq!(l.model.seen, s.model.seen);
         assert_eq!(l.model.row_keys, vec![1, 2, 2]);
@@ -838,7 +832,7 @@ mod tests {
         std::fs::remove_file(d.join("history.json")).unwrap();
         let l = SavedModel::load(&d).unwrap();
         assert!(l.warnings[0].contains("history.json"), "{:?}", l.warnings);
-        assert_eq!(l.model.candidate.embedding, s.model.candidate.embedding);
+        assert_eq!(l.model.candidate.embedding(), s.model.candidate.embedding());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -852,7 +846,7 @@ mod tests {
         assert!(e.contains("refusing") && e.contains("thesis.txt"), "{e}");
         assert!(d.join("thesis.txt").exists() && d.join("sub").exists());
         let d2 = dir("nan");
-        s.model.candidate.embedding.data[0] = f32::NAN;
+        s.model.candidate.embedding_mut().data[0] = f32::NAN;
         let e = s.save(&d2).unwrap_err().to_string();
         assert!(e.contains("diverged"), "{e}");
         assert!(!d2.exists());

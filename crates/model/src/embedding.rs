@@ -29,10 +29,16 @@ impl Embedding {
     /// The rows `ids`, stacked into a new row-major matrix (in parallel: the reads are
     /// random rows of a table larger than the caches).
     pub fn gather(&self, ids: &[u32]) -> Vec<f32> {
-        const PART: usize = 512;
         let mut out = vec![0.0f32; ids.len() * self.dim];
+        self.gather_into(ids, &mut out);
+        out
+    }
+
+    /// [`Embedding::gather`] into `out` (`ids.len() × dim`, row-major).
+    pub fn gather_into(&self, ids: &[u32], out: &mut [f32]) {
+        const PART: usize = 512;
         if self.dim == 0 {
-            return out;
+            return;
         }
         out.par_chunks_mut(PART * self.dim)
             .zip(ids.par_chunks(PART))
@@ -41,7 +47,6 @@ impl Embedding {
                     o.copy_from_slice(self.row(i as usize));
                 }
             });
-        out
     }
 }
 

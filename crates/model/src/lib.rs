@@ -2,7 +2,9 @@
 //! evaluation and the model folder.
 //!
 //! The principal type is [`TwoTowerModel`]: a [`QueryTower`] (user id → vector) and a
-//! [`CandidateTower`] (movie title or id → vector) over a [`Catalogue`]. [`Trainer`] fits it
+//! [`CandidateTower`] (movie title or id → vector) over a [`Catalogue`], each an [`IdTower`]:
+//! a [`nn::Tower`] (feature encoders and dense layers with forward and backward passes and
+//! named parameters) keyed by one id. [`Trainer`] fits it
 //! with the in-batch softmax of TensorFlow Recommenders ([`InBatchSoftmax`]), computed on the
 //! deduplicated batch; [`Experiment`] joins a split, a model and its trainer and runs
 //! [`Experiment::fit`]; [`eval`] measures over the full catalogue; [`SavedModel`] writes and
@@ -52,6 +54,6 @@ pub use report::{MetricsTable, Ranked, SimilarItems, TrainReport, UserItems};
 pub use retrieve::Recommendations;
 pub use titles::{TitleIndex, MAX_QUERY_CHARS};
 pub use towers::{
-    year_of, CandidateTower, Catalogue, ItemView, QueryTower, SeenItems, TwoTowerModel,
+    year_of, CandidateTower, Catalogue, IdTower, ItemView, QueryTower, SeenItems, TwoTowerModel,
 };
 pub use trainer::{BatchProgress, EpochStats, Trainer};

@@ -22,7 +22,7 @@
 //! let inputs = vec![IdBatch::multi(vec![0, 1, 3], vec![3, 1, 2])];
 //! let pass = tower.forward(&inputs, 2).unwrap();
 //! assert_eq!(pass.output().len(), 2 * 2);
-//! let grads = tower.backward(&inputs, &pass, &[1.0; 4]);
+//! let grads = tower.backward(&inputs, &pass, vec![1.0; 4]);
 //! assert_eq!(grads.sparse[0].rows, vec![3, 1, 2]);
 //! ```
 
@@ -46,6 +46,8 @@ pub enum Pooling {
 pub struct IdBatch {
     pub offsets: Vec<u32>,
     pub ids: Vec<u32>,
+    /// One id per example and no id twice (see [`IdBatch::distinct`]).
+    distinct: bool,
 }
 
 impl IdBatch {
@@ -54,12 +56,41 @@ impl IdBatch {
         IdBatch {
             offsets: (0..=ids.len() as u32).collect(),
             ids,
+            distinct: false,
+        }
+    }
+
+    /// One id per example, no id twice (a deduplicated batch): the gradient of a plain
+    /// lookup is then the output's gradient itself, with nothing to sum. Repeated ids are
+    /// refused.
+    pub fn distinct(ids: Vec<u32>) -> Result<Self> {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(&twice) = ids.iter().find(|&&id| !seen.insert(id)) {
+            return Err(ModelError::Config(format!(
+                "id {twice} is in the batch twice"
+            )));
+        }
+        Ok(IdBatch {
+            distinct: true,
+            ..IdBatch::single(ids)
+        })
+    }
+
+    /// [`IdBatch::distinct`] for ids the caller has deduplicated itself (unchecked).
+    pub(crate) fn distinct_unchecked(ids: Vec<u32>) -> Self {
+        IdBatch {
+            distinct: true,
+            ..IdBatch::single(ids)
         }
     }
 
     /// Any number of ids per example.
     pub fn multi(offsets: Vec<u32>, ids: Vec<u32>) -> Self {
-        IdBatch { offsets, ids }
+        IdBatch {
+            offsets,
+            ids,
+            distinct: false,
+        }
     }
 
     /// Number of examples.
@@ -103,6 +134,11 @@ impl EmbeddingBag {
     /// Writes each example's pooled vector into `out` (row `i` at `i * stride + offset`).
     fn forward(&self, batch: &IdBatch, out: &mut [f32], stride: usize, offset: usize) {
         let dim = self.table.dim;
+        if batch.distinct && stride == dim {
+            // A plain lookup filling the whole output: a parallel gather.
+            self.table.gather_into(&batch.ids, out);
+            return;
+        }
         for i in 0..batch.len() {
             let bag = batch.bag(i);
             let w = self.weight(bag.len());
@@ -118,8 +154,29 @@ impl EmbeddingBag {
 
     /// The table's gradient from the gradient of the pooled outputs (read like `forward`
     /// wrote them): one row per distinct id, in first-seen order.
-    fn backward(&self, batch: &IdBatch, grad: &[f32], stride: usize, offset: usize) -> SparseGrad {
+    fn backward(&self, batch: &IdBatch, grad: Grad, stride: usize, offset: usize) -> SparseGrad {
         let dim = self.table.dim;
+        if batch.distinct {
+            // One row per id, each once, weight 1 under either pooling: nothing to sum.
+            let grads = if stride == dim {
+                match grad {
+                    Grad::Owned(mut g) => {
+                        g.truncate(batch.ids.len() * dim);
+                        g
+                    }
+                    Grad::Borrowed(g) => g[..batch.ids.len() * dim].to_vec(),
+                }
+            } else {
+                (0..batch.ids.len())
+                    .flat_map(|i| &grad[i * stride + offset..i * stride + offset + dim])
+                    .copied()
+                    .collect()
+            };
+            return SparseGrad {
+                rows: batch.ids.clone(),
+                grads,
+            };
+        }
         let mut slot = std::collections::HashMap::new();
         let mut rows = Vec::new();
         let mut grads: Vec<f32> = Vec::new();
@@ -266,6 +323,23 @@ impl Dense {
     }
 }
 
+/// An output gradient as a table reads it: lent, or given (then it can become the
+/// table's gradient without a copy).
+enum Grad<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+}
+
+impl std::ops::Deref for Grad<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Grad::Borrowed(g) => g,
+            Grad::Owned(g) => g,
+        }
+    }
+}
+
 /// Gradient rows of an embedding table: `grads` holds one row per entry of `rows`
 /// (distinct), duplicates already summed.
 #[derive(Debug, Clone, PartialEq)]
@@ -345,6 +419,14 @@ impl Tower {
         Ok(tower)
     }
 
+    /// True when every parameter is finite (a diverged tower is not).
+    pub fn is_finite(&self) -> bool {
+        self.params().iter().all(|(_, p)| match p {
+            Param::Table(t) => t.data.iter().all(|v| v.is_finite()),
+            Param::Dense(v, _) => v.iter().all(|v| v.is_finite()),
+        })
+    }
+
     /// Columns of the concatenated encoder outputs.
     pub fn input_width(&self) -> usize {
         self.encoders.iter().map(Encoder::width).sum()
@@ -420,15 +502,16 @@ impl Tower {
     }
 
     /// Gradients of every parameter from the gradient of the output of `pass` (the
-    /// forward pass over the same `features`).
+    /// forward pass over the same `features`). A plain lookup of distinct ids hands
+    /// `grad_out` to its table's gradient without a copy.
     pub fn backward(
         &self,
         features: &[impl AsFeature],
         pass: &Pass,
-        grad_out: &[f32],
+        grad_out: Vec<f32>,
     ) -> TowerGrads {
         let n = pass.rows;
-        let mut grad = grad_out.to_vec();
+        let mut grad = grad_out;
         let mut dense = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate().rev() {
             let (gx, gw) = l.backward(&pass.activations[i], &pass.activations[i + 1], &grad, n);
@@ -437,11 +520,23 @@ impl Tower {
         }
         dense.reverse();
         let width = self.input_width();
+        let bags = self
+            .encoders
+            .iter()
+            .filter(|e| matches!(e, Encoder::Bag(_)))
+            .count();
         let mut sparse = Vec::new();
         let mut offset = 0;
+        let mut grad = Some(grad);
         for (e, f) in self.encoders.iter().zip(features) {
             if let (Encoder::Bag(b), Feature::Ids(ids)) = (e, f.as_feature()) {
-                sparse.push(b.backward(ids, &grad, width, offset));
+                // The last table to read the gradient may take it.
+                let g = if sparse.len() + 1 == bags {
+                    Grad::Owned(grad.take().unwrap_or_default())
+                } else {
+                    Grad::Borrowed(grad.as_deref().unwrap_or_default())
+                };
+                sparse.push(b.backward(ids, g, width, offset));
             }
             offset += e.width();
         }
@@ -536,7 +631,7 @@ mod tests {
             .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
             .collect();
         let pass = t.forward(&f, n).unwrap();
-        let g = t.backward(&f, &pass, &r);
+        let g = t.backward(&f, &pass, r.clone());
         let h = 1e-2f32;
         let check = |analytic: f32, perturbed: &dyn Fn(f32) -> Tower, what: &str| {
             let up = objective(&perturbed(h), &f, n, &r);
@@ -612,10 +707,19 @@ mod tests {
         let ids = [IdBatch::single(vec![3, 1, 3])];
         let pass = t.forward(&ids, 3).unwrap();
         assert_eq!(pass.output(), table.gather(&[3, 1, 3]).as_slice());
-        let g = t.backward(&ids, &pass, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let g = t.backward(&ids, &pass, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(g.sparse[0].rows, vec![3, 1]);
         assert_eq!(g.sparse[0].grads, vec![6.0, 8.0, 3.0, 4.0]);
         assert!(g.dense.is_empty());
+        // Deduplicated ids: the same vectors, and the gradient is the output's own.
+        let ids = [IdBatch::distinct(vec![3, 1, 0]).unwrap()];
+        let pass = t.forward(&ids, 3).unwrap();
+        assert_eq!(pass.output(), table.gather(&[3, 1, 0]).as_slice());
+        let g = t.backward(&ids, &pass, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(g.sparse[0].rows, vec![3, 1, 0]);
+        assert_eq!(g.sparse[0].grads, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let e = IdBatch::distinct(vec![2, 4, 2]).unwrap_err().to_string();
+        assert!(e.contains("id 2 is in the batch twice"), "{e}");
     }
 
     #[test]

@@ -353,7 +353,7 @@ mod tests {
                 .zip(&target)
                 .map(|(o, y)| 2.0 * (o - y))
                 .collect();
-            let g = tower.backward(&ids, &p, &grad);
+            let g = tower.backward(&ids, &p, grad);
             opt.step(&mut tower, &g);
             if step == 0 {
                 let moved = |a: &[f32], b: &[f32], g: &[f32]| {

@@ -103,7 +103,7 @@ impl SplitEval {
         impl crate::eval::Retriever for Approx<'_> {
             fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
                 let (q, _) = self.0.query.embed(&user.to_string());
-                self.1.search(q, k, exclude).iter().map(|n| n.id).collect()
+                self.1.search(&q, k, exclude).iter().map(|n| n.id).collect()
             }
         }
         crate::eval::evaluate_retrieved(&Approx(model, ann), &self.test, &self.seen)
@@ -263,13 +263,7 @@ impl Experiment {
     ) -> Result<&mut EpochStats> {
         let stats = self.trainer.run_epoch(&mut self.model, on_batch);
         let m = &self.model;
-        let weights_finite = m
-            .query
-            .embedding
-            .data
-            .iter()
-            .chain(&m.candidate.embedding.data)
-            .all(|v| v.is_finite());
+        let weights_finite = m.query.is_finite() && m.candidate.is_finite();
         if !stats.loss.is_finite() || !weights_finite {
             return Err(ModelError::Diverged(format!(
                 "training diverged in epoch {}: the {} became {} (learning rate {}); \

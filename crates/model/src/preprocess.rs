@@ -8,7 +8,7 @@
 //! let v = TextVectorizer::fit(["a b", "b c", "b"], None);
 //! assert_eq!(v.ids("B d"), [1, 0]); // "b" is the most frequent token; "d" is unknown
 //! let b = Buckets::equal_width(&[0.0, 10.0], 5).unwrap();
-//! assert_eq!(b.bucket(3.0), 2);
+//! assert_eq!(b.bucket(3.0), 1); // boundaries 2, 4, 6, 8
 //! ```
 
 use std::collections::HashMap;

@@ -103,7 +103,7 @@ impl TwoTowerModel {
 
     /// The catalogue's candidate vectors scaled to unit length, for cosine similarity.
     pub fn cosine_index(&self) -> BruteForceIndex {
-        let mut v = self.candidate.embedding.gather(&self.row_keys);
+        let mut v = self.candidate.vectors(&self.row_keys);
         for row in v.chunks_mut(self.dim()) {
             let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             if n > 0.0 {

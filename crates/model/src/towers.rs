@@ -11,28 +11,114 @@ use twotower_index::{BruteForceIndex, Index};
 
 use crate::config::{CandidateKey, TrainConfig};
 use crate::embedding::Embedding;
+use crate::nn::{EmbeddingBag, Encoder, IdBatch, Pass, Pooling, Tower, TowerGrads};
 use crate::{ModelError, Result};
 
-/// A tower that is one embedding lookup behind a vocabulary (TFRS: `StringLookup` +
-/// `Embedding`).
-#[derive(Debug, Clone)]
-pub struct LookupTower {
+/// A tower keyed by one id behind a vocabulary (TFRS: `StringLookup` + `Embedding`): a
+/// [`Tower`] whose first feature is the embedding of that id. Today's towers are this and
+/// nothing more (one categorical feature, no hidden layer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdTower {
     pub vocab: Vocabulary,
-    pub embedding: Embedding,
+    tower: Tower,
 }
 
-impl LookupTower {
+impl IdTower {
+    /// A tower with a Keras-initialised `vocab.len() × dim` id table.
+    pub fn new(vocab: Vocabulary, dim: usize, rng: &mut impl rand::Rng) -> Self {
+        let table = Embedding::uniform(vocab.len(), dim, rng);
+        Self::from_table(vocab, table).expect("the table is made to fit the vocabulary")
+    }
+
+    /// A tower over a trained id table, which must have a row per vocabulary entry.
+    pub fn from_table(vocab: Vocabulary, table: Embedding) -> Result<Self> {
+        if table.rows != vocab.len() {
+            return Err(ModelError::Config(format!(
+                "an id table of {} rows for a vocabulary of {}",
+                table.rows,
+                vocab.len()
+            )));
+        }
+        let bag = EmbeddingBag {
+            table,
+            pooling: Pooling::Mean,
+        };
+        Ok(IdTower {
+            vocab,
+            tower: Tower::new(vec![Encoder::Bag(bag)], Vec::new())?,
+        })
+    }
+
+    /// The tower itself.
+    pub fn tower(&self) -> &Tower {
+        &self.tower
+    }
+
+    /// The tower, for an optimizer step.
+    pub fn tower_mut(&mut self) -> &mut Tower {
+        &mut self.tower
+    }
+
+    /// The id embedding table.
+    pub fn embedding(&self) -> &Embedding {
+        match self.tower.encoders.first() {
+            Some(Encoder::Bag(b)) => &b.table,
+            _ => unreachable!("an id tower's first feature is its id embedding"),
+        }
+    }
+
+    /// True when every parameter is finite.
+    pub fn is_finite(&self) -> bool {
+        self.tower.is_finite()
+    }
+
+    /// The id embedding table, mutable.
+    pub fn embedding_mut(&mut self) -> &mut Embedding {
+        match self.tower.encoders.first_mut() {
+            Some(Encoder::Bag(b)) => &mut b.table,
+            _ => unreachable!("an id tower's first feature is its id embedding"),
+        }
+    }
+
+    /// The forward pass over distinct vocabulary indices `ids` (a deduplicated batch), kept
+    /// for [`IdTower::backward`].
+    pub fn forward(&self, ids: &[u32]) -> Pass {
+        self.tower
+            .forward(&[IdBatch::distinct_unchecked(ids.to_vec())], ids.len())
+            .expect("vocabulary indices are rows of the id table")
+    }
+
+    /// The gradients of the tower's parameters from the gradient of the output of
+    /// `pass` = [`IdTower::forward`]`(ids)`.
+    pub fn backward(&self, ids: &[u32], pass: &Pass, grad: Vec<f32>) -> TowerGrads {
+        self.tower
+            .backward(&[IdBatch::distinct_unchecked(ids.to_vec())], pass, grad)
+    }
+
+    /// The vectors of vocabulary indices `ids`, row-major.
+    pub fn vectors(&self, ids: &[u32]) -> Vec<f32> {
+        if self.tower.layers.is_empty() && self.tower.encoders.len() == 1 {
+            // A plain lookup: gathered in parallel.
+            return self.embedding().gather(ids);
+        }
+        self.tower
+            .forward(&[IdBatch::single(ids.to_vec())], ids.len())
+            .expect("vocabulary indices are rows of the id table")
+            .output()
+            .to_vec()
+    }
+
     /// The vector of `token` and whether it was known; unknown tokens get the OOV row.
-    pub fn embed(&self, token: &str) -> (&[f32], bool) {
+    pub fn embed(&self, token: &str) -> (Vec<f32>, bool) {
         let i = self.vocab.lookup(token);
-        (self.embedding.row(i), i != 0)
+        (self.vectors(&[i as u32]), i != 0)
     }
 }
 
 /// The query tower: user id → vector.
-pub type QueryTower = LookupTower;
+pub type QueryTower = IdTower;
 /// The candidate tower: movie title or id → vector.
-pub type CandidateTower = LookupTower;
+pub type CandidateTower = IdTower;
 
 /// The rows that can be recommended, with their display fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,14 +268,8 @@ impl TwoTowerModel {
         let keys = (0..catalogue.len()).map(|i| catalogue.key(i, config.candidate_key).to_string());
         let items = Vocabulary::from_tokens(keys);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
-        let query = LookupTower {
-            embedding: Embedding::uniform(users.len(), config.embedding_dim, &mut rng),
-            vocab: users,
-        };
-        let candidate = LookupTower {
-            embedding: Embedding::uniform(items.len(), config.embedding_dim, &mut rng),
-            vocab: items,
-        };
+        let query = IdTower::new(users, config.embedding_dim, &mut rng);
+        let candidate = IdTower::new(items, config.embedding_dim, &mut rng);
         Self::assemble(config, query, candidate, catalogue, SeenItems::default())
     }
 
@@ -225,7 +305,7 @@ impl TwoTowerModel {
 
     /// Embedding dimension, as the candidate table holds it.
     pub fn dim(&self) -> usize {
-        self.candidate.embedding.dim
+        self.candidate.tower().output_width()
     }
 
     /// [`candidate_index`](Self::candidate_index) as an [`Index`] for recommendations.
@@ -235,7 +315,7 @@ impl TwoTowerModel {
 
     /// The candidate vectors of every catalogue row, as an exact index.
     pub fn candidate_index(&self) -> BruteForceIndex {
-        BruteForceIndex::new(self.candidate.embedding.gather(&self.row_keys), self.dim())
+        BruteForceIndex::new(self.candidate.vectors(&self.row_keys), self.dim())
             .expect("embedding rows have the model's dimension")
     }
 
@@ -243,7 +323,7 @@ impl TwoTowerModel {
     pub fn query_vectors(&self, users: &[String]) -> Vec<f32> {
         let mut out = Vec::with_capacity(users.len() * self.dim());
         for u in users {
-            out.extend_from_slice(self.query.embed(u).0);
+            out.extend_from_slice(&self.query.embed(u).0);
         }
         out
     }

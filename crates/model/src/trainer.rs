@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Negatives;
 use crate::embedding::UniqueIds;
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
-use crate::optimizer::OptimizerState;
+use crate::nn::TowerGrads;
+use crate::optimizer::TowerOptimizer;
 use crate::towers::TwoTowerModel;
 use crate::{ModelError, Result};
 
@@ -72,8 +73,8 @@ pub struct Trainer {
     /// random access into a 40 MB array on the step's serial path).
     examples: Vec<(u32, u32)>,
     rng: rand_chacha::ChaCha8Rng,
-    query_opt: OptimizerState,
-    cand_opt: OptimizerState,
+    query_opt: TowerOptimizer,
+    cand_opt: TowerOptimizer,
     users: UniqueIds,
     cands: UniqueIds,
     /// −ln(sampling probability) per candidate index, for the logQ correction.
@@ -122,8 +123,8 @@ impl Trainer {
         Ok(Trainer {
             examples,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_5eed),
-            query_opt: OptimizerState::new(cfg.optimizer, &model.query.embedding),
-            cand_opt: OptimizerState::new(cfg.optimizer, &model.candidate.embedding),
+            query_opt: TowerOptimizer::new(cfg.optimizer, model.query.tower()),
+            cand_opt: TowerOptimizer::new(cfg.optimizer, model.candidate.tower()),
             users: UniqueIds::new(nq),
             cands: UniqueIds::new(nc),
             logq_bias,
@@ -170,12 +171,12 @@ impl Trainer {
                 None => chunk,
             };
             let step = self.gradients(model, chunk);
-            // The two towers' tables and optimizer states are disjoint: update them at once.
+            // The two towers' parameters and optimizer states are disjoint: update them at once.
             let (query_opt, cand_opt) = (&mut self.query_opt, &mut self.cand_opt);
-            let (query, candidate) = (&mut model.query.embedding, &mut model.candidate.embedding);
+            let (query, candidate) = (model.query.tower_mut(), model.candidate.tower_mut());
             rayon::join(
-                || query_opt.apply(query, &step.query_rows, &step.grad_queries),
-                || cand_opt.apply(candidate, &step.candidate_rows, &step.grad_candidates),
+                || query_opt.step(query, &step.query),
+                || cand_opt.step(candidate, &step.candidate),
             );
             total += step.loss;
             flops += step.product_flops;
@@ -258,14 +259,15 @@ impl Trainer {
         } else {
             cols.iter().map(|&c| self.logq_bias[c as usize]).collect()
         };
-        let (queries, candidates) = rayon::join(
-            || model.query.embedding.gather(&self.users.ids),
-            || model.candidate.embedding.gather(&cols),
+        let (query_pass, candidate_pass) = rayon::join(
+            || model.query.forward(&self.users.ids),
+            || model.candidate.forward(&cols),
         );
+        let (queries, candidates) = (query_pass.output(), candidate_pass.output());
         let mut out = softmax.forward_backward_with(
             &SoftmaxBatch {
-                queries: &queries,
-                candidates: &candidates,
+                queries,
+                candidates,
                 dim: cfg.embedding_dim,
                 rows: &rows,
                 multiplicity: &mult,
@@ -275,29 +277,36 @@ impl Trainer {
         );
         let mut loss = out.loss;
         if cfg.l2 > 0.0 {
-            loss += add_l2(&mut out.grad_queries, &queries, &self.users.counts, cfg.l2);
-            loss += add_l2(&mut out.grad_candidates, &candidates, &col_counts, cfg.l2);
+            loss += add_l2(&mut out.grad_queries, queries, &self.users.counts, cfg.l2);
+            loss += add_l2(&mut out.grad_candidates, candidates, &col_counts, cfg.l2);
         }
+        let users = &self.users.ids;
+        let (grad_queries, grad_candidates) = (out.grad_queries, out.grad_candidates);
+        let (query, candidate) = rayon::join(
+            || model.query.backward(users, &query_pass, grad_queries),
+            || {
+                model
+                    .candidate
+                    .backward(&cols, &candidate_pass, grad_candidates)
+            },
+        );
         StepGradients {
             loss,
-            query_rows: self.users.ids.clone(),
-            grad_queries: out.grad_queries,
-            candidate_rows: cols,
-            grad_candidates: out.grad_candidates,
+            query,
+            candidate,
             product_flops: out.product_flops,
             product_seconds: out.product_seconds,
         }
     }
 }
 
-/// The gradients of one batch, one row per distinct table row (duplicates summed).
+/// The loss of one batch and the gradients of both towers' parameters (embedding tables
+/// as one row per distinct table row, duplicates summed).
 #[derive(Debug, Clone)]
 pub struct StepGradients {
     pub loss: f64,
-    pub query_rows: Vec<u32>,
-    pub grad_queries: Vec<f32>,
-    pub candidate_rows: Vec<u32>,
-    pub grad_candidates: Vec<f32>,
+    pub query: TowerGrads,
+    pub candidate: TowerGrads,
     /// Floating-point operations and seconds of the batch's matrix products.
     pub product_flops: f64,
     pub product_seconds: f64,
@@ -340,10 +349,10 @@ mod tests {
         };
         let mut model = TwoTowerModel::new(cfg, users, catalogue).unwrap();
         // Larger weights than the initialiser's, so the softmax is far from uniform.
-        for (i, v) in model.query.embedding.data.iter_mut().enumerate() {
+        for (i, v) in model.query.embedding_mut().data.iter_mut().enumerate() {
             *v = ((i as f32) * 0.9).sin();
         }
-        for (i, v) in model.candidate.embedding.data.iter_mut().enumerate() {
+        for (i, v) in model.candidate.embedding_mut().data.iter_mut().enumerate() {
             *v = ((i as f32) * 1.7).cos();
         }
         let examples = vec![(1, 1), (2, 2), (1, 2), (3, 3), (2, 1), (3, 4), (1, 1)];
@@ -378,8 +387,8 @@ mod tests {
         let mut trainer = Trainer::new(&model, examples.clone()).unwrap();
         let g = trainer.gradients(&model, &examples);
         let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-        let q = to64(&model.query.embedding.data);
-        let c = to64(&model.candidate.embedding.data);
+        let q = to64(&model.query.embedding().data);
+        let c = to64(&model.candidate.embedding().data);
         let l2 = l2 as f64;
         let want = reference(&q, &c, &examples, negatives, l2);
         assert!((g.loss - want).abs() < 1e-4, "{} vs {want}", g.loss);
@@ -393,8 +402,10 @@ mod tests {
             }
             out
         };
-        let gq = dense(&g.query_rows, &g.grad_queries, q.len());
-        let gc = dense(&g.candidate_rows, &g.grad_candidates, c.len());
+        let (gq, gc) = (&g.query.sparse[0], &g.candidate.sparse[0]);
+        let (query_rows, candidate_rows) = (&gq.rows, &gc.rows);
+        let gq = dense(&gq.rows, &gq.grads, q.len());
+        let gc = dense(&gc.rows, &gc.grads, c.len());
         for i in 0..q.len() {
             let (mut p, mut m) = (q.clone(), q.clone());
             p[i] += h;
@@ -418,8 +429,8 @@ mod tests {
             );
         }
         // Rows never touched (the OOV rows) get no update.
-        assert!(!g.query_rows.contains(&0));
-        assert!(!g.candidate_rows.contains(&0));
+        assert!(!query_rows.contains(&0));
+        assert!(!candidate_rows.contains(&0));
     }
 
     #[test]
@@ -449,7 +460,7 @@ mod tests {
             for _ in 0..20 {
                 last = t.run_epoch(&mut model, &mut |_| {}).loss;
             }
-            (first, last, model.query.embedding.data)
+            (first, last, model.query.embedding().data.clone())
         };
         let (first, last, w1) = run();
         assert!(last < first, "{last} !< {first}");

@@ -131,8 +131,8 @@ fn every_damaged_file_is_named_or_the_model_loads_unchanged() {
                 Ok((m, index)) => {
                     // Loaded: it must be the saved model exactly.
                     let r = &reference.model;
-                    let same = m.model.query.embedding == r.query.embedding
-                        && m.model.candidate.embedding == r.candidate.embedding
+                    let same = m.model.query.embedding() == r.query.embedding()
+                        && m.model.candidate.embedding() == r.candidate.embedding()
                         && m.model.catalogue == r.catalogue
                         && m.model.seen == r.seen;
                     assert!(

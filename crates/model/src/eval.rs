@@ -27,10 +27,27 @@ const _: () = assert!(PROTOCOL2_N >= RECALL_KS[1] && PROTOCOL2_N >= NDCG_KS[0]);
 /// Users evaluated per scoring block (bounds memory on large catalogues).
 const USERS_PER_BLOCK: usize = 256;
 
-/// Scores every catalogue row for a block of users.
+/// Scores every catalogue row for a block of users (and, for models whose query depends on
+/// more than the user — the time, the history before the interaction — for a block of test
+/// interactions).
 pub trait Scorer: Sync {
-    /// `users.len()` rows of `n_rows` scores, row-major.
+    /// `users.len()` rows of `n_rows` scores, row-major: each user's query as it stands
+    /// after training (Protocol 2, and Protocol 1 when queries are per user).
     fn scores(&self, users: &[u32]) -> Vec<f32>;
+
+    /// True when each test interaction has a query of its own; Protocol 1 then ranks each
+    /// with [`Scorer::interaction_scores`].
+    fn per_interaction(&self) -> bool {
+        false
+    }
+
+    /// One row of `n_rows` scores for each of `interactions` (positions in the test list),
+    /// each under the query of that interaction. Called only when
+    /// [`Scorer::per_interaction`] is true.
+    fn interaction_scores(&self, interactions: &[usize]) -> Vec<f32> {
+        let _ = interactions;
+        Vec::new()
+    }
 }
 
 /// Ranks rows by how often they were interacted with in training.
@@ -125,19 +142,28 @@ impl Tally {
     fn add_user(&mut self, row: &[f32], truth: &[u32], seen: &[u32]) {
         // Protocol 1: every test interaction, duplicates included.
         for &t in truth {
-            let s = row[t as usize];
-            let (mut greater, mut at_least) = (0usize, 0usize);
-            for &x in row {
-                greater += (x > s) as usize;
-                at_least += (x >= s) as usize;
-            }
-            let at_least = at_least - 1; // the true item itself
-            for (i, &k) in TOP_KS.iter().enumerate() {
-                self.hits_fav[i] += (greater < k) as usize;
-                self.hits_against[i] += (at_least < k) as usize;
-            }
+            self.add_protocol1(row, t);
         }
-        // Protocol 2: distinct test rows, training rows excluded from the ranking.
+        self.add_ranking(row, truth, seen);
+    }
+
+    /// Protocol 1 for one test interaction: `row` scores every catalogue row, `t` is true.
+    fn add_protocol1(&mut self, row: &[f32], t: u32) {
+        let s = row[t as usize];
+        let (mut greater, mut at_least) = (0usize, 0usize);
+        for &x in row {
+            greater += (x > s) as usize;
+            at_least += (x >= s) as usize;
+        }
+        let at_least = at_least - 1; // the true item itself
+        for (i, &k) in TOP_KS.iter().enumerate() {
+            self.hits_fav[i] += (greater < k) as usize;
+            self.hits_against[i] += (at_least < k) as usize;
+        }
+    }
+
+    /// Protocol 2 for one user: distinct test rows, training rows excluded from the ranking.
+    fn add_ranking(&mut self, row: &[f32], truth: &[u32], seen: &[u32]) {
         let ranked: Vec<u32> = top_k(row, PROTOCOL2_N, seen).iter().map(|n| n.id).collect();
         self.add_protocol2(&ranked, truth);
     }
@@ -225,6 +251,7 @@ pub fn evaluate(
     seen: &HashMap<u32, Vec<u32>>,
 ) -> Metrics {
     let (by_user, users) = group_by_user(test);
+    let per_interaction = scorer.per_interaction();
     let tally = users
         .par_chunks(USERS_PER_BLOCK)
         .map(|block| {
@@ -232,11 +259,34 @@ pub fn evaluate(
             let mut t = Tally::default();
             for (b, u) in block.iter().enumerate() {
                 let row = &scores[b * n_rows..(b + 1) * n_rows];
-                t.add_user(row, &by_user[u], seen.get(u).map_or(&[], Vec::as_slice));
+                let seen = seen.get(u).map_or(&[][..], Vec::as_slice);
+                if per_interaction {
+                    t.add_ranking(row, &by_user[u], seen);
+                } else {
+                    t.add_user(row, &by_user[u], seen);
+                }
             }
             t
         })
         .reduce(Tally::default, Tally::merge);
+    let tally = if per_interaction {
+        // Protocol 1, each test interaction under its own query.
+        let positions: Vec<usize> = (0..test.len()).collect();
+        positions
+            .par_chunks(USERS_PER_BLOCK)
+            .map(|block| {
+                let scores = scorer.interaction_scores(block);
+                let mut t = Tally::default();
+                for (b, &i) in block.iter().enumerate() {
+                    t.add_protocol1(&scores[b * n_rows..(b + 1) * n_rows], test[i].1);
+                }
+                t
+            })
+            .reduce(Tally::default, Tally::merge)
+            .merge(tally)
+    } else {
+        tally
+    };
     tally.metrics(test.len(), users.len())
 }
 
@@ -368,6 +418,65 @@ mod tests {
         // Protocol 1 does not exclude: row 10 has rank 1.
         assert_eq!(m.factorized_top_k[&1], 0.0);
         assert_eq!(m.factorized_top_k[&5], 0.5);
+    }
+
+    /// Queries per interaction: a scorer whose interaction rows are its user's rows gives
+    /// the per-user metrics, and one whose rows differ ranks each interaction by its own.
+    struct PerInteraction {
+        users: Fixed,
+        rows: Vec<Vec<f32>>,
+    }
+    impl Scorer for PerInteraction {
+        fn scores(&self, users: &[u32]) -> Vec<f32> {
+            self.users.scores(users)
+        }
+        fn per_interaction(&self) -> bool {
+            true
+        }
+        fn interaction_scores(&self, interactions: &[usize]) -> Vec<f32> {
+            interactions
+                .iter()
+                .flat_map(|&i| self.rows[i].clone())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn each_interaction_can_be_ranked_under_its_own_query() {
+        let user_rows: Vec<Vec<f32>> = (0..3)
+            .map(|u| (0..300).map(|i| ((i * 37 + u * 11) % 300) as f32).collect())
+            .collect();
+        let test = [(0, 5), (0, 140), (1, 3), (1, 3), (2, 77), (2, 299)];
+        let seen = HashMap::from([(0u32, vec![1u32, 2]), (2, vec![10])]);
+        let same = PerInteraction {
+            users: Fixed(user_rows.clone()),
+            rows: test
+                .iter()
+                .map(|&(u, _)| user_rows[u as usize].clone())
+                .collect(),
+        };
+        let want = evaluate(&Fixed(user_rows.clone()), 300, &test, &seen);
+        assert_eq!(evaluate(&same, 300, &test, &seen), want);
+        // Now interaction k puts its true row first, except the last which puts it last.
+        let rows: Vec<Vec<f32>> = test
+            .iter()
+            .enumerate()
+            .map(|(k, &(_, t))| {
+                let mut r = vec![1.0f32; 300];
+                r[t as usize] = if k == test.len() - 1 { 0.0 } else { 2.0 };
+                r
+            })
+            .collect();
+        let own = PerInteraction {
+            users: Fixed(user_rows),
+            rows,
+        };
+        let m = evaluate(&own, 300, &test, &seen);
+        assert!((m.factorized_top_k[&1] - 5.0 / 6.0).abs() < 1e-12);
+        assert!((m.factorized_top_k[&100] - 5.0 / 6.0).abs() < 1e-12);
+        // Protocol 2 still ranks each user with their own query.
+        assert_eq!(m.recall, want.recall);
+        assert_eq!(m.ndcg, want.ndcg);
     }
 
     #[test]

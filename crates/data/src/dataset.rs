@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::movielens::{read_interactions, read_movies};
-use crate::record::{Interaction, Movie};
+use crate::record::{Interaction, Movie, User};
 use crate::split::SplitSpec;
 use crate::{DataError, Result};
 
@@ -47,6 +47,8 @@ pub struct Dataset {
     pub format: Format,
     pub ratings: Vec<Interaction>,
     pub movies: Vec<Movie>,
+    /// The users' features where the folder has them (`u.user`, `users.dat`), else empty.
+    pub users: Vec<User>,
 }
 
 impl Dataset {
@@ -97,11 +99,21 @@ impl Dataset {
             }
         };
         check_unique_ids(&movies, &dir)?;
+        let users = match format {
+            Format::Ml100k if dir.join("u.user").exists() => {
+                crate::movielens::read_users(&dir.join("u.user"))?
+            }
+            Format::Ml1m if dir.join("users.dat").exists() => {
+                crate::movielens_1m::read_users_dat(&dir.join("users.dat"))?
+            }
+            _ => Vec::new(),
+        };
         let ml = Dataset {
             dir,
             format,
             ratings,
             movies,
+            users,
         };
         ml.check_items(&ml.ratings, &ratings_path)?;
         Ok(ml)
@@ -121,6 +133,7 @@ impl Dataset {
             },
             ratings: log.interactions,
             movies: log.items,
+            users: Vec::new(),
         })
     }
 

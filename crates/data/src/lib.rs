@@ -2,8 +2,9 @@
 //! downloading.
 //!
 //! This crate is the first layer of the system. Its principal types are [`Dataset`] (all
-//! interactions and the item catalogue, from a MovieLens folder — 100K, 1M or the CSV
-//! family — or from a generic CSV/TSV/Parquet log), [`Vocabulary`] (string → index with
+//! interactions, the item catalogue and, where the folder has them, the users' features
+//! ([`User`]), from a MovieLens folder — 100K, 1M or the CSV family — or from a generic
+//! CSV/TSV/Parquet log), [`Vocabulary`] (string → index with
 //! index 0 for out-of-vocabulary, like Keras `StringLookup(mask_token=None)`) and
 //! [`SplitSpec`] (official folds, seeded random fractions, explicit files, temporal
 //! leave-last-n-out and time cuts). It owns every reader and its errors (file, line,
@@ -40,7 +41,7 @@ mod vocab;
 pub use dataset::{Dataset, Format};
 pub use error::{escaped, shown, DataError, Result};
 pub use locate::{resolve_data_dir, DataDirSource};
-pub use movielens::{read_interactions, read_movies};
-pub use record::{Interaction, Movie, GENRES};
+pub use movielens::{read_interactions, read_movies, read_users};
+pub use record::{Interaction, Movie, User, GENRES};
 pub use split::{last_per_user, random_split, time_cut, SplitParams, SplitSpec, FOLDS};
 pub use vocab::{Vocabulary, OOV_TOKEN};

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::primitives::{parse_num, read_bytes};
-use crate::record::{Interaction, Movie, GENRES};
+use crate::primitives::{latin1, parse_num, read_bytes};
+use crate::record::{Interaction, Movie, User, GENRES};
 use crate::{DataError, Result};
 
 /// Reads a `u.data`-format file: `user \t item \t rating \t timestamp` per line.
@@ -56,8 +56,7 @@ pub fn read_interactions(path: &Path) -> Result<Vec<Interaction>> {
 /// Reads `u.item`: latin-1 text, `id|title|release|video release|url|` and 19 genre flags.
 pub fn read_movies(path: &Path) -> Result<Vec<Movie>> {
     let bytes = read_bytes(path)?;
-    // Latin-1 maps each byte to the code point of the same value.
-    let text: String = bytes.iter().map(|&b| b as char).collect();
+    let text = latin1(&bytes);
     let mut movies = Vec::with_capacity(2000);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -104,6 +103,56 @@ pub fn read_movies(path: &Path) -> Result<Vec<Movie>> {
         return Err(DataError::Empty { path: path.into() });
     }
     Ok(movies)
+}
+
+/// Reads `u.user`: latin-1 text, `id|age|gender|occupation|zip` per line.
+pub fn read_users(path: &Path) -> Result<Vec<User>> {
+    let text = latin1(&read_bytes(path)?);
+    users_from(path, &text, "|", [0, 1, 2, 3, 4])
+}
+
+/// Users from `text`, one per line, fields split by `sep` and found at `at` (id, age,
+/// gender, occupation, zip); ids must be unique.
+pub(crate) fn users_from(path: &Path, text: &str, sep: &str, at: [usize; 5]) -> Result<Vec<User>> {
+    let mut users = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(sep).collect();
+        if f.len() != 5 {
+            return Err(DataError::Parse {
+                path: path.into(),
+                line: n,
+                message: format!(
+                    "expected 5 '{sep}'-separated fields (user, age, gender, occupation, zip), \
+                     found {}",
+                    f.len()
+                ),
+            });
+        }
+        let user = User {
+            id: parse_num(path, n, "user id", f[at[0]])?,
+            age: parse_num(path, n, "age", f[at[1]])?,
+            gender: f[at[2]].trim().to_string(),
+            occupation: f[at[3]].trim().to_string(),
+            zip: f[at[4]].trim().to_string(),
+        };
+        if !ids.insert(user.id) {
+            return Err(DataError::Parse {
+                path: path.into(),
+                line: n,
+                message: format!("user id {} appears twice", user.id),
+            });
+        }
+        users.push(user);
+    }
+    if users.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    Ok(users)
 }
 
 #[cfg(test)]

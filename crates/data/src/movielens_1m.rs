@@ -3,14 +3,9 @@
 
 use std::path::Path;
 
-use crate::primitives::{parse_num, read_bytes};
+use crate::primitives::{latin1, parse_num, read_bytes};
 use crate::record::split_genres;
 use crate::{DataError, Interaction, Movie, Result};
-
-/// Latin-1 bytes to text: each byte is the code point of the same value.
-pub(crate) fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
-}
 
 fn fields<'a>(
     path: &Path,
@@ -53,6 +48,12 @@ pub fn read_ratings_dat(path: &Path) -> Result<Vec<Interaction>> {
         return Err(DataError::Empty { path: path.into() });
     }
     Ok(rows)
+}
+
+/// Reads `users.dat` (`UserID::Gender::Age::Occupation::Zip-code`).
+pub fn read_users_dat(path: &Path) -> Result<Vec<crate::User>> {
+    let text = latin1(&read_bytes(path)?);
+    crate::movielens::users_from(path, &text, "::", [0, 2, 1, 3, 4])
 }
 
 /// Reads `movies.dat`.

@@ -29,6 +29,11 @@ pub(crate) fn open_regular(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Latin-1 bytes to text: each byte is the code point of the same value.
+pub(crate) fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
 /// The bytes of regular file `path`, without a leading UTF-8 byte-order mark.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;

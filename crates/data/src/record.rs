@@ -43,6 +43,18 @@ pub struct Movie {
     pub genres: Vec<String>,
 }
 
+/// What a MovieLens folder says about a user (`u.user`, `users.dat`): the features a
+/// query tower can use besides the id. MovieLens 1M codes age as a bracket (1, 18, 25, …)
+/// and occupation as a number; they are kept as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: u32,
+    pub age: u32,
+    pub gender: String,
+    pub occupation: String,
+    pub zip: String,
+}
+
 /// `Action|Comedy` → ["Action", "Comedy"]; MovieLens writes "(no genres listed)" for none.
 pub(crate) fn split_genres(s: &str) -> Vec<String> {
     s.split('|')

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use twotower_data::log::{read_items, read_log, LogColumns};
-use twotower_data::movielens_1m::{read_movies_dat, read_ratings_dat};
+use twotower_data::movielens_1m::{read_movies_dat, read_ratings_dat, read_users_dat};
 use twotower_data::movielens_csv::{read_movies_csv, read_ratings_csv};
-use twotower_data::{parquet_log, read_interactions, read_movies, Dataset, Interaction};
+use twotower_data::{
+    parquet_log, read_interactions, read_movies, read_users, Dataset, Interaction,
+};
 
 /// A reader under test: reads the file and renders what it loaded, for comparison.
 type Reader = fn(&Path) -> Result<String, String>;
@@ -33,6 +35,8 @@ const U_DATA: &str = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1
 const U_ITEM: &str =
     "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n\
 2|GoldenEye (1995)|01-Jan-1995||http://y|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0\n";
+const U_USER: &str = "1|31|F|artist|12345\n2|47|M|doctor|54321\n3|19|M|student|11111\n";
+const USERS_DAT: &str = "1::F::1::10::12345\n2::M::56::16::54321\n";
 const RATINGS_DAT: &str = "1::1193::5::978300760\n1::661::3::978302109\n2::1357::5::978298709\n";
 const MOVIES_DAT: &str =
     "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Jumanji (1995)::Adventure\n";
@@ -47,6 +51,8 @@ fn readers() -> Vec<(&'static str, &'static str, Reader)> {
     vec![
         ("u.data", U_DATA, |p| shown(read_interactions(p))),
         ("u.item", U_ITEM, |p| shown(read_movies(p))),
+        ("u.user", U_USER, |p| shown(read_users(p))),
+        ("users.dat", USERS_DAT, |p| shown(read_users_dat(p))),
         ("ratings.dat", RATINGS_DAT, |p| shown(read_ratings_dat(p))),
         ("movies.dat", MOVIES_DAT, |p| shown(read_movies_dat(p))),
         ("ratings.csv", RATINGS_CSV, |p| shown(read_ratings_csv(p))),

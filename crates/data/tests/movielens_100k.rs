@@ -36,6 +36,15 @@ fn catalogue_and_ratings() {
     );
     let users: HashSet<u32> = ml.ratings.iter().map(|r| r.user).collect();
     assert_eq!(users.len(), 943);
+    // u.user: every rating's user, with age, gender, occupation and zip.
+    assert_eq!(ml.users.len(), 943);
+    assert!(ml.users.iter().all(|u| users.contains(&u.id)));
+    let u1 = ml.users.iter().find(|u| u.id == 1).unwrap();
+    assert_eq!((u1.age, u1.gender.as_str()), (24, "M"));
+    assert_eq!(
+        (u1.occupation.as_str(), u1.zip.as_str()),
+        ("technician", "85711")
+    );
 }
 
 #[test]

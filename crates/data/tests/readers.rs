@@ -56,6 +56,11 @@ fn movielens_1m_reads_latin1_and_genres() {
         ml.movies[0].genres,
         vec!["Animation", "Children's", "Comedy"]
     );
+    // users.dat: `UserID::Gender::Age::Occupation::Zip-code`.
+    assert_eq!(ml.users.len(), 6);
+    let u3 = ml.users.iter().find(|u| u.id == 3).unwrap();
+    assert_eq!((u3.age, u3.gender.as_str()), (35, "F"));
+    assert_eq!((u3.occupation.as_str(), u3.zip.as_str()), ("3", "10111"));
 }
 
 #[test]
@@ -100,6 +105,28 @@ fn splits_on_other_formats() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("only in MovieLens 100K"), "{e}");
+}
+
+#[test]
+fn user_files_are_optional_and_checked() {
+    // The CSV family has no user file: no users, no error.
+    assert!(Dataset::open(fixture("ml-latest-small"))
+        .unwrap()
+        .users
+        .is_empty());
+    let dir = with_file(
+        "ml-1m",
+        "users.dat",
+        b"1::F::18::1::10037\n1::M::25::2::10074\n",
+    );
+    let e = open_err(&dir);
+    assert!(
+        e.contains("users.dat:2") && e.contains("user id 1 appears twice"),
+        "{e}"
+    );
+    let dir = with_file("ml-1m", "users.dat", b"1::F::old::1::10037\n");
+    let e = open_err(&dir);
+    assert!(e.contains("users.dat:1") && e.contains("age"), "{e}");
 }
 
 #[test]

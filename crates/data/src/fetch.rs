@@ -1,7 +1,7 @@
 //! Finding the data folder a command should read (`--data-dir`, `TWOTOWER_DATA_DIR`, the
 //! download cache), and the MovieLens archives twotower knows how to fetch ([`REMOTES`]),
 //! with the checksums each is verified by. The downloading itself is in
-//! [`download`](crate::download), behind the `download` feature; without it a dataset
+//! the `download` module, behind the `download` feature; without it a dataset
 //! missing from disk is an error that says where to put it.
 
 use std::io::Read;

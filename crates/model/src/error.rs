@@ -17,6 +17,9 @@ pub enum ModelError {
     Config(String),
     #[error("{0}")]
     Diverged(String),
+    /// A tower spec with a mistake, named by file and line.
+    #[error("{0}")]
+    Spec(String),
     /// A model and data (or an index) that do not belong together.
     #[error("{0}")]
     Mismatch(String),

@@ -38,6 +38,7 @@ mod pipeline;
 pub mod preprocess;
 pub mod report;
 mod retrieve;
+pub mod spec;
 mod titles;
 pub mod towers;
 pub mod trainer;

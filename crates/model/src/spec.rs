@@ -1,0 +1,563 @@
+//! Tower specifications: which features each tower reads and how (the `--towers FILE` TOML
+//! format), checked against the columns a dataset offers, with errors that name the line of
+//! the spec they are about.
+//!
+//! ```toml
+//! temperature = 1.0        # optional; the softmax temperature
+//! normalize = false        # optional; L2-normalise both towers' outputs
+//!
+//! [query]
+//! layers = [64, 32]        # dense layers after the features (ReLU, the last linear)
+//! features = [
+//!   { kind = "id", column = "user_id", dim = 32 },
+//!   { kind = "categorical", column = "occupation", dim = 8 },
+//!   { kind = "numeric", column = "age", buckets = 10, dim = 8 },
+//!   { kind = "timestamp", buckets = 1000, dim = 32 },
+//!   { kind = "history", last = 50, pooling = "mean", dim = 32 },
+//! ]
+//!
+//! [candidate]
+//! layers = [32]
+//! features = [
+//!   { kind = "id", column = "item_id", dim = 32 },
+//!   { kind = "text", column = "title", dim = 32, max_tokens = 10000 },
+//!   { kind = "multi", column = "genres", dim = 16 },
+//! ]
+//! ```
+//!
+//! ```
+//! use twotower_model::spec::{Columns, TowersSpec};
+//! let spec = TowersSpec::parse(
+//!     "towers.toml",
+//!     "[query]\nfeatures = [{ kind = \"id\", column = \"user_id\", dim = 32 }]\n\
+//!      [candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 32 }]\n",
+//! )
+//! .unwrap();
+//! spec.check(&Columns::movielens_100k()).unwrap();
+//! assert_eq!(spec.output_dim(), 32);
+//! ```
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::nn::Pooling;
+use crate::{ModelError, Result};
+
+/// How a bag of rows is pooled, as a spec writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolingSpec {
+    #[default]
+    Mean,
+    Sum,
+}
+
+impl From<PoolingSpec> for Pooling {
+    fn from(p: PoolingSpec) -> Self {
+        match p {
+            PoolingSpec::Mean => Pooling::Mean,
+            PoolingSpec::Sum => Pooling::Sum,
+        }
+    }
+}
+
+/// One feature of a tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum FeatureSpec {
+    /// The row's id through a vocabulary (`StringLookup`), embedded.
+    Id { column: String, dim: usize },
+    /// A categorical column through a vocabulary, or hashed into `hash_bins` rows.
+    Categorical {
+        column: String,
+        dim: usize,
+        #[serde(default)]
+        hash_bins: Option<usize>,
+    },
+    /// A multi-valued categorical column (genres), embedded and pooled.
+    Multi {
+        column: String,
+        dim: usize,
+        #[serde(default)]
+        pooling: PoolingSpec,
+    },
+    /// A text column: tokens (TextVectorization's defaults) embedded and mean-pooled.
+    Text {
+        column: String,
+        dim: usize,
+        #[serde(default)]
+        max_tokens: Option<usize>,
+    },
+    /// A number, standardised; with `buckets` and `dim`, also bucketed and embedded.
+    Numeric {
+        column: String,
+        #[serde(default)]
+        buckets: Option<usize>,
+        #[serde(default)]
+        quantiles: bool,
+        #[serde(default)]
+        dim: Option<usize>,
+    },
+    /// The interaction's time, standardised and bucketed (TFRS: 1,000 equal-width buckets).
+    Timestamp {
+        #[serde(default = "default_time_buckets")]
+        buckets: usize,
+        dim: usize,
+    },
+    /// The user's previous items (strictly before the example), the last `last`, pooled.
+    History {
+        #[serde(default = "default_history")]
+        last: usize,
+        #[serde(default)]
+        pooling: PoolingSpec,
+        dim: usize,
+        /// Use the candidate tower's item table instead of a table of its own.
+        #[serde(default)]
+        share_candidate_table: bool,
+    },
+}
+
+/// Each feature read on its own, so that a mistake in one is reported at its own place
+/// (read as part of the list, serde's tagged enums lose the position).
+fn features_one_by_one<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Spanned<FeatureSpec>>, D::Error> {
+    let raw: Vec<Spanned<toml::Value>> = Vec::deserialize(d)?;
+    raw.into_iter()
+        .map(|v| {
+            let span = v.span();
+            FeatureSpec::deserialize(v.into_inner())
+                .map(|f| Spanned::new(span.clone(), f))
+                .map_err(|e| {
+                    serde::de::Error::custom(AtOffset(span.start, e.message().to_string()))
+                })
+        })
+        .collect()
+}
+
+/// An error message with the byte offset it is about, carried through serde as text
+/// (`@OFFSET@message`) and turned into a line by [`TowersSpec::parse`].
+struct AtOffset(usize, String);
+
+impl std::fmt::Display for AtOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "@{}@{}", self.0, self.1)
+    }
+}
+
+fn default_time_buckets() -> usize {
+    1000
+}
+
+fn default_history() -> usize {
+    50
+}
+
+impl FeatureSpec {
+    /// The data column this feature reads (`None` for the time and the history, which come
+    /// with every interaction).
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            FeatureSpec::Id { column, .. }
+            | FeatureSpec::Categorical { column, .. }
+            | FeatureSpec::Multi { column, .. }
+            | FeatureSpec::Text { column, .. }
+            | FeatureSpec::Numeric { column, .. } => Some(column),
+            FeatureSpec::Timestamp { .. } | FeatureSpec::History { .. } => None,
+        }
+    }
+
+    /// Columns this feature adds to the tower's input.
+    pub fn width(&self) -> usize {
+        match self {
+            FeatureSpec::Id { dim, .. }
+            | FeatureSpec::Categorical { dim, .. }
+            | FeatureSpec::Multi { dim, .. }
+            | FeatureSpec::Text { dim, .. }
+            | FeatureSpec::History { dim, .. } => *dim,
+            FeatureSpec::Numeric { dim, .. } => 1 + dim.unwrap_or(0),
+            FeatureSpec::Timestamp { dim, .. } => 1 + dim,
+        }
+    }
+}
+
+/// One tower: its features, then optional dense layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TowerSpec {
+    #[serde(deserialize_with = "features_one_by_one")]
+    pub features: Vec<Spanned<FeatureSpec>>,
+    #[serde(default)]
+    pub layers: Option<Spanned<Vec<usize>>>,
+}
+
+impl TowerSpec {
+    /// The dense layers' sizes (none by default).
+    pub fn layer_sizes(&self) -> &[usize] {
+        self.layers.as_ref().map_or(&[], |l| l.get_ref().as_slice())
+    }
+
+    /// Width of the tower's output: the last layer's, else the features' together.
+    pub fn output_dim(&self) -> usize {
+        self.layer_sizes()
+            .last()
+            .copied()
+            .unwrap_or_else(|| self.features.iter().map(|f| f.get_ref().width()).sum())
+    }
+}
+
+/// Both towers and how their outputs meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TowersSpec {
+    pub query: TowerSpec,
+    pub candidate: TowerSpec,
+    /// L2-normalise both outputs before the dot product.
+    #[serde(default)]
+    pub normalize: bool,
+    /// Softmax temperature (logits are divided by it).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// The file the spec came from and its text, for errors that name lines.
+    #[serde(skip)]
+    source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Source {
+    name: String,
+    text: String,
+}
+
+/// The columns a dataset offers each tower, with their kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Columns {
+    pub query: Vec<(&'static str, ColumnKind)>,
+    pub candidate: Vec<(&'static str, ColumnKind)>,
+}
+
+/// What a column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    Id,
+    Categorical,
+    MultiCategorical,
+    Text,
+    Number,
+}
+
+impl Columns {
+    /// MovieLens 100K: users (id, age, gender, occupation, zip) and movies (id, title,
+    /// genres, year).
+    pub fn movielens_100k() -> Self {
+        use ColumnKind::*;
+        Columns {
+            query: vec![
+                ("user_id", Id),
+                ("age", Number),
+                ("gender", Categorical),
+                ("occupation", Categorical),
+                ("zip", Categorical),
+            ],
+            candidate: vec![
+                ("item_id", Id),
+                ("title", Text),
+                ("genres", MultiCategorical),
+                ("year", Number),
+            ],
+        }
+    }
+
+    fn kind(&self, query: bool, column: &str) -> Option<ColumnKind> {
+        let side = if query { &self.query } else { &self.candidate };
+        side.iter().find(|(c, _)| *c == column).map(|&(_, k)| k)
+    }
+}
+
+impl TowersSpec {
+    /// Parses a spec; `name` (the file) and the line are named in errors.
+    pub fn parse(name: &str, text: &str) -> Result<Self> {
+        let mut spec: TowersSpec = toml::from_str(text).map_err(|e| {
+            // A feature's own error carries its position (see `features_one_by_one`).
+            let inner = e
+                .message()
+                .strip_prefix('@')
+                .and_then(|m| m.split_once('@'));
+            let (offset, message) = match inner.and_then(|(o, m)| Some((o.parse().ok()?, m))) {
+                Some((o, m)) => (Some(o), m.to_string()),
+                None => (e.span().map(|s| s.start), e.message().to_string()),
+            };
+            let at = offset
+                .map(|o| format!(":{}", line_of(text, o)))
+                .unwrap_or_default();
+            ModelError::Spec(format!("{name}{at}: {message}"))
+        })?;
+        spec.source = Source {
+            name: name.to_string(),
+            text: text.to_string(),
+        };
+        Ok(spec)
+    }
+
+    /// Reads and parses the spec file at `path`.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Width of both towers' outputs (checked equal by [`TowersSpec::check`]).
+    pub fn output_dim(&self) -> usize {
+        self.candidate.output_dim()
+    }
+
+    fn error(&self, span: Range<usize>, message: String) -> ModelError {
+        ModelError::Spec(format!(
+            "{}:{}: {message}",
+            self.source.name,
+            line_of(&self.source.text, span.start)
+        ))
+    }
+
+    /// Checks the spec against the columns a dataset offers: every column exists on its
+    /// side and has a kind the feature can read, sizes are positive, each tower has one id
+    /// feature at most, history is a query feature, and both towers end in the same width.
+    pub fn check(&self, columns: &Columns) -> Result<()> {
+        for (query, tower) in [(true, &self.query), (false, &self.candidate)] {
+            let side = if query { "query" } else { "candidate" };
+            if tower.features.is_empty() {
+                return Err(ModelError::Spec(format!(
+                    "{}: the {side} tower has no features",
+                    self.source.name
+                )));
+            }
+            let mut ids = 0;
+            for f in &tower.features {
+                let (spec, span) = (f.get_ref(), f.span());
+                let fail = |m: String| Err(self.error(span.clone(), m));
+                if let Some(column) = spec.column() {
+                    let Some(kind) = columns.kind(query, column) else {
+                        let known: Vec<&str> = if query {
+                            &columns.query
+                        } else {
+                            &columns.candidate
+                        }
+                        .iter()
+                        .map(|(c, _)| *c)
+                        .collect();
+                        return fail(format!(
+                            "the {side} tower has no column {column:?} (it has {})",
+                            known.join(", ")
+                        ));
+                    };
+                    let fits = matches!(
+                        (spec, kind),
+                        (FeatureSpec::Id { .. }, ColumnKind::Id)
+                            | (
+                                FeatureSpec::Categorical { .. },
+                                ColumnKind::Categorical | ColumnKind::Id | ColumnKind::Number
+                            )
+                            | (FeatureSpec::Multi { .. }, ColumnKind::MultiCategorical)
+                            | (FeatureSpec::Text { .. }, ColumnKind::Text)
+                            | (FeatureSpec::Numeric { .. }, ColumnKind::Number)
+                    );
+                    if !fits {
+                        return fail(format!("column {column:?} holds {kind:?} values, which this feature cannot read"));
+                    }
+                }
+                match spec {
+                    FeatureSpec::Id { .. } => ids += 1,
+                    FeatureSpec::History { .. } if !query => {
+                        return fail("history is a feature of the query tower".into())
+                    }
+                    FeatureSpec::Categorical {
+                        hash_bins: Some(0), ..
+                    } => return fail("hash_bins must be at least 1".into()),
+                    FeatureSpec::Text {
+                        max_tokens: Some(m),
+                        ..
+                    } if *m < 2 => {
+                        return fail(
+                            "max_tokens must be at least 2 (the OOV token and one more)".into(),
+                        )
+                    }
+                    FeatureSpec::Numeric {
+                        buckets: Some(b),
+                        dim: None,
+                        ..
+                    } if *b > 0 => {
+                        return fail("bucketed numbers need a dim for their embedding".into())
+                    }
+                    FeatureSpec::Numeric {
+                        buckets: Some(0), ..
+                    }
+                    | FeatureSpec::Timestamp { buckets: 0, .. } => {
+                        return fail("buckets must be at least 1".into())
+                    }
+                    FeatureSpec::History { last: 0, .. } => {
+                        return fail("last must be at least 1".into())
+                    }
+                    _ => {}
+                }
+                let dim = match spec {
+                    FeatureSpec::Numeric { dim, .. } => dim.unwrap_or(1),
+                    _ => spec.width(),
+                };
+                if dim == 0 {
+                    return fail("dim must be at least 1".into());
+                }
+            }
+            if ids > 1 {
+                return Err(ModelError::Spec(format!(
+                    "{}: the {side} tower has {ids} id features; one at most",
+                    self.source.name
+                )));
+            }
+            if let Some(l) = tower.layers.as_ref().filter(|l| l.get_ref().contains(&0)) {
+                return Err(self.error(l.span(), "layer sizes must be at least 1".into()));
+            }
+        }
+        let (q, c) = (self.query.output_dim(), self.candidate.output_dim());
+        if q != c {
+            return Err(ModelError::Spec(format!(
+                "{}: the query tower ends in {q} values and the candidate tower in {c}; their \
+                 dot product needs the same width (set the last layer of both)",
+                self.source.name
+            )));
+        }
+        if let Some(t) = self.temperature {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(ModelError::Spec(format!(
+                    "{}: temperature must be a positive number, got {t}",
+                    self.source.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"temperature = 0.1
+[query]
+layers = [64, 32]
+features = [
+  { kind = "id", column = "user_id", dim = 32 },
+  { kind = "categorical", column = "occupation", dim = 8 },
+  { kind = "numeric", column = "age", buckets = 10, dim = 8 },
+  { kind = "timestamp", dim = 32 },
+  { kind = "history", last = 20, dim = 32 },
+]
+
+[candidate]
+layers = [32]
+features = [
+  { kind = "id", column = "item_id", dim = 32 },
+  { kind = "text", column = "title", dim = 32, max_tokens = 5000 },
+  { kind = "multi", column = "genres", dim = 16, pooling = "sum" },
+  { kind = "numeric", column = "year" },
+]
+"#;
+
+    fn err(text: &str) -> String {
+        match TowersSpec::parse("t.toml", text) {
+            Err(e) => e.to_string(),
+            Ok(s) => s
+                .check(&Columns::movielens_100k())
+                .expect_err("the spec should be refused")
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn a_full_spec_parses_with_defaults_and_checks() {
+        let s = TowersSpec::parse("t.toml", GOOD).unwrap();
+        s.check(&Columns::movielens_100k()).unwrap();
+        assert_eq!(s.output_dim(), 32);
+        assert_eq!(s.temperature, Some(0.1));
+        assert!(!s.normalize);
+        let q: Vec<&FeatureSpec> = s.query.features.iter().map(|f| f.get_ref()).collect();
+        assert_eq!(
+            q[3],
+            &FeatureSpec::Timestamp {
+                buckets: 1000,
+                dim: 32
+            }
+        );
+        assert!(matches!(
+            q[4],
+            FeatureSpec::History {
+                last: 20,
+                pooling: PoolingSpec::Mean,
+                share_candidate_table: false,
+                ..
+            }
+        ));
+        // Widths: 32 + 8 + (1 + 8) + (1 + 32) + 32 into the layers.
+        let widths: usize = q.iter().map(|f| f.width()).sum();
+        assert_eq!(widths, 114);
+    }
+
+    #[test]
+    fn mistakes_name_the_line() {
+        let unknown = GOOD.replace("\"occupation\"", "\"job\"");
+        let e = err(&unknown);
+        assert!(
+            e.starts_with("t.toml:6: the query tower has no column \"job\""),
+            "{e}"
+        );
+        assert!(e.contains("occupation"), "{e}");
+        let wrong = GOOD.replace("column = \"title\"", "column = \"genres\"");
+        let e = err(&wrong);
+        assert!(
+            e.starts_with("t.toml:16:") && e.contains("MultiCategorical"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("kind = \"multi\"", "kind = \"bag\""));
+        assert!(e.starts_with("t.toml:17:") && e.contains("bag"), "{e}");
+        let e = err(&GOOD.replace("max_tokens = 5000", "max_tokens = 1"));
+        assert!(
+            e.starts_with("t.toml:16:") && e.contains("max_tokens"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("dim = 16,", "dims = 16,"));
+        assert!(e.starts_with("t.toml:17:") && e.contains("dims"), "{e}");
+        let e = err(&GOOD.replace("layers = [32]", "layers = [16]"));
+        assert!(
+            e.contains("ends in 32 values and the candidate tower in 16"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("layers = [64, 32]", "layers = [0, 32]"));
+        assert!(e.starts_with("t.toml:3:"), "{e}");
+        let e = err(&GOOD.replace(
+            "{ kind = \"numeric\", column = \"year\" }",
+            "{ kind = \"history\", dim = 8 }",
+        ));
+        assert!(
+            e.starts_with("t.toml:18:") && e.contains("query tower"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "{ kind = \"timestamp\", dim = 32 }",
+            "{ kind = \"id\", column = \"user_id\", dim = 1 }",
+        ));
+        assert!(e.contains("2 id features"), "{e}");
+        let e = err(&GOOD.replace("temperature = 0.1", "temperature = -1.0"));
+        assert!(e.contains("temperature must be a positive number"), "{e}");
+        let e = err("[query]\nfeatures = []\n[candidate]\nfeatures = []\n");
+        assert!(e.contains("the query tower has no features"), "{e}");
+    }
+}

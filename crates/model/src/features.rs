@@ -1,0 +1,461 @@
+//! From a [`TowerSpec`] and data to a [`Tower`] and its inputs: each feature's
+//! preprocessing is fitted on training rows (vocabularies, text vocabularies, standardising
+//! statistics, bucket boundaries) and kept beside the tower, and any rows — catalogue items,
+//! or queries made of a user, a time and a history — are encoded into the tower's
+//! [`FeatureBatch`]es.
+//!
+//! Rows are read through a function `value(row, column) -> Column`, so the same code serves
+//! MovieLens items, users with their interaction's time and history, and generic logs.
+//! Queries carry two columns that come with every interaction: `timestamp` (a number) and
+//! `history` (the catalogue rows the user interacted with before, oldest first).
+
+use rand::Rng;
+use twotower_data::Vocabulary;
+
+use crate::nn::{
+    Activation, Dense, EmbeddingBag, Encoder, FeatureBatch, IdBatch, Numeric, Pooling, Tower,
+};
+use crate::preprocess::{Buckets, TextVectorizer};
+use crate::spec::{FeatureSpec, TowerSpec};
+use crate::{ModelError, Result};
+
+/// One value of a row, as a feature reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// An id or a category.
+    Str(String),
+    /// Several categories (genres).
+    Strs(Vec<String>),
+    /// Text (a title).
+    Text(String),
+    /// A number; `None` when the row has none (it gets the training mean).
+    Number(Option<f32>),
+    /// Catalogue rows, oldest first (a history).
+    Items(Vec<u32>),
+}
+
+/// A feature's fitted preprocessing: how its column becomes encoder inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Through a vocabulary (index 0 for unknown values).
+    Lookup { vocab: Vocabulary },
+    /// Hashed into `bins` rows.
+    Hashed { bins: usize },
+    /// Several categories through a vocabulary.
+    Multi { vocab: Vocabulary },
+    /// Tokens of a text.
+    Text { vectorizer: TextVectorizer },
+    /// A standardised number, and its bucket when bucketed.
+    Number {
+        stats: Numeric,
+        buckets: Option<Buckets>,
+    },
+    /// The last `last` catalogue rows of a history.
+    History { last: usize },
+}
+
+/// Reads `row`'s value of `column`.
+pub type ValueFn<'a> = dyn Fn(usize, &str) -> Column + Sync + 'a;
+
+/// A tower with the inputs that feed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureTower {
+    pub spec: TowerSpec,
+    /// One per feature of the spec.
+    pub inputs: Vec<Input>,
+    pub tower: Tower,
+}
+
+/// The column a feature reads (`timestamp` and `history` for those kinds).
+fn column_of(spec: &FeatureSpec) -> &str {
+    match spec {
+        FeatureSpec::Timestamp { .. } => "timestamp",
+        FeatureSpec::History { .. } => "history",
+        other => other.column().unwrap_or_default(),
+    }
+}
+
+fn strings(v: Column) -> Vec<String> {
+    match v {
+        Column::Str(s) | Column::Text(s) => vec![s],
+        Column::Strs(v) => v,
+        Column::Number(n) => n.map(|x| x.to_string()).into_iter().collect(),
+        Column::Items(_) => Vec::new(),
+    }
+}
+
+fn number(v: &Column) -> Option<f32> {
+    match v {
+        Column::Number(n) => *n,
+        _ => None,
+    }
+}
+
+/// FNV-1a of `s`, modulo `bins`: a hash fixed by its definition (not by a Rust release or
+/// a process seed), so a saved model hashes alike wherever it is loaded.
+fn hashed(s: &str, bins: usize) -> u32 {
+    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % bins.max(1) as u64) as u32
+}
+
+impl FeatureTower {
+    /// Fits every feature's preprocessing on `rows` training rows read by `value` and builds
+    /// the tower: one embedding per categorical, text or bucketed feature, one standardised
+    /// column per number, then the spec's dense layers (ReLU, the last linear).
+    /// `catalogue` is the number of catalogue rows (the rows a history's table needs).
+    pub fn fit(
+        spec: &TowerSpec,
+        rows: usize,
+        value: &ValueFn,
+        catalogue: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        if rows == 0 {
+            return Err(ModelError::Config("no rows to fit the features on".into()));
+        }
+        let mut inputs = Vec::new();
+        let mut encoders = Vec::new();
+        for f in &spec.features {
+            let f = f.get_ref();
+            let column = column_of(f);
+            let values = || (0..rows).map(|r| value(r, column));
+            let empty = || {
+                ModelError::Config(format!(
+                    "feature {column:?}: no values in the training rows to build a vocabulary from"
+                ))
+            };
+            let (input, width_ids) = match f {
+                FeatureSpec::Id { dim, .. }
+                | FeatureSpec::Categorical {
+                    dim,
+                    hash_bins: None,
+                    ..
+                } => {
+                    let vocab = Vocabulary::from_tokens(values().flat_map(strings));
+                    if vocab.len() < 2 {
+                        return Err(empty());
+                    }
+                    let n = vocab.len();
+                    (Input::Lookup { vocab }, Some((n, *dim, Pooling::Mean)))
+                }
+                FeatureSpec::Categorical {
+                    dim,
+                    hash_bins: Some(bins),
+                    ..
+                } => (
+                    Input::Hashed { bins: *bins },
+                    Some((*bins, *dim, Pooling::Mean)),
+                ),
+                FeatureSpec::Multi { dim, pooling, .. } => {
+                    let vocab = Vocabulary::from_tokens(values().flat_map(strings));
+                    if vocab.len() < 2 {
+                        return Err(empty());
+                    }
+                    let n = vocab.len();
+                    (Input::Multi { vocab }, Some((n, *dim, (*pooling).into())))
+                }
+                FeatureSpec::Text {
+                    dim, max_tokens, ..
+                } => {
+                    let texts: Vec<String> = values().flat_map(strings).collect();
+                    let vectorizer =
+                        TextVectorizer::fit(texts.iter().map(String::as_str), *max_tokens);
+                    if vectorizer.vocab.len() < 2 {
+                        return Err(empty());
+                    }
+                    let n = vectorizer.vocab.len();
+                    (Input::Text { vectorizer }, Some((n, *dim, Pooling::Mean)))
+                }
+                FeatureSpec::Numeric {
+                    buckets,
+                    quantiles,
+                    dim,
+                    ..
+                } => {
+                    let xs: Vec<f32> = values().filter_map(|v| number(&v)).collect();
+                    let stats = Numeric::fit(&xs).map_err(|_| no_numbers(column))?;
+                    let b = match buckets {
+                        Some(n) if *quantiles => Some(Buckets::quantiles(&xs, *n)?),
+                        Some(n) => Some(Buckets::equal_width(&xs, *n)?),
+                        None => None,
+                    };
+                    let ids = b
+                        .as_ref()
+                        .zip(*dim)
+                        .map(|(b, d)| (b.len(), d, Pooling::Mean));
+                    (Input::Number { stats, buckets: b }, ids)
+                }
+                FeatureSpec::Timestamp { buckets, dim } => {
+                    let xs: Vec<f32> = values().filter_map(|v| number(&v)).collect();
+                    let stats = Numeric::fit(&xs).map_err(|_| no_numbers(column))?;
+                    let b = Buckets::equal_width(&xs, *buckets)?;
+                    let n = b.len();
+                    (
+                        Input::Number {
+                            stats,
+                            buckets: Some(b),
+                        },
+                        Some((n, *dim, Pooling::Mean)),
+                    )
+                }
+                FeatureSpec::History {
+                    last, pooling, dim, ..
+                } => (
+                    Input::History { last: *last },
+                    Some((catalogue, *dim, (*pooling).into())),
+                ),
+            };
+            if let Input::Number { stats, .. } = &input {
+                encoders.push(Encoder::Numeric(*stats));
+            }
+            if let Some((n, dim, pooling)) = width_ids {
+                encoders.push(Encoder::Bag(EmbeddingBag::new(n, dim, pooling, rng)));
+            }
+            inputs.push(input);
+        }
+        let mut layers = Vec::new();
+        let mut width: usize = encoders.iter().map(Encoder::width).sum();
+        let sizes = spec.layer_sizes();
+        for (i, &out) in sizes.iter().enumerate() {
+            let act = if i + 1 == sizes.len() {
+                Activation::Linear
+            } else {
+                Activation::Relu
+            };
+            layers.push(Dense::new(width, out, act, rng));
+            width = out;
+        }
+        Ok(FeatureTower {
+            spec: spec.clone(),
+            inputs,
+            tower: Tower::new(encoders, layers)?,
+        })
+    }
+
+    /// The encoder inputs of `rows` rows read by `value`, in the tower's encoder order.
+    pub fn encode(&self, rows: usize, value: &ValueFn) -> Vec<FeatureBatch> {
+        let mut out = Vec::new();
+        for (f, input) in self.spec.features.iter().zip(&self.inputs) {
+            let column = column_of(f.get_ref());
+            let values = || (0..rows).map(|r| value(r, column));
+            match input {
+                Input::Lookup { vocab } => out.push(
+                    IdBatch::single(
+                        values()
+                            .map(|v| strings(v).first().map_or(0, |s| vocab.lookup(s)) as u32)
+                            .collect(),
+                    )
+                    .into(),
+                ),
+                Input::Hashed { bins } => out.push(
+                    IdBatch::single(
+                        values()
+                            .map(|v| strings(v).first().map_or(0, |s| hashed(s, *bins)))
+                            .collect(),
+                    )
+                    .into(),
+                ),
+                Input::Multi { vocab } => {
+                    out.push(bags(values().map(|v| {
+                        strings(v).iter().map(|s| vocab.lookup(s) as u32).collect()
+                    })))
+                }
+                Input::Text { vectorizer } => {
+                    out.push(bags(values().map(|v| {
+                        strings(v).iter().flat_map(|t| vectorizer.ids(t)).collect()
+                    })))
+                }
+                Input::Number { stats, buckets } => {
+                    let xs: Vec<f32> = values()
+                        .map(|v| number(&v).filter(|x| x.is_finite()).unwrap_or(stats.mean))
+                        .collect();
+                    if let Some(b) = buckets {
+                        let ids = xs.iter().map(|&x| b.bucket(x)).collect();
+                        out.push(FeatureBatch::Numbers(xs));
+                        if self.has_bucket_table(f.get_ref()) {
+                            out.push(IdBatch::single(ids).into());
+                        }
+                    } else {
+                        out.push(FeatureBatch::Numbers(xs));
+                    }
+                }
+                Input::History { last } => out.push(bags(values().map(|v| match v {
+                    Column::Items(items) => items[items.len().saturating_sub(*last)..].to_vec(),
+                    _ => Vec::new(),
+                }))),
+            }
+        }
+        out
+    }
+
+    fn has_bucket_table(&self, f: &FeatureSpec) -> bool {
+        matches!(
+            f,
+            FeatureSpec::Timestamp { .. }
+                | FeatureSpec::Numeric {
+                    dim: Some(_),
+                    buckets: Some(_),
+                    ..
+                }
+        )
+    }
+
+    /// The tower's output for `rows` rows read by `value`, row-major.
+    pub fn vectors(&self, rows: usize, value: &ValueFn) -> Result<Vec<f32>> {
+        let batch = self.encode(rows, value);
+        Ok(self.tower.forward(&batch, rows)?.output().to_vec())
+    }
+}
+
+fn no_numbers(column: &str) -> ModelError {
+    ModelError::Config(format!(
+        "feature {column:?}: the training rows hold no number for it (or a value that is not \
+         finite)"
+    ))
+}
+
+/// One bag of ids per row.
+fn bags(rows: impl Iterator<Item = Vec<u32>>) -> FeatureBatch {
+    let (mut offsets, mut ids) = (vec![0u32], Vec::new());
+    for r in rows {
+        ids.extend(r);
+        offsets.push(ids.len() as u32);
+    }
+    IdBatch::multi(offsets, ids).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Columns, TowersSpec};
+    use rand::SeedableRng;
+
+    const SPEC: &str = r#"
+[query]
+layers = [16, 8]
+features = [
+  { kind = "id", column = "user_id", dim = 4 },
+  { kind = "categorical", column = "occupation", dim = 3, hash_bins = 5 },
+  { kind = "numeric", column = "age", buckets = 3, dim = 2 },
+  { kind = "timestamp", buckets = 4, dim = 2 },
+  { kind = "history", last = 2, dim = 4 },
+]
+[candidate]
+layers = [8]
+features = [
+  { kind = "id", column = "item_id", dim = 4 },
+  { kind = "text", column = "title", dim = 3 },
+  { kind = "multi", column = "genres", dim = 2, pooling = "sum" },
+  { kind = "numeric", column = "year" },
+]
+"#;
+
+    fn item(r: usize, c: &str) -> Column {
+        let titles = ["Heat (1995)", "The Net (1995)", "Heat Wave (1990)"];
+        match c {
+            "item_id" => Column::Str(format!("{}", 10 + r)),
+            "title" => Column::Text(titles[r].into()),
+            "genres" => Column::Strs(if r == 1 {
+                vec![]
+            } else {
+                vec!["Action".into(), "Crime".into()]
+            }),
+            "year" => Column::Number(crate::towers::year_of(titles[r]).map(|y| y as f32)),
+            _ => unreachable!("{c}"),
+        }
+    }
+
+    fn query(r: usize, c: &str) -> Column {
+        match c {
+            "user_id" => Column::Str(["7", "8", "7", "9"][r].into()),
+            "occupation" => Column::Str(["writer", "doctor", "writer", "artist"][r].into()),
+            "age" => Column::Number(Some([20.0, 40.0, 20.0, 60.0][r])),
+            "timestamp" => Column::Number(Some([100.0, 200.0, 300.0, 400.0][r])),
+            "history" => Column::Items([vec![], vec![0], vec![0, 2, 1], vec![2]][r].clone()),
+            _ => unreachable!("{c}"),
+        }
+    }
+
+    #[test]
+    fn features_are_fitted_and_encoded_in_encoder_order() {
+        let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
+        spec.check(&Columns::movielens_100k()).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let items = FeatureTower::fit(&spec.candidate, 3, &item, 3, &mut rng).unwrap();
+        // id table, title table, genres table, the year's column; then one layer.
+        assert_eq!(items.tower.encoders.len(), 4);
+        assert_eq!(items.tower.input_width(), 4 + 3 + 2 + 1);
+        let Input::Text { vectorizer } = &items.inputs[1] else {
+            panic!()
+        };
+        assert_eq!(vectorizer.vocab.token(1), "1995"); // the most frequent token
+        let b = items.encode(3, &item);
+        let FeatureBatch::Ids(genres) = &b[2] else {
+            panic!()
+        };
+        assert_eq!(genres.offsets, [0, 2, 2, 4]);
+        let FeatureBatch::Numbers(years) = &b[3] else {
+            panic!()
+        };
+        assert_eq!(years, &[1995.0, 1995.0, 1990.0]);
+        let v = items.vectors(3, &item).unwrap();
+        assert_eq!(v.len(), 3 * 8);
+
+        let users = FeatureTower::fit(&spec.query, 4, &query, 3, &mut rng).unwrap();
+        // id, hashed occupation, age (column + buckets), time (column + buckets), history.
+        assert_eq!(users.tower.encoders.len(), 7);
+        let b = users.encode(4, &query);
+        let FeatureBatch::Ids(ids) = &b[0] else {
+            panic!()
+        };
+        assert_eq!(ids.ids, [1, 2, 1, 3]);
+        let FeatureBatch::Ids(occ) = &b[1] else {
+            panic!()
+        };
+        assert_eq!(occ.ids[0], occ.ids[2]);
+        assert!(occ.ids.iter().all(|&i| i < 5));
+        let FeatureBatch::Ids(age_buckets) = &b[3] else {
+            panic!()
+        };
+        assert_eq!(age_buckets.ids, [0, 1, 0, 2]);
+        let FeatureBatch::Ids(history) = &b[6] else {
+            panic!()
+        };
+        // The last two items of each history.
+        assert_eq!(history.offsets, [0, 0, 1, 3, 4]);
+        assert_eq!(history.ids, [0, 2, 1, 2]);
+        // Unknown users and occupations still encode (OOV, hashing).
+        let stranger = |_: usize, c: &str| match c {
+            "user_id" => Column::Str("nobody".into()),
+            other => query(0, other),
+        };
+        let FeatureBatch::Ids(ids) = &users.encode(1, &stranger)[0] else {
+            panic!()
+        };
+        assert_eq!(ids.ids, [0]);
+        assert_eq!(users.vectors(4, &query).unwrap().len(), 4 * 8);
+    }
+
+    #[test]
+    fn a_feature_without_values_is_a_clear_error() {
+        let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let no_genres = |r: usize, c: &str| match c {
+            "genres" => Column::Strs(vec![]),
+            other => item(r, other),
+        };
+        let e = FeatureTower::fit(&spec.candidate, 3, &no_genres, 3, &mut rng).unwrap_err();
+        assert!(
+            e.to_string().contains("feature \"genres\": no values"),
+            "{e}"
+        );
+        let no_years = |r: usize, c: &str| match c {
+            "year" => Column::Number(None),
+            other => item(r, other),
+        };
+        let e = FeatureTower::fit(&spec.candidate, 3, &no_years, 3, &mut rng).unwrap_err();
+        assert!(e.to_string().contains("feature \"year\""), "{e}");
+    }
+}

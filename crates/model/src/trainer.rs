@@ -313,7 +313,7 @@ pub struct StepGradients {
 }
 
 /// Adds the gradient of `l2 · count · ‖w‖²` for each row; returns that penalty.
-fn add_l2(grad: &mut [f32], weights: &[f32], counts: &[u32], l2: f32) -> f64 {
+pub(crate) fn add_l2(grad: &mut [f32], weights: &[f32], counts: &[u32], l2: f32) -> f64 {
     let dim = grad.len() / counts.len().max(1);
     let mut penalty = 0.0f64;
     for (k, &n) in counts.iter().enumerate() {

@@ -1,0 +1,505 @@
+//! A two-tower model whose towers read features, as a [`TowersSpec`] describes them: the
+//! query tower sees the user (id, age, gender, occupation, zip), the interaction's time and
+//! the user's history strictly before it; the candidate tower sees the item (id, title,
+//! genres, year). Each training example is its own query when the spec reads the time or
+//! the history, so batches are not deduplicated by user; candidates are (the in-batch
+//! softmax with multiplicities, as for id towers).
+//!
+//! The L2 penalty applies to the towers' outputs (for id towers: the id model's penalty on
+//! the rows a batch touches). Not yet: saving (model folder format 2), L2-normalised
+//! outputs, the command line. [`FeatureModel::scorer`] evaluates with a query per test interaction.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use twotower_data::{Dataset, Interaction, Movie, User};
+
+use crate::config::{Negatives, TrainConfig};
+use crate::eval::Scorer;
+use crate::features::{Column, FeatureTower};
+use crate::loss::{InBatchSoftmax, SoftmaxBatch};
+use crate::optimizer::TowerOptimizer;
+use crate::spec::{Columns, FeatureSpec, TowersSpec};
+use crate::towers::{year_of, Catalogue};
+use crate::trainer::{add_l2, EpochStats};
+use crate::{ModelError, Result};
+
+/// What the query tower can know: users' features and their training interactions by time.
+#[derive(Debug, Clone, Default)]
+pub struct QueryData {
+    users: HashMap<u32, User>,
+    /// Each user's training interactions as (time, catalogue row), by time (ties by row).
+    history: HashMap<u32, Vec<(i64, u32)>>,
+}
+
+impl QueryData {
+    /// From the users' features and the training interactions (as catalogue rows).
+    pub fn new(users: &[User], train: &[(u32, u32, i64)]) -> Self {
+        let mut history: HashMap<u32, Vec<(i64, u32)>> = HashMap::new();
+        for &(u, row, t) in train {
+            history.entry(u).or_default().push((t, row));
+        }
+        for h in history.values_mut() {
+            h.sort_unstable();
+        }
+        QueryData {
+            users: users.iter().map(|u| (u.id, u.clone())).collect(),
+            history,
+        }
+    }
+
+    /// The last time `user` was seen in training (0 when never).
+    pub fn last_time(&self, user: u32) -> i64 {
+        self.history
+            .get(&user)
+            .and_then(|h| h.last())
+            .map_or(0, |&(t, _)| t)
+    }
+
+    /// `column` of the query of `user` at `time`: the history holds the items strictly
+    /// before `time`.
+    pub fn value(&self, user: u32, time: i64, column: &str) -> Column {
+        let u = self.users.get(&user);
+        let text =
+            |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
+        match column {
+            "user_id" => Column::Str(user.to_string()),
+            "age" => Column::Number(u.map(|u| u.age as f32)),
+            "gender" => text(|u| &u.gender),
+            "occupation" => text(|u| &u.occupation),
+            "zip" => text(|u| &u.zip),
+            "timestamp" => Column::Number(Some(time as f32)),
+            "history" => {
+                let h = self.history.get(&user).map_or(&[][..], Vec::as_slice);
+                let before = h.partition_point(|&(t, _)| t < time);
+                Column::Items(h[..before].iter().map(|&(_, r)| r).collect())
+            }
+            _ => Column::Number(None),
+        }
+    }
+}
+
+/// `column` of catalogue item `m`.
+pub fn item_value(m: &Movie, column: &str) -> Column {
+    match column {
+        "item_id" => Column::Str(m.id.to_string()),
+        "title" => Column::Text(m.title.clone()),
+        "genres" => Column::Strs(m.genres.clone()),
+        "year" => Column::Number(year_of(&m.title).map(|y| y as f32)),
+        _ => Column::Number(None),
+    }
+}
+
+/// A trained (or new) feature model over a catalogue.
+#[derive(Debug, Clone)]
+pub struct FeatureModel {
+    pub config: TrainConfig,
+    pub spec: TowersSpec,
+    pub query: FeatureTower,
+    pub candidate: FeatureTower,
+    pub catalogue: Catalogue,
+    movies: Vec<Movie>,
+    pub data: QueryData,
+}
+
+/// Training a [`FeatureModel`]: examples `(user, catalogue row, time)` and optimizer state.
+pub struct FeatureTrainer {
+    examples: Vec<(u32, u32, i64)>,
+    rng: rand_chacha::ChaCha8Rng,
+    query_opt: TowerOptimizer,
+    cand_opt: TowerOptimizer,
+    epoch: usize,
+}
+
+impl FeatureModel {
+    /// Fits the features on `ml`'s catalogue and the training interactions `train`, and
+    /// returns the model with its trainer.
+    pub fn new(
+        config: TrainConfig,
+        spec: TowersSpec,
+        ml: &Dataset,
+        train: &[Interaction],
+    ) -> Result<(Self, FeatureTrainer)> {
+        spec.check(&Columns::movielens_100k())?;
+        if spec.normalize {
+            return Err(ModelError::Spec(
+                "normalize = true is not supported yet by feature towers".into(),
+            ));
+        }
+        let config = config.for_catalogue(ml.movies.len());
+        config.validate()?;
+        let row_of = ml.row_of_id();
+        let examples: Vec<(u32, u32, i64)> = train
+            .iter()
+            .map(|r| {
+                row_of
+                    .get(&r.item)
+                    .map(|&row| (r.user, row as u32, r.timestamp))
+                    .ok_or_else(|| {
+                        ModelError::Config(format!("movie id {} is not in the catalogue", r.item))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        if examples.is_empty() {
+            return Err(ModelError::Config("no training examples".into()));
+        }
+        let data = QueryData::new(&ml.users, &examples);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
+        let movies = ml.movies.clone();
+        let n = movies.len();
+        let candidate = FeatureTower::fit(
+            &spec.candidate,
+            n,
+            &|r, c| item_value(&movies[r], c),
+            n,
+            &mut rng,
+        )?;
+        let query = FeatureTower::fit(
+            &spec.query,
+            examples.len(),
+            &|i, c| {
+                let (u, _, t) = examples[i];
+                data.value(u, t, c)
+            },
+            n,
+            &mut rng,
+        )?;
+        let trainer = FeatureTrainer {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_5eed),
+            query_opt: TowerOptimizer::new(config.optimizer, &query.tower),
+            cand_opt: TowerOptimizer::new(config.optimizer, &candidate.tower),
+            examples,
+            epoch: 0,
+        };
+        let model = FeatureModel {
+            catalogue: Catalogue::from_movies(&movies),
+            config,
+            spec,
+            query,
+            candidate,
+            movies,
+            data,
+        };
+        Ok((model, trainer))
+    }
+
+    /// The candidate vectors of every catalogue row, row-major.
+    pub fn candidate_vectors(&self) -> Result<Vec<f32>> {
+        let n = self.movies.len();
+        self.candidate
+            .vectors(n, &|r, c| item_value(&self.movies[r], c))
+    }
+
+    /// Query vectors of `(user, time)` pairs, row-major.
+    pub fn query_vectors(&self, queries: &[(u32, i64)]) -> Result<Vec<f32>> {
+        self.query.vectors(queries.len(), &|i, c| {
+            let (u, t) = queries[i];
+            self.data.value(u, t, c)
+        })
+    }
+
+    /// True when a query depends on more than the user (the time or the history).
+    pub fn per_interaction(&self) -> bool {
+        self.spec.query.features.iter().any(|f| {
+            matches!(
+                f.get_ref(),
+                FeatureSpec::Timestamp { .. } | FeatureSpec::History { .. }
+            )
+        })
+    }
+
+    /// A scorer for [`crate::evaluate`] over test interactions `test` (user, row) at
+    /// `times`: each interaction's query at its time, each user's query after their last
+    /// training interaction.
+    pub fn scorer<'a>(
+        &'a self,
+        test: &'a [(u32, u32)],
+        times: &'a [i64],
+    ) -> Result<FeatureScorer<'a>> {
+        Ok(FeatureScorer {
+            model: self,
+            candidates: twotower_index::BruteForceIndex::new(
+                self.candidate_vectors()?,
+                self.candidate.tower.output_width(),
+            )?,
+            test,
+            times,
+        })
+    }
+}
+
+impl FeatureTrainer {
+    /// One pass over the shuffled examples.
+    pub fn run_epoch(&mut self, model: &mut FeatureModel) -> Result<EpochStats> {
+        let start = Instant::now();
+        self.epoch += 1;
+        let mut examples = std::mem::take(&mut self.examples);
+        examples.shuffle(&mut self.rng);
+        let cfg = model.config.clone();
+        let softmax = InBatchSoftmax {
+            temperature: model.spec.temperature.unwrap_or(cfg.temperature),
+            remove_accidental_hits: cfg.remove_accidental_hits,
+        };
+        let (mut total, mut done) = (0.0f64, 0usize);
+        let mut result = Ok(());
+        for batch in examples.chunks(cfg.batch_size) {
+            match self.step(model, batch, &softmax) {
+                Ok(loss) => total += loss,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            done += batch.len();
+        }
+        self.examples = examples;
+        result?;
+        let seconds = start.elapsed().as_secs_f64();
+        if !total.is_finite()
+            || !model.query.tower.is_finite()
+            || !model.candidate.tower.is_finite()
+        {
+            return Err(ModelError::Diverged(format!(
+                "training diverged in epoch {} (learning rate {})",
+                self.epoch,
+                cfg.optimizer.learning_rate()
+            )));
+        }
+        Ok(EpochStats {
+            epoch: self.epoch,
+            loss: total,
+            mean_loss: total / done.max(1) as f64,
+            seconds,
+            examples_per_second: done as f64 / seconds.max(1e-9),
+            product_seconds: 0.0,
+            product_gflops_per_second: 0.0,
+            metrics: None,
+        })
+    }
+
+    /// Loss of one batch; both towers take an optimizer step.
+    fn step(
+        &mut self,
+        model: &mut FeatureModel,
+        batch: &[(u32, u32, i64)],
+        softmax: &InBatchSoftmax,
+    ) -> Result<f64> {
+        let n = batch.len();
+        // Candidate columns: the batch's distinct positives (or the whole catalogue).
+        let mut slot: HashMap<u32, u32> = HashMap::new();
+        let mut cols: Vec<u32> = Vec::new();
+        let mut counts: Vec<f32> = Vec::new();
+        let full = model.config.negatives == Negatives::Full;
+        if full {
+            cols = (0..model.movies.len() as u32).collect();
+            counts = vec![1.0; cols.len()];
+        }
+        let rows: Vec<(u32, u32)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, row, _))| {
+                let s = if full {
+                    row
+                } else {
+                    *slot.entry(row).or_insert_with(|| {
+                        cols.push(row);
+                        counts.push(0.0);
+                        (cols.len() - 1) as u32
+                    })
+                };
+                if !full {
+                    counts[s as usize] += 1.0;
+                }
+                (i as u32, s)
+            })
+            .collect();
+        let data = &model.data;
+        let movies = &model.movies;
+        let q_in = model.query.encode(n, &|i, c| {
+            let (u, _, t) = batch[i];
+            data.value(u, t, c)
+        });
+        let c_in = model
+            .candidate
+            .encode(cols.len(), &|i, c| item_value(&movies[cols[i] as usize], c));
+        let q_pass = model.query.tower.forward(&q_in, n)?;
+        let c_pass = model.candidate.tower.forward(&c_in, cols.len())?;
+        let mut out = softmax.forward_backward(&SoftmaxBatch {
+            queries: q_pass.output(),
+            candidates: c_pass.output(),
+            dim: model.query.tower.output_width(),
+            rows: &rows,
+            multiplicity: &counts,
+            bias: &[],
+        });
+        let mut loss = out.loss;
+        let l2 = model.config.l2;
+        if l2 > 0.0 {
+            // The penalty on the towers' outputs, each counted as often as it is a query or
+            // a positive in the batch: for id towers, the id model's penalty on touched rows.
+            let mut positives = vec![0u32; cols.len()];
+            for &(_, c) in &rows {
+                positives[c as usize] += 1;
+            }
+            loss += add_l2(&mut out.grad_queries, q_pass.output(), &vec![1; n], l2);
+            loss += add_l2(&mut out.grad_candidates, c_pass.output(), &positives, l2);
+        }
+        let q_grads = model.query.tower.backward(&q_in, &q_pass, out.grad_queries);
+        let c_grads = model
+            .candidate
+            .tower
+            .backward(&c_in, &c_pass, out.grad_candidates);
+        self.query_opt.step(&mut model.query.tower, &q_grads);
+        self.cand_opt.step(&mut model.candidate.tower, &c_grads);
+        Ok(loss)
+    }
+}
+
+/// Scores for evaluation (see [`FeatureModel::scorer`]).
+pub struct FeatureScorer<'a> {
+    model: &'a FeatureModel,
+    candidates: twotower_index::BruteForceIndex,
+    test: &'a [(u32, u32)],
+    times: &'a [i64],
+}
+
+impl Scorer for FeatureScorer<'_> {
+    fn scores(&self, users: &[u32]) -> Vec<f32> {
+        let q: Vec<(u32, i64)> = users
+            .iter()
+            .map(|&u| (u, self.model.data.last_time(u) + 1))
+            .collect();
+        let v = self.model.query_vectors(&q).expect("users encode");
+        self.candidates
+            .scores(&v)
+            .expect("the towers' widths agree")
+    }
+
+    fn per_interaction(&self) -> bool {
+        self.model.per_interaction()
+    }
+
+    fn interaction_scores(&self, interactions: &[usize]) -> Vec<f32> {
+        let q: Vec<(u32, i64)> = interactions
+            .iter()
+            .map(|&i| (self.test[i].0, self.times[i]))
+            .collect();
+        let v = self.model.query_vectors(&q).expect("interactions encode");
+        self.candidates
+            .scores(&v)
+            .expect("the towers' widths agree")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twotower_data::Format;
+
+    fn tiny() -> Dataset {
+        let genres = ["Action", "Drama", "Comedy"];
+        let movies: Vec<Movie> = (1..=12)
+            .map(|i| Movie {
+                id: i,
+                title: format!("Film {i} ({})", 1980 + i),
+                release_date: String::new(),
+                genres: vec![genres[(i % 3) as usize].to_string()],
+            })
+            .collect();
+        let occupations = ["a", "b", "c"];
+        let users: Vec<User> = (1..=9)
+            .map(|u| User {
+                id: u,
+                age: 20 + u,
+                gender: if u % 2 == 0 { "M" } else { "F" }.into(),
+                occupation: occupations[(u % 3) as usize].into(),
+                zip: "00000".into(),
+            })
+            .collect();
+        // Each user watches the films of "their" genre (user % 3), in order.
+        let mut ratings = Vec::new();
+        for u in 1..=9u32 {
+            for (k, m) in (1..=12u32).filter(|m| m % 3 == u % 3).enumerate() {
+                ratings.push(Interaction {
+                    user: u,
+                    item: m,
+                    rating: 4.0,
+                    timestamp: 1000 + 10 * k as i64 + u as i64,
+                });
+            }
+        }
+        Dataset {
+            dir: "tiny".into(),
+            format: Format::Ml100k,
+            ratings,
+            movies,
+            users,
+        }
+    }
+
+    const SPEC: &str = r#"
+[query]
+features = [
+  { kind = "id", column = "user_id", dim = 8 },
+  { kind = "categorical", column = "occupation", dim = 4 },
+  { kind = "history", last = 5, dim = 8 },
+]
+layers = [16, 8]
+[candidate]
+features = [
+  { kind = "id", column = "item_id", dim = 8 },
+  { kind = "multi", column = "genres", dim = 4 },
+  { kind = "text", column = "title", dim = 4 },
+]
+layers = [8]
+"#;
+
+    #[test]
+    fn history_holds_only_what_came_strictly_before() {
+        let d = QueryData::new(&[], &[(1, 5, 100), (1, 6, 200), (1, 7, 200), (2, 9, 50)]);
+        assert_eq!(d.value(1, 200, "history"), Column::Items(vec![5]));
+        assert_eq!(d.value(1, 201, "history"), Column::Items(vec![5, 6, 7]));
+        assert_eq!(d.value(1, 100, "history"), Column::Items(vec![]));
+        assert_eq!(d.value(3, 999, "history"), Column::Items(vec![]));
+        assert_eq!(d.last_time(1), 200);
+        assert_eq!(d.value(1, 0, "age"), Column::Number(None));
+    }
+
+    #[test]
+    fn a_feature_model_learns_what_its_features_say() {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        cfg.embedding_dim = 8;
+        let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
+        let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
+        assert!(model.per_interaction());
+        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        let mut last = first;
+        for _ in 0..60 {
+            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        }
+        assert!(last < 0.8 * first, "mean loss {first} → {last}");
+        // Every user's top 4 are the 4 films of their genre.
+        let queries: Vec<(u32, i64)> = (1..=9).map(|u| (u, 10_000)).collect();
+        let q = model.query_vectors(&queries).unwrap();
+        let c = model.candidate_vectors().unwrap();
+        let d = model.candidate.tower.output_width();
+        for (k, u) in (1..=9u32).enumerate() {
+            let mut s: Vec<(f32, u32)> = (0..12)
+                .map(|r| {
+                    let dot = (0..d).map(|j| q[k * d + j] * c[r * d + j]).sum();
+                    (dot, r as u32 + 1)
+                })
+                .collect();
+            s.sort_by(|a, b| b.0.total_cmp(&a.0));
+            assert!(
+                s[..4].iter().all(|&(_, m)| m % 3 == u % 3),
+                "user {u}: {:?}",
+                &s[..4]
+            );
+        }
+    }
+}

@@ -444,7 +444,6 @@ mod tests {
 features = [
   { kind = "id", column = "user_id", dim = 8 },
   { kind = "categorical", column = "occupation", dim = 4 },
-  { kind = "history", last = 5, dim = 8 },
 ]
 layers = [16, 8]
 [candidate]
@@ -473,9 +472,25 @@ layers = [8]
         let mut cfg = TrainConfig::preset("default").unwrap();
         cfg.batch_size = 8;
         cfg.embedding_dim = 8;
+        // With the history, each example is its own query.
+        let with_history = SPEC.replace(
+            "{ kind = \"categorical\", column = \"occupation\", dim = 4 },",
+            "{ kind = \"history\", last = 5, dim = 8 },",
+        );
+        let spec = TowersSpec::parse("t.toml", &with_history).unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg.clone(), spec, &ml, &ml.ratings).unwrap();
+        assert!(model.per_interaction());
+        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        let mut last = first;
+        for _ in 0..30 {
+            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        }
+        assert!(last < 0.8 * first, "mean loss {first} → {last}");
+        // Without it, one query per user.
         let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
         let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
-        assert!(model.per_interaction());
+        assert!(!model.per_interaction());
         let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
         let mut last = first;
         for _ in 0..60 {

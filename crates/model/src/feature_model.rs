@@ -286,7 +286,12 @@ impl FeatureTrainer {
         batch: &[(u32, u32, i64)],
         softmax: &InBatchSoftmax,
     ) -> Result<f64> {
-        let n = batch.len();
+        // Query slots: one per example when queries differ, else one per user (the
+        // softmax shares a user's log-partition across their rows, as for id towers).
+        let per_example = model.per_interaction();
+        let mut qslot: HashMap<u32, u32> = HashMap::new();
+        let mut queries: Vec<(u32, i64)> = Vec::new();
+        let mut query_counts: Vec<u32> = Vec::new();
         // Candidate columns: the batch's distinct positives (or the whole catalogue).
         let mut slot: HashMap<u32, u32> = HashMap::new();
         let mut cols: Vec<u32> = Vec::new();
@@ -298,8 +303,20 @@ impl FeatureTrainer {
         }
         let rows: Vec<(u32, u32)> = batch
             .iter()
-            .enumerate()
-            .map(|(i, &(_, row, _))| {
+            .map(|&(user, row, time)| {
+                let q = if per_example {
+                    queries.push((user, time));
+                    query_counts.push(1);
+                    (queries.len() - 1) as u32
+                } else {
+                    let q = *qslot.entry(user).or_insert_with(|| {
+                        queries.push((user, time));
+                        query_counts.push(0);
+                        (queries.len() - 1) as u32
+                    });
+                    query_counts[q as usize] += 1;
+                    q
+                };
                 let s = if full {
                     row
                 } else {
@@ -312,13 +329,14 @@ impl FeatureTrainer {
                 if !full {
                     counts[s as usize] += 1.0;
                 }
-                (i as u32, s)
+                (q, s)
             })
             .collect();
+        let n = queries.len();
         let data = &model.data;
         let movies = &model.movies;
         let q_in = model.query.encode(n, &|i, c| {
-            let (u, _, t) = batch[i];
+            let (u, t) = queries[i];
             data.value(u, t, c)
         });
         let c_in = model
@@ -343,7 +361,7 @@ impl FeatureTrainer {
             for &(_, c) in &rows {
                 positives[c as usize] += 1;
             }
-            loss += add_l2(&mut out.grad_queries, q_pass.output(), &vec![1; n], l2);
+            loss += add_l2(&mut out.grad_queries, q_pass.output(), &query_counts, l2);
             loss += add_l2(&mut out.grad_candidates, c_pass.output(), &positives, l2);
         }
         let q_grads = model.query.tower.backward(&q_in, &q_pass, out.grad_queries);

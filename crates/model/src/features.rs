@@ -50,9 +50,89 @@ pub enum Input {
         stats: Numeric,
         buckets: Option<Buckets>,
     },
-    /// The last `last` catalogue rows of a history.
-    History { last: usize },
+    /// The last `last` catalogue rows of a history; its table has `items` rows.
+    History { last: usize, items: usize },
 }
+
+/// A fitted input as a model folder stores it: vocabularies as their tokens in index order
+/// (after the out-of-vocabulary token).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum InputState {
+    Lookup {
+        tokens: Vec<String>,
+    },
+    Hashed {
+        bins: usize,
+    },
+    Multi {
+        tokens: Vec<String>,
+    },
+    Text {
+        tokens: Vec<String>,
+    },
+    Number {
+        stats: Numeric,
+        buckets: Option<Buckets>,
+    },
+    History {
+        last: usize,
+        items: usize,
+    },
+}
+
+fn known_tokens(v: &Vocabulary) -> Vec<String> {
+    v.tokens().iter().skip(1).cloned().collect()
+}
+
+impl From<&Input> for InputState {
+    fn from(i: &Input) -> Self {
+        match i {
+            Input::Lookup { vocab } => InputState::Lookup {
+                tokens: known_tokens(vocab),
+            },
+            Input::Hashed { bins } => InputState::Hashed { bins: *bins },
+            Input::Multi { vocab } => InputState::Multi {
+                tokens: known_tokens(vocab),
+            },
+            Input::Text { vectorizer } => InputState::Text {
+                tokens: known_tokens(&vectorizer.vocab),
+            },
+            Input::Number { stats, buckets } => InputState::Number {
+                stats: *stats,
+                buckets: buckets.clone(),
+            },
+            Input::History { last, items } => InputState::History {
+                last: *last,
+                items: *items,
+            },
+        }
+    }
+}
+
+impl From<InputState> for Input {
+    fn from(s: InputState) -> Self {
+        match s {
+            InputState::Lookup { tokens } => Input::Lookup {
+                vocab: Vocabulary::from_ordered_tokens(tokens),
+            },
+            InputState::Hashed { bins } => Input::Hashed { bins },
+            InputState::Multi { tokens } => Input::Multi {
+                vocab: Vocabulary::from_ordered_tokens(tokens),
+            },
+            InputState::Text { tokens } => Input::Text {
+                vectorizer: TextVectorizer {
+                    vocab: Vocabulary::from_ordered_tokens(tokens),
+                },
+            },
+            InputState::Number { stats, buckets } => Input::Number { stats, buckets },
+            InputState::History { last, items } => Input::History { last, items },
+        }
+    }
+}
+
+/// A named tensor: name, shape, row-major values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 /// Reads `row`'s value of `column`.
 pub type ValueFn<'a> = dyn Fn(usize, &str) -> Column + Sync + 'a;
@@ -116,7 +196,6 @@ impl FeatureTower {
             return Err(ModelError::Config("no rows to fit the features on".into()));
         }
         let mut inputs = Vec::new();
-        let mut encoders = Vec::new();
         for f in &spec.features {
             let f = f.get_ref();
             let column = column_of(f);
@@ -126,53 +205,39 @@ impl FeatureTower {
                     "feature {column:?}: no values in the training rows to build a vocabulary from"
                 ))
             };
-            let (input, width_ids) = match f {
-                FeatureSpec::Id { dim, .. }
+            let input = match f {
+                FeatureSpec::Id { .. }
                 | FeatureSpec::Categorical {
-                    dim,
-                    hash_bins: None,
-                    ..
+                    hash_bins: None, ..
                 } => {
                     let vocab = Vocabulary::from_tokens(values().flat_map(strings));
                     if vocab.len() < 2 {
                         return Err(empty());
                     }
-                    let n = vocab.len();
-                    (Input::Lookup { vocab }, Some((n, *dim, Pooling::Mean)))
+                    Input::Lookup { vocab }
                 }
                 FeatureSpec::Categorical {
-                    dim,
                     hash_bins: Some(bins),
                     ..
-                } => (
-                    Input::Hashed { bins: *bins },
-                    Some((*bins, *dim, Pooling::Mean)),
-                ),
-                FeatureSpec::Multi { dim, pooling, .. } => {
+                } => Input::Hashed { bins: *bins },
+                FeatureSpec::Multi { .. } => {
                     let vocab = Vocabulary::from_tokens(values().flat_map(strings));
                     if vocab.len() < 2 {
                         return Err(empty());
                     }
-                    let n = vocab.len();
-                    (Input::Multi { vocab }, Some((n, *dim, (*pooling).into())))
+                    Input::Multi { vocab }
                 }
-                FeatureSpec::Text {
-                    dim, max_tokens, ..
-                } => {
+                FeatureSpec::Text { max_tokens, .. } => {
                     let texts: Vec<String> = values().flat_map(strings).collect();
                     let vectorizer =
                         TextVectorizer::fit(texts.iter().map(String::as_str), *max_tokens);
                     if vectorizer.vocab.len() < 2 {
                         return Err(empty());
                     }
-                    let n = vectorizer.vocab.len();
-                    (Input::Text { vectorizer }, Some((n, *dim, Pooling::Mean)))
+                    Input::Text { vectorizer }
                 }
                 FeatureSpec::Numeric {
-                    buckets,
-                    quantiles,
-                    dim,
-                    ..
+                    buckets, quantiles, ..
                 } => {
                     let xs: Vec<f32> = values().filter_map(|v| number(&v)).collect();
                     let stats = Numeric::fit(&xs).map_err(|_| no_numbers(column))?;
@@ -181,39 +246,44 @@ impl FeatureTower {
                         Some(n) => Some(Buckets::equal_width(&xs, *n)?),
                         None => None,
                     };
-                    let ids = b
-                        .as_ref()
-                        .zip(*dim)
-                        .map(|(b, d)| (b.len(), d, Pooling::Mean));
-                    (Input::Number { stats, buckets: b }, ids)
+                    Input::Number { stats, buckets: b }
                 }
-                FeatureSpec::Timestamp { buckets, dim } => {
+                FeatureSpec::Timestamp { buckets, .. } => {
                     let xs: Vec<f32> = values().filter_map(|v| number(&v)).collect();
                     let stats = Numeric::fit(&xs).map_err(|_| no_numbers(column))?;
                     let b = Buckets::equal_width(&xs, *buckets)?;
-                    let n = b.len();
-                    (
-                        Input::Number {
-                            stats,
-                            buckets: Some(b),
-                        },
-                        Some((n, *dim, Pooling::Mean)),
-                    )
+                    Input::Number {
+                        stats,
+                        buckets: Some(b),
+                    }
                 }
-                FeatureSpec::History {
-                    last, pooling, dim, ..
-                } => (
-                    Input::History { last: *last },
-                    Some((catalogue, *dim, (*pooling).into())),
-                ),
+                FeatureSpec::History { last, .. } => Input::History {
+                    last: *last,
+                    items: catalogue,
+                },
             };
-            if let Input::Number { stats, .. } = &input {
+            inputs.push(input);
+        }
+        Self::build(spec, inputs, rng)
+    }
+
+    /// The tower for fitted `inputs` (one per feature of `spec`), freshly initialised.
+    pub fn build(spec: &TowerSpec, inputs: Vec<Input>, rng: &mut impl Rng) -> Result<Self> {
+        if inputs.len() != spec.features.len() {
+            return Err(ModelError::Config(format!(
+                "{} feature inputs for {} features",
+                inputs.len(),
+                spec.features.len()
+            )));
+        }
+        let mut encoders = Vec::new();
+        for (f, input) in spec.features.iter().zip(&inputs) {
+            if let Input::Number { stats, .. } = input {
                 encoders.push(Encoder::Numeric(*stats));
             }
-            if let Some((n, dim, pooling)) = width_ids {
+            if let Some((n, dim, pooling)) = table_of(f.get_ref(), input)? {
                 encoders.push(Encoder::Bag(EmbeddingBag::new(n, dim, pooling, rng)));
             }
-            inputs.push(input);
         }
         let mut layers = Vec::new();
         let mut width: usize = encoders.iter().map(Encoder::width).sum();
@@ -232,6 +302,44 @@ impl FeatureTower {
             inputs,
             tower: Tower::new(encoders, layers)?,
         })
+    }
+
+    /// The fitted inputs as stored.
+    pub fn state(&self) -> Vec<InputState> {
+        self.inputs.iter().map(InputState::from).collect()
+    }
+
+    /// Every parameter of the tower, named as [`Tower::params`] names them.
+    pub fn tensors(&self) -> Vec<NamedTensor> {
+        self.tower
+            .params()
+            .into_iter()
+            .map(|(name, p)| match p {
+                crate::nn::Param::Table(t) => (name, vec![t.rows, t.dim], t.data.clone()),
+                crate::nn::Param::Dense(v, shape) => (name, shape, v.to_vec()),
+            })
+            .collect()
+    }
+
+    /// The tower of `spec` with stored `inputs` and parameters (`tensors` by name): what
+    /// [`FeatureTower::state`] and [`FeatureTower::tensors`] gave. A missing or misshapen
+    /// tensor, or an input of another kind than its feature, is an error.
+    pub fn restore(
+        spec: &TowerSpec,
+        inputs: Vec<InputState>,
+        tensors: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<Self> {
+        use rand::SeedableRng;
+        let inputs = inputs.into_iter().map(Input::from).collect();
+        let mut t = Self::build(spec, inputs, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
+        let names: Vec<String> = t.tower.params().into_iter().map(|(n, _)| n).collect();
+        for name in names {
+            let Some((shape, data)) = tensors.get(&name) else {
+                return Err(ModelError::Config(format!("parameter {name} is missing")));
+            };
+            t.tower.set_param(&name, shape, data.clone())?;
+        }
+        Ok(t)
     }
 
     /// The encoder inputs of `rows` rows read by `value`, in the tower's encoder order.
@@ -281,7 +389,7 @@ impl FeatureTower {
                         out.push(FeatureBatch::Numbers(xs));
                     }
                 }
-                Input::History { last } => out.push(bags(values().map(|v| match v {
+                Input::History { last, .. } => out.push(bags(values().map(|v| match v {
                     Column::Items(items) => items[items.len().saturating_sub(*last)..].to_vec(),
                     _ => Vec::new(),
                 }))),
@@ -307,6 +415,47 @@ impl FeatureTower {
         let batch = self.encode(rows, value);
         Ok(self.tower.forward(&batch, rows)?.output().to_vec())
     }
+}
+
+/// The embedding table a feature needs with this input: rows, width and pooling (`None`
+/// for a number that is not bucketed).
+fn table_of(f: &FeatureSpec, input: &Input) -> Result<Option<(usize, usize, Pooling)>> {
+    let mean = Pooling::Mean;
+    Ok(match (f, input) {
+        (FeatureSpec::Id { dim, .. }, Input::Lookup { vocab })
+        | (FeatureSpec::Categorical { dim, .. }, Input::Lookup { vocab }) => {
+            Some((vocab.len(), *dim, mean))
+        }
+        (FeatureSpec::Categorical { dim, .. }, Input::Hashed { bins }) => Some((*bins, *dim, mean)),
+        (FeatureSpec::Multi { dim, pooling, .. }, Input::Multi { vocab }) => {
+            Some((vocab.len(), *dim, (*pooling).into()))
+        }
+        (FeatureSpec::Text { dim, .. }, Input::Text { vectorizer }) => {
+            Some((vectorizer.vocab.len(), *dim, mean))
+        }
+        (
+            FeatureSpec::Numeric { dim: Some(d), .. },
+            Input::Number {
+                buckets: Some(b), ..
+            },
+        )
+        | (
+            FeatureSpec::Timestamp { dim: d, .. },
+            Input::Number {
+                buckets: Some(b), ..
+            },
+        ) => Some((b.len(), *d, mean)),
+        (FeatureSpec::Numeric { .. }, Input::Number { .. }) => None,
+        (FeatureSpec::History { dim, pooling, .. }, Input::History { items, .. }) => {
+            Some((*items, *dim, (*pooling).into()))
+        }
+        (f, _) => {
+            return Err(ModelError::Config(format!(
+                "feature {:?}: its stored preprocessing is of another kind",
+                column_of(f)
+            )))
+        }
+    })
 }
 
 fn no_numbers(column: &str) -> ModelError {
@@ -436,6 +585,43 @@ features = [
         };
         assert_eq!(ids.ids, [0]);
         assert_eq!(users.vectors(4, &query).unwrap().len(), 4 * 8);
+    }
+
+    #[test]
+    fn a_restored_tower_gives_the_same_vectors() {
+        let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for (tower, rows, value) in [
+            (&spec.query, 4, &query as &ValueFn),
+            (&spec.candidate, 3, &item as &ValueFn),
+        ] {
+            let t = FeatureTower::fit(tower, rows, value, 3, &mut rng).unwrap();
+            // Through JSON and back, as a model folder stores them.
+            let state: Vec<InputState> =
+                serde_json::from_str(&serde_json::to_string(&t.state()).unwrap()).unwrap();
+            let tensors: std::collections::HashMap<_, _> = t
+                .tensors()
+                .into_iter()
+                .map(|(n, s, d)| (n, (s, d)))
+                .collect();
+            let back = FeatureTower::restore(tower, state.clone(), &tensors).unwrap();
+            assert_eq!(back, t);
+            assert_eq!(
+                back.vectors(rows, value).unwrap(),
+                t.vectors(rows, value).unwrap()
+            );
+            let mut short = tensors.clone();
+            short.remove("layers.0.bias");
+            let e = FeatureTower::restore(tower, state.clone(), &short).unwrap_err();
+            assert!(
+                e.to_string().contains("parameter layers.0.bias is missing"),
+                "{e}"
+            );
+            let mut wrong = tensors.clone();
+            wrong.insert("layers.0.bias".into(), (vec![3], vec![0.0; 3]));
+            let e = FeatureTower::restore(tower, state, &wrong).unwrap_err();
+            assert!(e.to_string().contains("layers.0.bias: shape [3]"), "{e}");
+        }
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl EmbeddingBag {
 }
 
 /// A numeric input, standardised: `(x − mean) / std` (statistics of the training data).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Numeric {
     pub mean: f32,
     pub std: f32,
@@ -417,6 +417,45 @@ impl Tower {
             width = l.outputs;
         }
         Ok(tower)
+    }
+
+    /// Replaces parameter `name` (as [`Tower::params`] names it) with `data` of `shape`,
+    /// which must be the parameter's own shape.
+    pub fn set_param(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(format!("parameter {name}: {m}")));
+        let parts: Vec<&str> = name.split('.').collect();
+        let (target, want): (&mut Vec<f32>, Vec<usize>) = match parts.as_slice() {
+            ["features", i, "embedding"] => {
+                let Some(Encoder::Bag(b)) = i
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.encoders.get_mut(i))
+                else {
+                    return bad("this tower has no such embedding".into());
+                };
+                let shape = vec![b.table.rows, b.table.dim];
+                (&mut b.table.data, shape)
+            }
+            ["layers", i, which @ ("kernel" | "bias")] => {
+                let Some(l) = i.parse::<usize>().ok().and_then(|i| self.layers.get_mut(i)) else {
+                    return bad("this tower has no such layer".into());
+                };
+                if *which == "kernel" {
+                    (&mut l.weight, vec![l.inputs, l.outputs])
+                } else {
+                    (&mut l.bias, vec![l.outputs])
+                }
+            }
+            _ => return bad("not a parameter name".into()),
+        };
+        if shape != want.as_slice() || data.len() != want.iter().product::<usize>() {
+            return bad(format!(
+                "shape {shape:?} with {} values, expected {want:?}",
+                data.len()
+            ));
+        }
+        *target = data;
+        Ok(())
     }
 
     /// True when every parameter is finite (a diverged tower is not).

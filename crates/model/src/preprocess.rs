@@ -104,7 +104,7 @@ impl Numeric {
 /// Bucket boundaries: a value `x` falls in bucket `i` when `boundaries[i - 1] <= x <
 /// boundaries[i]` (bucket 0 below the first boundary, the last at or above the last), as
 /// Keras' `Discretization` counts them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Buckets {
     pub boundaries: Vec<f32>,
 }

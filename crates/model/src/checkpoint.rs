@@ -86,17 +86,17 @@ pub struct ModelCard {
 /// `model.json` as stored: the card, plus the size and CRC-32 of every other file of the
 /// folder, checked on load (folders written before the list existed load unchecked).
 #[derive(Serialize)]
-struct StoredCard<'a> {
+pub(crate) struct StoredCard<'a, C: Serialize> {
     #[serde(flatten)]
-    card: &'a ModelCard,
-    files: &'a BTreeMap<String, FileEntry>,
+    pub(crate) card: &'a C,
+    pub(crate) files: &'a BTreeMap<String, FileEntry>,
 }
 
 /// The file list of a stored `model.json`.
 #[derive(Deserialize)]
-struct FileList {
+pub(crate) struct FileList {
     #[serde(default)]
-    files: BTreeMap<String, FileEntry>,
+    pub(crate) files: BTreeMap<String, FileEntry>,
 }
 
 impl ModelCard {
@@ -127,12 +127,12 @@ pub struct SavedModel {
     pub warnings: Vec<String>,
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
+pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// Writes `bytes` to `dir/name` and records its size and checksum in `files`.
-fn write_file(
+pub(crate) fn write_file(
     dir: &Path,
     name: &str,
     bytes: &[u8],
@@ -152,7 +152,9 @@ fn write_file(
     Ok(())
 }
 
-fn safetensors_bytes(tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>) -> Result<Vec<u8>> {
+pub(crate) fn safetensors_bytes(
+    tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)>,
+) -> Result<Vec<u8>> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(name, dtype, shape, data)| {
@@ -303,29 +305,7 @@ impl SavedModel {
             candidates.as_bytes(),
             &mut files,
         )?;
-        let mut items = String::from("id\ttitle\tgenres\trelease_date\n");
-        for i in 0..m.catalogue.len() {
-            let c = &m.catalogue;
-            let fields = [&c.ids[i], &c.titles[i], &c.release_dates[i]];
-            if let Some(f) = fields
-                .into_iter()
-                .chain(&c.genres[i])
-                .find(|f| f.contains(['\t', '\n', '\r']))
-            {
-                return Err(ModelError::Config(format!(
-                    "item {} holds a tab or line break in {}, which items.tsv cannot store",
-                    twotower_data::shown(&c.ids[i]),
-                    twotower_data::shown(f)
-                )));
-            }
-            items.push_str(&format!(
-                "{}\t{}\t{}\t{}\n",
-                m.catalogue.ids[i],
-                m.catalogue.titles[i],
-                m.catalogue.genres[i].join("|"),
-                m.catalogue.release_dates[i]
-            ));
-        }
+        let items = items_tsv(&m.catalogue)?;
         write_file(tmp, "items.tsv", items.as_bytes(), &mut files)?;
         let d = m.dim();
         let weights = safetensors_bytes(vec![
@@ -368,56 +348,18 @@ impl SavedModel {
             ),
         ])?;
         write_file(tmp, "seen.safetensors", &seen, &mut files)?;
-        // Last: the card lists every other file, and its presence marks the folder whole.
-        let card = StoredCard {
-            card: &self.card,
-            files: &files,
-        };
-        write_file(
-            tmp,
-            "model.json",
-            json(&card).as_bytes(),
-            &mut BTreeMap::new(),
-        )
+        write_card(tmp, &self.card, &files)
     }
 
     /// Reads and validates a model folder.
     pub fn load(dir: &Path) -> Result<Self> {
-        if !dir.join("model.json").is_file() {
-            return Err(ModelError::bad(
-                dir,
-                "not a model folder (no model.json); train one with `twotower train --out DIR`",
-            ));
-        }
-        // One read of model.json: the card, and the file list stored beside it.
-        let card_path = dir.join("model.json");
-        let stored: serde_json::Value = read_json(&card_path)?;
-        let card: ModelCard = parse_value(&card_path, stored.clone())?;
-        if card.format != FORMAT || card.format_version != FORMAT_VERSION {
-            return Err(ModelError::bad(
-                dir.join("model.json"),
-                format!(
-                    "format {:?} version {} is not {FORMAT:?} version {FORMAT_VERSION}",
-                    card.format, card.format_version
-                ),
-            ));
-        }
-        let listed: FileList = parse_value(&card_path, stored)?;
-        let files = Files {
-            dir,
-            listed: &listed.files,
-        };
-        let mut warnings = Vec::new();
-        let history: Vec<EpochStats> = match files
-            .read("history.json")
-            .and_then(|b| parse_json(&dir.join("history.json"), &b))
-        {
-            Ok(h) => h,
-            Err(e) => {
-                warnings.push(format!("training curves unavailable: {e}"));
-                Vec::new()
-            }
-        };
+        let opened: Opened<ModelCard> = open_card(dir, FORMAT_VERSION)?;
+        let files = opened.files(dir);
+        let (card, history, warnings) = (
+            opened.card.clone(),
+            opened.history.clone(),
+            opened.warnings.clone(),
+        );
         let users = files.vocab("vocab/users.txt")?;
         let items = files.vocab("vocab/candidates.txt")?;
         let wpath = dir.join("weights.safetensors");
@@ -508,15 +450,104 @@ impl SavedModel {
     }
 }
 
+/// Writes `model.json`: `card` and the size and checksum of every other file. Written last,
+/// its presence marks the folder whole.
+pub(crate) fn write_card<C: Serialize>(
+    tmp: &Path,
+    card: &C,
+    files: &BTreeMap<String, FileEntry>,
+) -> Result<()> {
+    let stored = StoredCard { card, files };
+    write_file(
+        tmp,
+        "model.json",
+        erased::Json::to_json(&stored).as_bytes(),
+        &mut BTreeMap::new(),
+    )
+}
+
+/// A folder's `model.json`, read once: its card, the files it lists, and the training
+/// curves (a damaged `history.json` is a warning, not an error).
+pub(crate) struct Opened<C> {
+    pub(crate) card: C,
+    pub(crate) listed: FileList,
+    pub(crate) history: Vec<EpochStats>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl<C> Opened<C> {
+    /// The folder's files, checked against this card's list.
+    pub(crate) fn files<'a>(&'a self, dir: &'a Path) -> Files<'a> {
+        Files {
+            dir,
+            listed: &self.listed.files,
+        }
+    }
+}
+
+/// Opens the model folder `dir` as format `version`: another format or version is refused
+/// before its fields are read (a card of another version has other fields).
+pub(crate) fn open_card<C: serde::de::DeserializeOwned>(
+    dir: &Path,
+    version: u32,
+) -> Result<Opened<C>> {
+    let card_path = dir.join("model.json");
+    if !card_path.is_file() {
+        return Err(ModelError::bad(
+            dir,
+            "not a model folder (no model.json); train one with `twotower train --out DIR`",
+        ));
+    }
+    let stored: serde_json::Value = read_json(&card_path)?;
+    let format = stored.get("format").and_then(|v| v.as_str()).unwrap_or("?");
+    let found = stored.get("format_version").and_then(|v| v.as_u64());
+    if format != FORMAT || found != Some(version as u64) {
+        let what = match found {
+            Some(2) if format == FORMAT => " (a feature model, which this reader does not read)",
+            Some(1) if format == FORMAT => " (an id model, which this reader does not read)",
+            _ => "",
+        };
+        return Err(ModelError::bad(
+            &card_path,
+            format!(
+                "format {format:?} version {} is not {FORMAT:?} version {version}{what}",
+                found.map_or("?".into(), |v| v.to_string())
+            ),
+        ));
+    }
+    let card: C = parse_value(&card_path, stored.clone())?;
+    let listed: FileList = parse_value(&card_path, stored)?;
+    let mut warnings = Vec::new();
+    let history = match (Files {
+        dir,
+        listed: &listed.files,
+    })
+    .read("history.json")
+    .and_then(|b| parse_json(&dir.join("history.json"), &b))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            warnings.push(format!("training curves unavailable: {e}"));
+            Vec::new()
+        }
+    };
+    Ok(Opened {
+        card,
+        listed,
+        history,
+        warnings,
+    })
+}
+
 /// The files of a model folder, read and checked against the sizes and checksums that
 /// `model.json` lists.
-struct Files<'a> {
-    dir: &'a Path,
-    listed: &'a BTreeMap<String, FileEntry>,
+pub(crate) struct Files<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) listed: &'a BTreeMap<String, FileEntry>,
 }
 
 impl Files<'_> {
-    fn read(&self, name: &str) -> Result<Vec<u8>> {
+    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>> {
         let path = self.dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
         let Some(entry) = self.listed.get(name) else {
@@ -556,21 +587,24 @@ impl Files<'_> {
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| ModelError::bad(path, format!("line {}: {e}", e.line())))
 }
 
-fn parse_value<T: serde::de::DeserializeOwned>(path: &Path, v: serde_json::Value) -> Result<T> {
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    v: serde_json::Value,
+) -> Result<T> {
     serde_json::from_value(v).map_err(|e| ModelError::bad(path, e.to_string()))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     parse_json(path, &bytes)
 }
 
-fn read_tensor<'a>(
+pub(crate) fn read_tensor<'a>(
     st: &SafeTensors<'a>,
     path: &Path,
     name: &str,
@@ -589,7 +623,7 @@ fn read_tensor<'a>(
     Ok(t.data())
 }
 
-fn f32_from(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn f32_from(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
@@ -628,7 +662,35 @@ fn read_f32(st: &SafeTensors, path: &Path, name: &str, rows: usize) -> Result<Em
     })
 }
 
-fn read_items(path: &Path, bytes: &[u8]) -> Result<Catalogue> {
+/// The catalogue as `items.tsv`: a header, then id, title, genres (`|`-separated) and
+/// release date, tab-separated.
+pub(crate) fn items_tsv(c: &Catalogue) -> Result<String> {
+    let mut items = String::from("id\ttitle\tgenres\trelease_date\n");
+    for i in 0..c.len() {
+        let fields = [&c.ids[i], &c.titles[i], &c.release_dates[i]];
+        if let Some(f) = fields
+            .into_iter()
+            .chain(&c.genres[i])
+            .find(|f| f.contains(['\t', '\n', '\r']))
+        {
+            return Err(ModelError::Config(format!(
+                "item {} holds a tab or line break in {}, which items.tsv cannot store",
+                twotower_data::shown(&c.ids[i]),
+                twotower_data::shown(f)
+            )));
+        }
+        items.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            c.ids[i],
+            c.titles[i],
+            c.genres[i].join("|"),
+            c.release_dates[i]
+        ));
+    }
+    Ok(items)
+}
+
+pub(crate) fn read_items(path: &Path, bytes: &[u8]) -> Result<Catalogue> {
     let text =
         std::str::from_utf8(bytes).map_err(|e| ModelError::bad(path, format!("not UTF-8: {e}")))?;
     let mut c = Catalogue {
@@ -663,7 +725,7 @@ fn read_items(path: &Path, bytes: &[u8]) -> Result<Catalogue> {
 }
 
 /// Pretty JSON for anything serialisable, behind a trait object so one helper serves all.
-mod erased {
+pub(crate) mod erased {
     pub trait Json {
         fn to_json(&self) -> String;
     }

@@ -50,6 +50,20 @@ impl QueryData {
         }
     }
 
+    /// The users' features and every training interaction `(user, row, time)`: what
+    /// [`QueryData::new`] was given, for saving.
+    pub fn parts(&self) -> (Vec<User>, Vec<(u32, u32, i64)>) {
+        let mut users: Vec<User> = self.users.values().cloned().collect();
+        users.sort_by_key(|u| u.id);
+        let mut train: Vec<(u32, u32, i64)> = self
+            .history
+            .iter()
+            .flat_map(|(&u, h)| h.iter().map(move |&(t, r)| (u, r, t)))
+            .collect();
+        train.sort_unstable();
+        (users, train)
+    }
+
     /// The last time `user` was seen in training (0 when never).
     pub fn last_time(&self, user: u32) -> i64 {
         self.history
@@ -173,7 +187,22 @@ impl FeatureModel {
             examples,
             epoch: 0,
         };
-        let model = FeatureModel {
+        Ok((
+            FeatureModel::from_parts(config, spec, query, candidate, movies, data),
+            trainer,
+        ))
+    }
+
+    /// A model from its parts (as a model folder holds them); the catalogue is `movies`.
+    pub fn from_parts(
+        config: TrainConfig,
+        spec: TowersSpec,
+        query: FeatureTower,
+        candidate: FeatureTower,
+        movies: Vec<Movie>,
+        data: QueryData,
+    ) -> Self {
+        FeatureModel {
             catalogue: Catalogue::from_movies(&movies),
             config,
             spec,
@@ -181,8 +210,7 @@ impl FeatureModel {
             candidate,
             movies,
             data,
-        };
-        Ok((model, trainer))
+        }
     }
 
     /// The candidate vectors of every catalogue row, row-major.
@@ -412,7 +440,7 @@ impl Scorer for FeatureScorer<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use twotower_data::Format;
 
@@ -472,6 +500,26 @@ features = [
 ]
 layers = [8]
 "#;
+
+    /// A model with every feature kind of the tiny data, trained for a few epochs.
+    pub(crate) fn trained() -> (FeatureModel, FeatureTrainer) {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        let spec = SPEC.replace(
+            "{ kind = \"categorical\", column = \"occupation\", dim = 4 },",
+            "{ kind = \"categorical\", column = \"occupation\", dim = 4 },\n  \
+             { kind = \"history\", last = 5, dim = 8 },\n  \
+             { kind = \"timestamp\", buckets = 7, dim = 2 },\n  \
+             { kind = \"numeric\", column = \"age\", buckets = 3, dim = 2 },",
+        );
+        let spec = TowersSpec::parse("t.toml", &spec).unwrap();
+        let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
+        for _ in 0..3 {
+            trainer.run_epoch(&mut model).unwrap();
+        }
+        (model, trainer)
+    }
 
     #[test]
     fn history_holds_only_what_came_strictly_before() {

@@ -134,6 +134,9 @@ impl From<InputState> for Input {
 /// A named tensor: name, shape, row-major values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
+/// Tensors by name: shape and row-major values.
+pub type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Reads `row`'s value of `column`.
 pub type ValueFn<'a> = dyn Fn(usize, &str) -> Column + Sync + 'a;
 
@@ -324,11 +327,7 @@ impl FeatureTower {
     /// The tower of `spec` with stored `inputs` and parameters (`tensors` by name): what
     /// [`FeatureTower::state`] and [`FeatureTower::tensors`] gave. A missing or misshapen
     /// tensor, or an input of another kind than its feature, is an error.
-    pub fn restore(
-        spec: &TowerSpec,
-        inputs: Vec<InputState>,
-        tensors: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
-    ) -> Result<Self> {
+    pub fn restore(spec: &TowerSpec, inputs: Vec<InputState>, tensors: &Tensors) -> Result<Self> {
         use rand::SeedableRng;
         let inputs = inputs.into_iter().map(Input::from).collect();
         let mut t = Self::build(spec, inputs, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;

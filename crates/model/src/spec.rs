@@ -301,6 +301,11 @@ impl TowersSpec {
         Ok(spec)
     }
 
+    /// The spec's text as it was parsed (what a model folder stores).
+    pub fn text(&self) -> &str {
+        &self.source.text
+    }
+
     /// Reads and parses the spec file at `path`.
     pub fn read(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;

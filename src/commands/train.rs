@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use twotower_model::feature_experiment::FeatureExperiment;
+use twotower_model::spec::TowersSpec;
 use twotower_model::{
-    Experiment, FitEvent, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig,
+    Experiment, FitEvent, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig, TrainReport,
 };
 
 use super::DataSplitArgs;
@@ -24,6 +26,12 @@ pub struct TrainArgs {
     /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     json: bool,
+    /// Feature towers from a spec file (TOML; see the README): users' features, time and
+    /// history; items' title, genres and year. Saved as model folder format 2, which
+    /// `recommend`, `eval`, `similar` and `serve` do not read yet; --show-user,
+    /// --eval-sample, --max-examples and --eval-every-epoch do not apply yet.
+    #[arg(long, value_name = "FILE")]
+    towers: Option<PathBuf>,
     /// Evaluate on a held-out fraction of the TRAINING data instead of the test side (for
     /// tuning without touching the test set).
     #[arg(long, value_name = "FRACTION")]
@@ -116,15 +124,56 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
     }
     let spec = args.data.spec()?;
+    let towers = args.towers.as_deref().map(TowersSpec::read).transpose()?;
+    if towers.is_some()
+        && (args.eval_sample.is_some() || args.max_examples.is_some() || args.eval_every_epoch)
+    {
+        bail!("--eval-sample, --max-examples and --eval-every-epoch do not apply to --towers yet");
+    }
     let ml = args.data.open()?;
     let config = args.config(ml.movies.len())?;
     let start = Instant::now();
+    if let Some(towers) = towers {
+        let epochs = config.epochs;
+        let mut exp = FeatureExperiment::prepare(&ml, &spec, args.validation, config, towers)?;
+        exp.fit(&mut progress(epochs))?;
+        let mut report = exp.report(start.elapsed().as_secs_f64())?;
+        if let Some(out) = &args.out {
+            exp.save(&report, out)?;
+            report.model_dir = Some(out.display().to_string());
+        }
+        return print_report(&report, args.json);
+    }
     let mut exp = Experiment::prepare(ml, &spec, args.validation, config)?;
     let sampled = args.eval_sample.and_then(|n| exp.sample_test(n));
     let epochs = exp.model.config.epochs;
     exp.trainer.set_example_budget(args.max_examples);
-    let mut pb = None;
-    exp.fit(args.eval_every_epoch, &mut |event| match event {
+    exp.fit(args.eval_every_epoch, &mut progress(epochs))?;
+    let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));
+    let mut report = exp.report(start.elapsed().as_secs_f64(), show);
+    if let Some(out) = &args.out {
+        exp.save(&report, out)?;
+        report.model_dir = Some(out.display().to_string());
+    }
+    report.max_examples = args.max_examples;
+    report.eval_sample = sampled;
+    print_report(&report, args.json)
+}
+
+fn print_report(report: &TrainReport, json: bool) -> Result<()> {
+    if json {
+        super::print_json(report)?;
+    } else {
+        print!("{report}");
+        super::warn_ties(&report.table());
+    }
+    Ok(())
+}
+
+/// Progress of training on stderr: a bar per epoch, a line when each ends.
+fn progress(epochs: usize) -> impl FnMut(FitEvent) {
+    let mut pb: Option<indicatif::ProgressBar> = None;
+    move |event| match event {
         FitEvent::EpochStart {
             epoch,
             epochs,
@@ -146,20 +195,5 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             eprintln!("epoch {}/{epochs}: {stats}", stats.epoch);
         }
-    })?;
-    let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));
-    let mut report = exp.report(start.elapsed().as_secs_f64(), show);
-    if let Some(out) = &args.out {
-        exp.save(&report, out)?;
-        report.model_dir = Some(out.display().to_string());
     }
-    report.max_examples = args.max_examples;
-    report.eval_sample = sampled;
-    if args.json {
-        super::print_json(&report)?;
-    } else {
-        print!("{report}");
-        super::warn_ties(&report.table());
-    }
-    Ok(())
 }

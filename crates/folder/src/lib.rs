@@ -86,10 +86,12 @@ pub enum FolderError {
         reason: String,
         listing: String,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// The I/O error, in the message (not a source, so that a chain of
+        /// errors does not print it twice).
+        error: std::io::Error,
     },
 }
 
@@ -97,7 +99,7 @@ impl FolderError {
     fn io(path: &Path, source: std::io::Error) -> Self {
         FolderError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }

@@ -47,10 +47,12 @@ pub enum IndexError {
     Shape { len: usize, dim: usize },
     #[error("query has dimension {got}, the index has {expected}")]
     QueryDim { got: usize, expected: usize },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// The I/O error, in the message (not a source, so that a chain of
+        /// errors does not print it twice).
+        error: std::io::Error,
     },
     #[error("{}: {problem}", path.display())]
     Npy { path: PathBuf, problem: String },
@@ -83,7 +85,7 @@ impl IndexError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         IndexError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 /// Errors raised while configuring, training, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// The I/O error, in the message (not a source, so that a chain of
+        /// errors does not print it twice).
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     BadModel { path: PathBuf, message: String },
@@ -35,7 +36,7 @@ impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

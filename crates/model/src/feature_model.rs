@@ -120,7 +120,7 @@ pub struct FeatureModel {
 
 /// Training a [`FeatureModel`]: examples `(user, catalogue row, time)` and optimizer state.
 pub struct FeatureTrainer {
-    examples: Vec<(u32, u32, i64)>,
+    pub(crate) examples: Vec<(u32, u32, i64)>,
     rng: rand_chacha::ChaCha8Rng,
     query_opt: TowerOptimizer,
     cand_opt: TowerOptimizer,

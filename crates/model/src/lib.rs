@@ -30,6 +30,7 @@ pub mod config;
 pub mod embedding;
 mod error;
 pub mod eval;
+pub mod feature_experiment;
 pub mod feature_folder;
 pub mod feature_model;
 pub mod features;

@@ -13,6 +13,25 @@ use crate::towers::{Catalogue, SeenItems, TwoTowerModel};
 use crate::trainer::{BatchProgress, EpochStats, Trainer};
 use crate::{ModelError, Result, TrainConfig};
 
+impl DatasetInfo {
+    /// Where a model's data came from: `ml`'s name, a SHA-256 over the training
+    /// (user, item) pairs in order, and the sizes (the split label is set by the caller).
+    pub fn of(ml: &Dataset, train: &[Interaction], test_interactions: usize) -> Self {
+        let mut hasher = Sha256::new();
+        for r in train {
+            hasher.update(r.user.to_le_bytes());
+            hasher.update(r.item.to_le_bytes());
+        }
+        DatasetInfo {
+            name: ml.name(),
+            split: String::new(),
+            fingerprint: hex::encode(hasher.finalize()),
+            train_interactions: train.len(),
+            test_interactions,
+        }
+    }
+}
+
 /// A split ready for evaluation: test pairs, each user's training rows (excluded in
 /// Protocol 2), and training rows for the popularity baseline.
 pub struct SplitEval {
@@ -223,7 +242,6 @@ impl Experiment {
         let split = SplitEval::new(ml, &train, &test)?;
         let mut examples = Vec::with_capacity(train.len());
         let mut triples = Vec::with_capacity(train.len());
-        let mut hasher = Sha256::new();
         let user_index: HashMap<u32, u32> = distinct
             .iter()
             .map(|&u| (u, model.query.vocab.lookup(&u.to_string()) as u32))
@@ -232,18 +250,10 @@ impl Experiment {
             let q = user_index[&r.user];
             examples.push((q, model.row_keys[row as usize]));
             triples.push((q, row, r.rating));
-            hasher.update(r.user.to_le_bytes());
-            hasher.update(r.item.to_le_bytes());
         }
         model.seen = SeenItems::build(model.query.vocab.len(), triples);
         let trainer = Trainer::new(&model, examples)?;
-        let dataset = DatasetInfo {
-            name: ml.name(),
-            split: String::new(),
-            fingerprint: hex::encode(hasher.finalize()),
-            train_interactions: train.len(),
-            test_interactions: test.len(),
-        };
+        let dataset = DatasetInfo::of(ml, &train, test.len());
         Ok(Experiment {
             model,
             trainer,

@@ -17,7 +17,9 @@ use super::DataSplitArgs;
 pub struct TrainArgs {
     #[command(flatten)]
     data: DataSplitArgs,
-    /// Hyper-parameter preset: `default` (tuned for quality) or `tfrs` (the TFRS tutorial).
+    /// Hyper-parameter preset: `default` (tuned for quality), `tfrs` (the TFRS basic
+    /// retrieval tutorial), or `tfrs-context` / `tfrs-deep` (the context-features and
+    /// deep-retrieval tutorials, with their feature towers; use `--split random`).
     #[arg(long, default_value = "default")]
     preset: String,
     /// Folder to save the model in (written atomically).
@@ -32,6 +34,10 @@ pub struct TrainArgs {
     /// --eval-sample, --max-examples and --eval-every-epoch do not apply yet.
     #[arg(long, value_name = "FILE")]
     towers: Option<PathBuf>,
+    /// With `--preset tfrs-context` or `tfrs-deep`: give the query the interaction's time
+    /// (`false`: the tutorials' baseline without it).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    timestamps: bool,
     /// Evaluate on a held-out fraction of the TRAINING data instead of the test side (for
     /// tuning without touching the test set).
     #[arg(long, value_name = "FRACTION")]
@@ -124,7 +130,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
     }
     let spec = args.data.spec()?;
-    let towers = args.towers.as_deref().map(TowersSpec::read).transpose()?;
+    let towers = match (
+        &args.towers,
+        TowersSpec::preset(&args.preset, args.timestamps),
+    ) {
+        (Some(file), _) => Some(TowersSpec::read(file)?),
+        (None, preset) => preset.transpose()?,
+    };
+    if !args.timestamps && TowersSpec::preset(&args.preset, false).is_none() {
+        bail!("--timestamps applies to the tfrs-context and tfrs-deep presets");
+    }
     if towers.is_some()
         && (args.eval_sample.is_some() || args.max_examples.is_some() || args.eval_every_epoch)
     {

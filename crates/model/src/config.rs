@@ -141,12 +141,21 @@ pub struct TrainConfig {
 }
 
 /// The names accepted by [`TrainConfig::preset`].
-pub const PRESETS: [&str; 2] = ["default", "tfrs"];
+pub const PRESETS: [&str; 4] = ["default", "tfrs", "tfrs-context", "tfrs-deep"];
 
 impl TrainConfig {
-    /// A named preset: `tfrs` (the tutorial, exactly) or `default` (tuned for quality).
+    /// A named preset: `tfrs` (the tutorial, exactly), `default` (tuned for quality), or
+    /// the training of TFRS's context-features (`tfrs-context`: batch 2,048, 3 epochs) and
+    /// deep-retrieval (`tfrs-deep`: 300 epochs) tutorials, whose towers
+    /// [`crate::spec::TowersSpec::preset`] gives.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
+            "tfrs-context" | "tfrs-deep" => Ok(TrainConfig {
+                preset: name.into(),
+                batch_size: 2048,
+                epochs: if name == "tfrs-deep" { 300 } else { 3 },
+                ..Self::preset("tfrs")?
+            }),
             "tfrs" => Ok(TrainConfig {
                 preset: "tfrs".into(),
                 candidate_key: CandidateKey::Title,

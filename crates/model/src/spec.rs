@@ -69,7 +69,8 @@ impl From<PoolingSpec> for Pooling {
 pub enum FeatureSpec {
     /// The row's id through a vocabulary (`StringLookup`), embedded.
     Id { column: String, dim: usize },
-    /// A categorical column through a vocabulary, or hashed into `hash_bins` rows.
+    /// A categorical column through a vocabulary, or hashed into `hash_bins` rows. A text
+    /// column is one category per distinct text (TFRS keys movies by title this way).
     Categorical {
         column: String,
         dim: usize,
@@ -361,7 +362,10 @@ impl TowersSpec {
                         (FeatureSpec::Id { .. }, ColumnKind::Id)
                             | (
                                 FeatureSpec::Categorical { .. },
-                                ColumnKind::Categorical | ColumnKind::Id | ColumnKind::Number
+                                ColumnKind::Categorical
+                                    | ColumnKind::Id
+                                    | ColumnKind::Number
+                                    | ColumnKind::Text
                             )
                             | (FeatureSpec::Multi { .. }, ColumnKind::MultiCategorical)
                             | (FeatureSpec::Text { .. }, ColumnKind::Text)
@@ -443,6 +447,45 @@ impl TowersSpec {
     }
 }
 
+/// The towers of TFRS's context-features tutorial: user id and the time (1,000 equal-width
+/// buckets and the normalised value) → Dense(32); title id and title text → Dense(32).
+const TFRS_CONTEXT: &str = r#"# The towers of TFRS's context-features tutorial.
+[query]
+layers = [32]
+features = [
+  { kind = "id", column = "user_id", dim = 32 },
+  { kind = "timestamp", buckets = 1000, dim = 32 },
+]
+[candidate]
+layers = [32]
+features = [
+  { kind = "categorical", column = "title", dim = 32 },
+  { kind = "text", column = "title", dim = 32, max_tokens = 10000 },
+]
+"#;
+
+impl TowersSpec {
+    /// The towers of a preset that has them: `tfrs-context`, and `tfrs-deep` (the same
+    /// features, layers [64, 32]); without `timestamps`, the query has no time feature (the
+    /// tutorials' baseline). `None` for presets of id towers.
+    pub fn preset(name: &str, timestamps: bool) -> Option<Result<Self>> {
+        let mut text = match name {
+            "tfrs-context" => TFRS_CONTEXT.to_string(),
+            "tfrs-deep" => TFRS_CONTEXT
+                .replace("layers = [32]", "layers = [64, 32]")
+                .replace("context-features", "deep-retrieval"),
+            _ => return None,
+        };
+        if !timestamps {
+            text = text.replace(
+                "  { kind = \"timestamp\", buckets = 1000, dim = 32 },\n",
+                "",
+            );
+        }
+        Some(Self::parse(&format!("preset {name}"), &text))
+    }
+}
+
 /// The 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -514,6 +557,21 @@ features = [
         // Widths: 32 + 8 + (1 + 8) + (1 + 32) + 32 into the layers.
         let widths: usize = q.iter().map(|f| f.width()).sum();
         assert_eq!(widths, 114);
+    }
+
+    #[test]
+    fn presets_have_the_tutorials_towers() {
+        let c = TowersSpec::preset("tfrs-context", true).unwrap().unwrap();
+        c.check(&Columns::movielens_100k()).unwrap();
+        assert_eq!(c.query.features.len(), 2);
+        assert_eq!(c.query.layer_sizes(), [32]);
+        let base = TowersSpec::preset("tfrs-context", false).unwrap().unwrap();
+        assert_eq!(base.query.features.len(), 1);
+        let deep = TowersSpec::preset("tfrs-deep", true).unwrap().unwrap();
+        assert_eq!(deep.candidate.layer_sizes(), [64, 32]);
+        assert!(TowersSpec::preset("tfrs", true).is_none());
+        let cfg = crate::TrainConfig::preset("tfrs-deep").unwrap();
+        assert_eq!((cfg.batch_size, cfg.epochs), (2048, 300));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! softmax with multiplicities, as for id towers).
 //!
 //! The L2 penalty applies to the towers' outputs (for id towers: the id model's penalty on
-//! the rows a batch touches). Not yet: saving (model folder format 2), L2-normalised
-//! outputs, the command line. [`FeatureModel::scorer`] evaluates with a query per test interaction.
+//! the rows a batch touches); with `normalize = true` both outputs are scaled to unit
+//! length before the dot product (then a temperature below 1 sharpens the softmax). [`FeatureModel::scorer`] evaluates with a query per test interaction.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -20,6 +20,7 @@ use crate::config::{Negatives, TrainConfig};
 use crate::eval::Scorer;
 use crate::features::{Column, FeatureTower};
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
+use crate::nn::{l2_normalize, l2_normalize_backward};
 use crate::optimizer::TowerOptimizer;
 use crate::spec::{Columns, FeatureSpec, TowersSpec};
 use crate::towers::{year_of, Catalogue};
@@ -137,11 +138,6 @@ impl FeatureModel {
         train: &[Interaction],
     ) -> Result<(Self, FeatureTrainer)> {
         spec.check(&Columns::movielens_100k())?;
-        if spec.normalize {
-            return Err(ModelError::Spec(
-                "normalize = true is not supported yet by feature towers".into(),
-            ));
-        }
         let config = config.for_catalogue(ml.movies.len());
         config.validate()?;
         let row_of = ml.row_of_id();
@@ -216,16 +212,27 @@ impl FeatureModel {
     /// The candidate vectors of every catalogue row, row-major.
     pub fn candidate_vectors(&self) -> Result<Vec<f32>> {
         let n = self.movies.len();
-        self.candidate
-            .vectors(n, &|r, c| item_value(&self.movies[r], c))
+        let v = self
+            .candidate
+            .vectors(n, &|r, c| item_value(&self.movies[r], c))?;
+        Ok(self.normalized(v))
+    }
+
+    /// `v` with unit-length rows when the spec asks for normalised outputs.
+    fn normalized(&self, mut v: Vec<f32>) -> Vec<f32> {
+        if self.spec.normalize {
+            l2_normalize(&mut v, self.candidate.tower.output_width());
+        }
+        v
     }
 
     /// Query vectors of `(user, time)` pairs, row-major.
     pub fn query_vectors(&self, queries: &[(u32, i64)]) -> Result<Vec<f32>> {
-        self.query.vectors(queries.len(), &|i, c| {
+        let v = self.query.vectors(queries.len(), &|i, c| {
             let (u, t) = queries[i];
             self.data.value(u, t, c)
-        })
+        })?;
+        Ok(self.normalized(v))
     }
 
     /// True when a query depends on more than the user (the time or the history).
@@ -372,10 +379,19 @@ impl FeatureTrainer {
             .encode(cols.len(), &|i, c| item_value(&movies[cols[i] as usize], c));
         let q_pass = model.query.tower.forward(&q_in, n)?;
         let c_pass = model.candidate.tower.forward(&c_in, cols.len())?;
+        let dim = model.query.tower.output_width();
+        // Normalised outputs (when the spec asks): the softmax sees unit rows.
+        let (mut queries, mut candidates) = (q_pass.output().to_vec(), c_pass.output().to_vec());
+        let norms = model.spec.normalize.then(|| {
+            (
+                l2_normalize(&mut queries, dim),
+                l2_normalize(&mut candidates, dim),
+            )
+        });
         let mut out = softmax.forward_backward(&SoftmaxBatch {
-            queries: q_pass.output(),
-            candidates: c_pass.output(),
-            dim: model.query.tower.output_width(),
+            queries: &queries,
+            candidates: &candidates,
+            dim,
             rows: &rows,
             multiplicity: &counts,
             bias: &[],
@@ -389,8 +405,12 @@ impl FeatureTrainer {
             for &(_, c) in &rows {
                 positives[c as usize] += 1;
             }
-            loss += add_l2(&mut out.grad_queries, q_pass.output(), &query_counts, l2);
-            loss += add_l2(&mut out.grad_candidates, c_pass.output(), &positives, l2);
+            loss += add_l2(&mut out.grad_queries, &queries, &query_counts, l2);
+            loss += add_l2(&mut out.grad_candidates, &candidates, &positives, l2);
+        }
+        if let Some((qn, cn)) = &norms {
+            l2_normalize_backward(&mut out.grad_queries, &queries, qn, dim);
+            l2_normalize_backward(&mut out.grad_candidates, &candidates, cn, dim);
         }
         let q_grads = model.query.tower.backward(&q_in, &q_pass, out.grad_queries);
         let c_grads = model
@@ -519,6 +539,29 @@ layers = [8]
             trainer.run_epoch(&mut model).unwrap();
         }
         (model, trainer)
+    }
+
+    #[test]
+    fn normalised_towers_train_and_give_unit_vectors() {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        cfg.l2 = 0.0;
+        let spec = format!("normalize = true\ntemperature = 0.1\n{SPEC}");
+        let spec = TowersSpec::parse("t.toml", &spec).unwrap();
+        let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
+        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        let mut last = first;
+        for _ in 0..30 {
+            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        }
+        assert!(last < 0.8 * first, "mean loss {first} → {last}");
+        let c = model.candidate_vectors().unwrap();
+        let d = model.candidate.tower.output_width();
+        for row in c.chunks(d) {
+            let n: f32 = row.iter().map(|v| v * v).sum();
+            assert!((n - 1.0).abs() < 1e-4, "{n}");
+        }
     }
 
     #[test]

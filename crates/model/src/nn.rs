@@ -583,6 +583,37 @@ impl Tower {
     }
 }
 
+/// Scales each `dim`-wide row of `x` to unit length (a zero row stays zero); returns the
+/// rows' original norms, which [`l2_normalize_backward`] needs.
+pub fn l2_normalize(x: &mut [f32], dim: usize) -> Vec<f32> {
+    x.chunks_exact_mut(dim.max(1))
+        .map(|row| {
+            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if n > 0.0 {
+                row.iter_mut().for_each(|v| *v /= n);
+            }
+            n
+        })
+        .collect()
+}
+
+/// The gradient before [`l2_normalize`] from the gradient `g` after it, given its output
+/// `y` and the norms it returned: `(g − y (y·g)) / ‖x‖`, in place.
+pub fn l2_normalize_backward(g: &mut [f32], y: &[f32], norms: &[f32], dim: usize) {
+    for ((g, y), &n) in g
+        .chunks_exact_mut(dim.max(1))
+        .zip(y.chunks_exact(dim.max(1)))
+        .zip(norms)
+    {
+        if n > 0.0 {
+            let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
+            for (g, y) in g.iter_mut().zip(y) {
+                *g = (*g - y * dot) / n;
+            }
+        }
+    }
+}
+
 /// A borrowed view of one feature of a batch.
 pub enum Feature<'a> {
     Ids(&'a IdBatch),
@@ -735,6 +766,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn normalisation_gradients_match_finite_differences() {
+        let x: Vec<f32> = vec![0.3, -1.2, 0.5, 2.0, 0.1, -0.4];
+        let r = [0.7f32, -0.2, 0.4, -1.1, 0.9, 0.3];
+        let f = |x: &[f32]| -> f64 {
+            let mut y = x.to_vec();
+            l2_normalize(&mut y, 3);
+            y.iter().zip(&r).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let mut y = x.clone();
+        let norms = l2_normalize(&mut y, 3);
+        let norm_0: f32 = y[..3].iter().map(|v| v * v).sum();
+        assert!((norm_0 - 1.0).abs() < 1e-6);
+        let mut g = r.to_vec();
+        l2_normalize_backward(&mut g, &y, &norms, 3);
+        let h = 1e-3f32;
+        for i in 0..x.len() {
+            let (mut p, mut m) = (x.clone(), x.clone());
+            p[i] += h;
+            m[i] -= h;
+            let num = (f(&p) - f(&m)) / (2.0 * h as f64);
+            assert!(
+                (g[i] as f64 - num).abs() < 1e-3,
+                "x[{i}]: {} vs {num}",
+                g[i]
+            );
+        }
+        let mut zero = vec![0.0f32; 3];
+        assert_eq!(l2_normalize(&mut zero, 3), [0.0]);
+        assert_eq!(zero, [0.0; 3]);
     }
 
     #[test]

@@ -353,13 +353,16 @@ impl SavedModel {
 
     /// Reads and validates a model folder.
     pub fn load(dir: &Path) -> Result<Self> {
-        let opened: Opened<ModelCard> = open_card(dir, FORMAT_VERSION)?;
-        let files = opened.files(dir);
-        let (card, history, warnings) = (
-            opened.card.clone(),
-            opened.history.clone(),
-            opened.warnings.clone(),
-        );
+        let Opened {
+            card,
+            listed,
+            history,
+            warnings,
+        } = open_card::<ModelCard>(dir, FORMAT_VERSION)?;
+        let files = Files {
+            dir,
+            listed: &listed.files,
+        };
         let users = files.vocab("vocab/users.txt")?;
         let items = files.vocab("vocab/candidates.txt")?;
         let wpath = dir.join("weights.safetensors");
@@ -473,16 +476,6 @@ pub(crate) struct Opened<C> {
     pub(crate) listed: FileList,
     pub(crate) history: Vec<EpochStats>,
     pub(crate) warnings: Vec<String>,
-}
-
-impl<C> Opened<C> {
-    /// The folder's files, checked against this card's list.
-    pub(crate) fn files<'a>(&'a self, dir: &'a Path) -> Files<'a> {
-        Files {
-            dir,
-            listed: &self.listed.files,
-        }
-    }
 }
 
 /// Opens the model folder `dir` as format `version`: another format or version is refused

@@ -23,7 +23,7 @@ use twotower_data::{Movie, User};
 
 use crate::checkpoint::{
     erased::Json, f32_bytes, f32_from, items_tsv, open_card, read_items, read_tensor,
-    safetensors_bytes, write_card, write_file, DatasetInfo, Opened, FORMAT, MODEL_FOLDER,
+    safetensors_bytes, write_card, write_file, DatasetInfo, Files, Opened, FORMAT, MODEL_FOLDER,
 };
 use crate::feature_model::{FeatureModel, QueryData};
 use crate::features::{FeatureTower, InputState, Tensors};
@@ -213,13 +213,16 @@ impl SavedFeatureModel {
     /// Reads and checks a format 2 folder: checksums, the spec, every input against its
     /// feature, every tensor's shape, the catalogue and the interactions.
     pub fn load(dir: &Path) -> Result<Self> {
-        let opened: Opened<FeatureCard> = open_card(dir, FEATURE_FORMAT_VERSION)?;
-        let files = opened.files(dir);
-        let (card, history, warnings) = (
-            opened.card.clone(),
-            opened.history.clone(),
-            opened.warnings.clone(),
-        );
+        let Opened {
+            card,
+            listed,
+            history,
+            warnings,
+        } = open_card::<FeatureCard>(dir, FEATURE_FORMAT_VERSION)?;
+        let files = Files {
+            dir,
+            listed: &listed.files,
+        };
         let card_path = dir.join("model.json");
         let at = |e: ModelError| ModelError::bad(&card_path, e.to_string());
         let spec = TowersSpec::parse("towers", &card.towers).map_err(at)?;

@@ -381,7 +381,8 @@ impl FeatureTower {
                     if let Some(b) = buckets {
                         let ids = xs.iter().map(|&x| b.bucket(x)).collect();
                         out.push(FeatureBatch::Numbers(xs));
-                        if self.has_bucket_table(f.get_ref()) {
+                        // The same rule that gave the bucket embedding its table.
+                        if matches!(table_of(f.get_ref(), input), Ok(Some(_))) {
                             out.push(IdBatch::single(ids).into());
                         }
                     } else {
@@ -395,18 +396,6 @@ impl FeatureTower {
             }
         }
         out
-    }
-
-    fn has_bucket_table(&self, f: &FeatureSpec) -> bool {
-        matches!(
-            f,
-            FeatureSpec::Timestamp { .. }
-                | FeatureSpec::Numeric {
-                    dim: Some(_),
-                    buckets: Some(_),
-                    ..
-                }
-        )
     }
 
     /// The tower's output for `rows` rows read by `value`, row-major.

@@ -7,11 +7,28 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{data_dir, fails_with, ok_json, scratch, twotower};
+use common::{data_dir, fails_with, ok_json, scratch, tiny_log, tiny_train, twotower};
 use serde_json::Value;
 
 fn top(v: &Value, k: &str) -> f64 {
     v["factorized_top_k"][k].as_f64().unwrap()
+}
+
+/// `eval` of the saved `model` on u1 gives the training run `r`'s figures under `keys`.
+fn eval_matches(model: &str, data: &str, r: &Value, keys: &[&str]) {
+    let e = ok_json(&[
+        "eval",
+        "--model",
+        model,
+        "--split",
+        "u1",
+        "--data-dir",
+        data,
+        "--json",
+    ]);
+    for key in keys {
+        assert_eq!(e[key], r[key], "{key}");
+    }
 }
 
 #[test]
@@ -47,19 +64,12 @@ fn tfrs_preset_on_u1_trains_saves_reloads_and_answers() {
     }
 
     // Reloading gives identical metrics.
-    let e = ok_json(&[
-        "eval",
-        "--model",
+    eval_matches(
         model,
-        "--split",
-        "u1",
-        "--data-dir",
         data,
-        "--json",
-    ]);
-    assert_eq!(e["factorized_top_k"], r["factorized_top_k"]);
-    assert_eq!(e["recall"], r["recall"]);
-    assert_eq!(e["popularity"], r["popularity"]);
+        &r,
+        &["factorized_top_k", "recall", "popularity"],
+    );
 
     // Recommendations: sorted, titles, and the same as the training run's.
     let rec = ok_json(&[
@@ -163,8 +173,8 @@ fn default_preset_beats_popularity_after_a_few_epochs() {
 }
 
 /// Feature towers from a spec: users' features and history, items' genres and title; the
-/// model beats popularity after a few epochs, is saved as format 2, and the commands that
-/// do not read that format yet say so. A spec with a mistake names its line.
+/// model beats popularity after a few epochs, is saved as format 2, evaluates from its
+/// folder to the same figures and recommends. A spec with a mistake names its line.
 #[test]
 fn feature_towers_train_evaluate_and_save() {
     let data = data_dir();
@@ -205,9 +215,38 @@ fn feature_towers_train_evaluate_and_save() {
         serde_json::from_slice(&std::fs::read(tmp.join("model/model.json")).unwrap()).unwrap();
     assert_eq!(card["format_version"], 2);
     assert!(card["towers"].as_str().unwrap().contains("history"));
+    // The saved model evaluates to the training run's figures, and answers.
+    eval_matches(model, data, &r, &["factorized_top_k", "recall", "ndcg"]);
+    let recs = ok_json(&[
+        "recommend",
+        "--model",
+        model,
+        "--user",
+        "1",
+        "-k",
+        "7",
+        "--exclude-seen",
+        "--json",
+    ]);
+    assert_eq!(recs["known_user"], true);
+    assert_eq!(recs["items"].as_array().unwrap().len(), 7);
+    let similar = ok_json(&["similar", "--model", model, "--item", "50", "--json"]);
+    assert_eq!(similar["item"]["title"], "Star Wars (1977)");
+    assert_eq!(similar["items"].as_array().unwrap().len(), 5);
     fails_with(
-        &["recommend", "--model", model, "--user", "1"],
-        &["version 2", "feature model"],
+        &["recommend", "--model", model, "--user", "x1"],
+        &["not an integer id"],
+    );
+    fails_with(
+        &[
+            "recommend",
+            "--model",
+            model,
+            "--user",
+            "1",
+            "--approximate",
+        ],
+        &["no approximate index yet"],
     );
     let bad = tmp.join("bad.toml");
     std::fs::write(&bad, "[query]\nfeatures = [\n  { kind = \"id\", column = \"user\", dim = 8 },\n]\n[candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 8 }]\n").unwrap();
@@ -582,5 +621,97 @@ fn fit_evaluates_each_epoch_stops_at_the_budget_and_carves_validation() {
         "{split}"
     );
     assert_eq!(r["test_interactions"], 64);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// A generic log with `--user-features` and `--item-features`: the spec declares the
+/// files' columns with their kinds, the model trains, and the folder keeps the columns.
+/// A log without time takes only a history of the user's other items. Mistakes name the
+/// spec's line or the file's.
+#[test]
+fn generic_logs_take_feature_files_declared_in_the_spec() {
+    let tmp = scratch("feature-files");
+    let (log, _) = tiny_log(&tmp);
+    let items = tmp.join("item_features.csv");
+    let mut text = String::from("item_id,shelf,price\n");
+    for i in 0..30 {
+        text.push_str(&format!("{i},S{},{}.25\n", i % 4, i));
+    }
+    std::fs::write(&items, text).unwrap();
+    let users = tmp.join("user_features.tsv");
+    let mut text = String::from("user_id\tregion\n");
+    for u in 0..40 {
+        text.push_str(&format!("{u}\tR{}\n", u % 3));
+    }
+    std::fs::write(&users, text).unwrap();
+    let spec = tmp.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[user_columns]\nregion = \"categorical\"\n[item_columns]\nshelf = \"categorical\"\n\
+         price = \"number\"\n[query]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
+         { kind = \"categorical\", column = \"region\", dim = 4 },\n  \
+         { kind = \"history\", from = \"others\", dim = 4 },\n]\n[candidate]\nfeatures = [\n  \
+         { kind = \"id\", column = \"item_id\", dim = 8 },\n  \
+         { kind = \"categorical\", column = \"shelf\", dim = 4 },\n  \
+         { kind = \"numeric\", column = \"price\", buckets = 4, dim = 3 },\n]\n",
+    )
+    .unwrap();
+    let model = tmp.join("m");
+    let mut args = tiny_train(&log, &model);
+    let extra = [
+        "--towers",
+        spec.to_str().unwrap(),
+        "--user-features",
+        users.to_str().unwrap(),
+        "--item-features",
+        items.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = ok_json(&refs);
+    assert!(top(&r, "100") > 0.0, "{r}");
+    let saved = std::fs::read_to_string(model.join("item_features.tsv")).unwrap();
+    // Columns in name order.
+    assert!(
+        saved.starts_with("id\tprice\tshelf\n0\t0.25\tS0\n"),
+        "{saved}"
+    );
+    assert!(model.join("user_features.tsv").exists());
+    // A declared column the file lacks: the spec's line. A bad number: the file's line.
+    let bad_spec = tmp.join("bad.toml");
+    std::fs::write(
+        &bad_spec,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("price = \"number\"", "cost = \"number\"")
+            .replace("column = \"price\"", "column = \"cost\""),
+    )
+    .unwrap();
+    let mut bad = refs.clone();
+    let at = bad.iter().position(|a| *a == "--towers").unwrap() + 1;
+    bad[at] = bad_spec.to_str().unwrap();
+    fails_with(&bad, &["bad.toml:3", "\"cost\"", "item_features.csv"]);
+    std::fs::write(&items, "item_id,shelf,price\n0,S0,cheap\n").unwrap();
+    fails_with(&refs, &["item_features.csv:2", "cheap"]);
+    // Without time, only the history of the other items; the past one is refused.
+    let past = tmp.join("past.toml");
+    std::fs::write(
+        &past,
+        "[query]\nfeatures = [{ kind = \"history\", dim = 8 }]\n\
+         [candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 8 }]\n",
+    )
+    .unwrap();
+    let untimed = tmp.join("untimed.csv");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    std::fs::write(&untimed, text).unwrap();
+    let mut args = tiny_train(&untimed, &tmp.join("m2"));
+    args.extend(["--towers".to_string(), past.to_str().unwrap().to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_with(&refs, &["past.toml:2", "from = \"others\""]);
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
+use twotower_model::feature_answer::AnyModel;
 use twotower_model::{MetricsTable, SplitEval};
 
 use super::DataSplitArgs;
@@ -27,16 +28,26 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let spec = args.data.spec()?;
-    let saved = super::load_model(&args.model)?;
+    let saved = super::load_any_model(&args.model)?;
     let ml = args.data.open()?;
-    let split = SplitEval::for_model(&saved.model, &ml, &spec)?;
-    let metrics = if args.approximate {
-        let ann = saved.require_index(&args.model)?;
-        split.model_approximate(&saved.model, &ann)
-    } else {
-        split.model(&saved.model)
+    let (metrics, popularity) = match saved {
+        AnyModel::Ids(saved) => {
+            let split = SplitEval::for_model(&saved.model, &ml, &spec)?;
+            let metrics = if args.approximate {
+                let ann = saved.require_index(&args.model)?;
+                split.model_approximate(&saved.model, &ann)
+            } else {
+                split.model(&saved.model)
+            };
+            (metrics, split.popularity())
+        }
+        AnyModel::Features(saved) => {
+            if args.approximate {
+                bail!("--approximate: feature models (format 2) have no approximate index yet");
+            }
+            saved.model.evaluate_on(&ml, &spec)?
+        }
     };
-    let popularity = split.popularity();
     let table = MetricsTable {
         model: &metrics,
         popularity: &popularity,

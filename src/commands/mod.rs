@@ -129,6 +129,17 @@ pub fn load_model(dir: &std::path::Path) -> Result<twotower_model::SavedModel> {
     Ok(saved)
 }
 
+/// Loads a model folder of either format, printing what was wrong but did not stop the
+/// load.
+pub fn load_any_model(dir: &std::path::Path) -> Result<twotower_model::feature_answer::AnyModel> {
+    let saved = twotower_model::feature_answer::AnyModel::load(dir)
+        .with_context(|| format!("loading model {}", dir.display()))?;
+    for w in saved.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(saved)
+}
+
 /// Refuses `-k 0` (the number of movies to show).
 pub fn check_k(k: usize) -> Result<()> {
     if k == 0 {

@@ -2,16 +2,18 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use twotower_index::Index;
+use twotower_model::feature_answer::{feature_user, AnyModel};
 
 #[derive(Args)]
 pub struct RecommendArgs {
     /// Model folder written by `twotower train --out`.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// User id (unknown ids are answered from the out-of-vocabulary vector).
+    /// User id (unknown ids are answered from the out-of-vocabulary vector). Feature models
+    /// (format 2) answer with the user's query now: after their last training interaction.
     #[arg(long)]
     user: String,
     /// How many movies.
@@ -30,20 +32,33 @@ pub struct RecommendArgs {
 
 pub fn run(args: RecommendArgs) -> Result<()> {
     super::check_k(args.k)?;
-    let saved = super::load_model(&args.model)?;
-    let model = &saved.model;
-    let index = if args.approximate {
-        Index::Approximate(saved.require_index(&args.model)?)
-    } else {
-        model.exact_index()
+    let (catalogue, recs) = match super::load_any_model(&args.model)? {
+        AnyModel::Ids(saved) => {
+            let index = if args.approximate {
+                Index::Approximate(saved.require_index(&args.model)?)
+            } else {
+                saved.model.exact_index()
+            };
+            let recs = saved
+                .model
+                .recommend(&index, &args.user, args.k, args.exclude_seen);
+            (saved.model.catalogue, recs)
+        }
+        AnyModel::Features(saved) => {
+            if args.approximate {
+                bail!("--approximate: feature models (format 2) have no approximate index yet");
+            }
+            let user = feature_user(&args.user)?;
+            let recs = saved.model.recommend(user, args.k, args.exclude_seen)?;
+            (saved.model.catalogue, recs)
+        }
     };
-    let recs = model.recommend(&index, &args.user, args.k, args.exclude_seen);
     if args.json {
-        return super::print_json(&model.user_items(&args.user, &recs));
+        return super::print_json(&catalogue.user_items(&args.user, &recs));
     }
     if !recs.known_user {
         println!(
-            "User {} is not in the model's vocabulary: answered from the out-of-vocabulary vector.",
+            "User {} is not known to the model: answered from what its towers give an unknown user.",
             twotower_data::shown(&args.user)
         );
     }
@@ -52,6 +67,6 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         args.k,
         twotower_data::shown(&args.user)
     );
-    print!("{}", model.catalogue.ranked(&recs.items));
+    print!("{}", catalogue.ranked(&recs.items));
     Ok(())
 }

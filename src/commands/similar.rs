@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use twotower_model::feature_answer::AnyModel;
 
 #[derive(Args)]
 pub struct SimilarArgs {
@@ -23,10 +24,13 @@ pub struct SimilarArgs {
 
 pub fn run(args: SimilarArgs) -> Result<()> {
     super::check_k(args.k)?;
-    let saved = super::load_model(&args.model)?;
-    let model = &saved.model;
-    let Some(row) = model.catalogue.find(&args.item) else {
-        let close = twotower_model::TitleIndex::new(&model.catalogue.titles).suggest(&args.item, 5);
+    let saved = super::load_any_model(&args.model)?;
+    let catalogue = match &saved {
+        AnyModel::Ids(m) => &m.model.catalogue,
+        AnyModel::Features(m) => &m.model.catalogue,
+    };
+    let Some(row) = catalogue.find(&args.item) else {
+        let close = twotower_model::TitleIndex::new(&catalogue.titles).suggest(&args.item, 5);
         bail!(
             "no movie with id or title {}. Did you mean: {}?",
             twotower_data::shown(&args.item),
@@ -37,14 +41,17 @@ pub fn run(args: SimilarArgs) -> Result<()> {
                 .join(", ")
         );
     };
-    let items = model.similar(&model.cosine_index(), row, args.k);
+    let items = match &saved {
+        AnyModel::Ids(m) => m.model.similar(&m.model.cosine_index(), row, args.k),
+        AnyModel::Features(m) => m.model.similar(row, args.k)?,
+    };
     if args.json {
-        return super::print_json(&model.similar_items(row, &items));
+        return super::print_json(&catalogue.similar_items(row, &items));
     }
     println!(
         "Movies similar to {} (cosine of candidate vectors):",
-        model.catalogue.titles[row]
+        catalogue.titles[row]
     );
-    print!("{}", model.catalogue.ranked(&items));
+    print!("{}", catalogue.ranked(&items));
     Ok(())
 }

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use twotower_data::feature_table::{FeatureTable, Side};
 use twotower_model::feature_experiment::FeatureExperiment;
+use twotower_model::feature_model::FeatureFiles;
 use twotower_model::spec::TowersSpec;
 use twotower_model::{
     Experiment, FitEvent, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig, TrainReport,
@@ -30,10 +32,18 @@ pub struct TrainArgs {
     json: bool,
     /// Feature towers from a spec file (TOML; see the README): users' features, time and
     /// history; items' title, genres and year. Saved as model folder format 2, which
-    /// `recommend`, `eval`, `similar` and `serve` do not read yet; --show-user,
+    /// `serve` does not read yet; --show-user,
     /// --eval-sample, --max-examples and --eval-every-epoch do not apply yet.
     #[arg(long, value_name = "FILE")]
     towers: Option<PathBuf>,
+    /// With --towers: the users' features (CSV/TSV with a header: the user id column and
+    /// the columns the spec declares under [user_columns]).
+    #[arg(long, value_name = "FILE", requires = "towers")]
+    user_features: Option<PathBuf>,
+    /// With --towers: the items' features (CSV/TSV with a header: the item id column, or
+    /// `id`, and the columns the spec declares under [item_columns]).
+    #[arg(long, value_name = "FILE", requires = "towers")]
+    item_features: Option<PathBuf>,
     /// With `--preset tfrs-context` or `tfrs-deep`: give the query the interaction's time
     /// (`false`: the tutorials' baseline without it).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -145,12 +155,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     {
         bail!("--eval-sample, --max-examples and --eval-every-epoch do not apply to --towers yet");
     }
+    let tables = feature_tables(&args)?;
     let ml = args.data.open()?;
     let config = args.config(ml.movies.len())?;
     let start = Instant::now();
     if let Some(towers) = towers {
         let epochs = config.epochs;
-        let mut exp = FeatureExperiment::prepare(&ml, &spec, args.validation, config, towers)?;
+        let files = FeatureFiles::typed(&towers, tables.0.as_ref(), tables.1.as_ref())?;
+        let mut exp =
+            FeatureExperiment::prepare(&ml, &spec, args.validation, config, towers, files)?;
         exp.fit(&mut progress(epochs))?;
         let mut report = exp.report(start.elapsed().as_secs_f64())?;
         if let Some(out) = &args.out {
@@ -173,6 +186,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
     report.max_examples = args.max_examples;
     report.eval_sample = sampled;
     print_report(&report, args.json)
+}
+
+/// The `--user-features` and `--item-features` tables, read (their id columns by
+/// `--user-col` / `--item-col`, else by common names).
+fn feature_tables(args: &TrainArgs) -> Result<(Option<FeatureTable>, Option<FeatureTable>)> {
+    let read = |path: &Option<PathBuf>, side: Side, col: &Option<String>| {
+        path.as_ref()
+            .map(|p| {
+                FeatureTable::read(p, side, col.as_deref())
+                    .with_context(|| format!("reading the feature file {}", p.display()))
+            })
+            .transpose()
+    };
+    Ok((
+        read(&args.user_features, Side::User, &args.data.user_col)?,
+        read(&args.item_features, Side::Item, &args.data.item_col)?,
+    ))
 }
 
 fn print_report(report: &TrainReport, json: bool) -> Result<()> {

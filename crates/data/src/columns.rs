@@ -18,7 +18,7 @@ pub(crate) const USER_NAMES: [&str; 8] = [
     "visitor",
     "query",
 ];
-pub(crate) const ITEM_NAMES: [&str; 10] = [
+pub(crate) const ITEM_NAMES: [&str; 11] = [
     "itemid",
     "item",
     "movieid",
@@ -28,6 +28,7 @@ pub(crate) const ITEM_NAMES: [&str; 10] = [
     "articleid",
     "article",
     "trackid",
+    "artistid",
     "candidate",
 ];
 pub(crate) const TIME_NAMES: [&str; 5] = ["timestamp", "time", "ts", "unixtime", "datetime"];

@@ -24,6 +24,7 @@ mod dataset;
 #[cfg(feature = "download")]
 pub mod download;
 mod error;
+pub mod feature_table;
 pub mod fetch;
 mod locate;
 pub mod log;

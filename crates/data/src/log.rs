@@ -7,7 +7,8 @@
 //! with an error naming the file, the line (or Parquet row) and the problem.
 //!
 //! Columns are found by name in a header (`--user-col` etc., or common names such as
-//! `user_id`/`userId`/`user`, `item_id`/`movieId`/`item`, `timestamp`/`time`/`ts`), or
+//! `user_id`/`userId`/`user`, `item_id`/`movieId`/`artistId`/`item`, `timestamp`/`time`/`ts`;
+//! a catalogue's id column may also be plain `id`), or
 //! by 0-based position when the file has no header. A CSV file has a header when its first
 //! row holds a field that is not a number. The delimiter follows the extension (`.tsv`,
 //! `.tab`: tab; `.csv`: comma) or, otherwise, the first line (tab, comma, semicolon or `|`).
@@ -95,7 +96,7 @@ fn delimiter(path: &Path) -> Result<u8> {
         .unwrap_or(b','))
 }
 
-fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
+pub(crate) fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
     let delim = delimiter(path)?;
     let file = crate::primitives::open_regular(path)?;
     Ok(csv::ReaderBuilder::new()
@@ -104,12 +105,12 @@ fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
         .from_reader(file))
 }
 
-fn table_error(path: &Path, e: csv::Error) -> DataError {
+pub(crate) fn table_error(path: &Path, e: csv::Error) -> DataError {
     csv_error(path, e, "fields like the first row")
 }
 
 /// The first record, and whether it is a header (a field that is not a number).
-fn first_record(
+pub(crate) fn first_record(
     path: &Path,
     r: &mut csv::Reader<std::fs::File>,
 ) -> Result<(csv::StringRecord, bool)> {
@@ -251,12 +252,14 @@ pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
             ),
         })
     };
+    // A catalogue's own id column is often just `id` (Last.fm's artists.dat).
+    let id_names: Vec<&str> = ITEM_NAMES.iter().copied().chain(["id"]).collect();
     let id = need(
         find_column(
             path,
             Some(&h),
             columns.item.as_deref(),
-            &ITEM_NAMES,
+            &id_names,
             "--item-col",
         )?,
         "item id",

@@ -259,3 +259,69 @@ fn parquet_ids_out_of_range_name_the_row() {
     assert!(err.contains("row 4:"), "{err}");
     assert!(err.contains("id -1 is not a non-negative integer"), "{err}");
 }
+
+/// Last.fm's layout (HetRec 2011): `userID artistID weight` and a catalogue whose id column
+/// is plain `id`, read without naming any column.
+#[test]
+fn a_lastfm_shaped_log_reads_by_common_names() {
+    let log = file(
+        "user_artists.dat",
+        "userID\tartistID\tweight\n2\t51\t13883\n2\t52\t11690\n3\t51\t10\n",
+    );
+    let items = file(
+        "artists.dat",
+        "id\tname\turl\tpictureURL\n51\tDuran Duran\thttp://a\thttp://b\n52\tMorcheeba\thttp://c\thttp://d\n",
+    );
+    let got = read_log(&log, Some(&items), &LogColumns::default()).unwrap();
+    assert!(!got.has_time);
+    assert_eq!(
+        triples(&got.interactions),
+        vec![(2, 51, 0), (2, 52, 0), (3, 51, 0)]
+    );
+    let titles: Vec<(u32, &str)> = got.items.iter().map(|m| (m.id, m.title.as_str())).collect();
+    assert_eq!(titles, vec![(51, "Duran Duran"), (52, "Morcheeba")]);
+}
+
+/// Feature tables (`--user-features`, `--item-features`): an id column by common name or
+/// flag, the other columns kept as text; a repeated id, a missing header or a Parquet file
+/// is refused with the file and line.
+#[test]
+fn feature_tables_read_by_id_and_refuse_mistakes() {
+    use twotower_data::feature_table::{FeatureTable, Side};
+    let p = file("items.csv", "brand,item_id,price\nacme,7,1.5\n,8,\n");
+    let t = FeatureTable::read(&p, Side::Item, None).unwrap();
+    assert_eq!(t.columns, vec!["brand", "price"]);
+    assert_eq!(t.rows[&7], (2, vec!["acme".to_string(), "1.5".to_string()]));
+    assert_eq!(t.rows[&8].1, vec![String::new(), String::new()]);
+    assert_eq!(t.column("price"), Some(1));
+    let p = file("users.tsv", "who\tcountry\n1\tfr\n2\tde\n1\tit\n");
+    let e = FeatureTable::read(&p, Side::User, Some("who"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("users.tsv:4") && e.contains("also on line 2"),
+        "{e}"
+    );
+    let e = FeatureTable::read(&p, Side::User, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no id column") && e.contains("--user-col"),
+        "{e}"
+    );
+    let p = file("plain.csv", "1,2\n3,4\n");
+    let e = FeatureTable::read(&p, Side::Item, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("plain.csv:1") && e.contains("header"), "{e}");
+    let p = file("bad.csv", "item_id,brand\nx7,acme\n");
+    let e = FeatureTable::read(&p, Side::Item, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.csv:2") && e.contains("x7"), "{e}");
+    let p = file("items.parquet", "PAR1");
+    let e = FeatureTable::read(&p, Side::Item, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Parquet"), "{e}");
+}

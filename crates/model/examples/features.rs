@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (train, test) = ml.split(&spec)?;
     let towers = TowersSpec::read(std::path::Path::new(spec_path))?;
     let start = std::time::Instant::now();
-    let (mut model, mut trainer) = FeatureModel::new(cfg, towers, &ml, &train)?;
+    let (mut model, mut trainer) = FeatureModel::new(cfg, towers, &ml, &train, Default::default())?;
     for _ in 0..model.config.epochs {
         let s = trainer.run_epoch(&mut model)?;
         eprintln!("epoch {}: {s}", s.epoch);

@@ -478,6 +478,13 @@ pub(crate) struct Opened<C> {
     pub(crate) warnings: Vec<String>,
 }
 
+/// The format version `dir/model.json` declares (`None` when it cannot be read: the
+/// readers then say why).
+pub(crate) fn declared_version(dir: &Path) -> Option<u64> {
+    let stored: serde_json::Value = read_json(&dir.join("model.json")).ok()?;
+    stored.get("format_version")?.as_u64()
+}
+
 /// Opens the model folder `dir` as format `version`: another format or version is refused
 /// before its fields are read (a card of another version has other fields).
 pub(crate) fn open_card<C: serde::de::DeserializeOwned>(

@@ -9,7 +9,7 @@ use twotower_data::{random_split, Dataset, SplitSpec};
 use crate::checkpoint::DatasetInfo;
 use crate::eval::Metrics;
 use crate::feature_folder::{FeatureCard, SavedFeatureModel};
-use crate::feature_model::{FeatureModel, FeatureTrainer};
+use crate::feature_model::{FeatureFiles, FeatureModel, FeatureTrainer};
 use crate::pipeline::{FitEvent, SplitEval};
 use crate::report::TrainReport;
 use crate::spec::TowersSpec;
@@ -30,13 +30,15 @@ pub struct FeatureExperiment {
 
 impl FeatureExperiment {
     /// Splits `ml` by `split` (with `validation`, a seeded fraction of the training side
-    /// becomes the test side) and fits `towers` on the training side.
+    /// becomes the test side) and fits `towers` on the training side; `files` are the
+    /// users' and items' feature files, typed by the spec.
     pub fn prepare(
         ml: &Dataset,
         split: &SplitSpec,
         validation: Option<f64>,
         config: TrainConfig,
         towers: TowersSpec,
+        files: FeatureFiles,
     ) -> Result<Self> {
         let (mut train, mut test) = ml.split(split)?;
         let mut label = split.label();
@@ -45,7 +47,7 @@ impl FeatureExperiment {
                 .map_err(|e| ModelError::Config(format!("validation fraction {f}: {e}")))?;
             label = format!("{label} training side, validation fraction {f}");
         }
-        let (model, trainer) = FeatureModel::new(config, towers, ml, &train)?;
+        let (model, trainer) = FeatureModel::new(config, towers, ml, &train, files)?;
         let mut dataset = DatasetInfo::of(ml, &train, test.len());
         dataset.split = label;
         Ok(FeatureExperiment {

@@ -10,6 +10,8 @@
 //!                              candidate.… (every parameter, by name)
 //!   items.tsv                  the catalogue and its item features
 //!   users.tsv                  the users' features
+//!   user_features.tsv          the declared columns of --user-features (when the spec has any)
+//!   item_features.tsv          the declared columns of --item-features (likewise)
 //!   interactions.safetensors   training interactions (users, rows, times): the histories
 //!   history.json               per-epoch loss
 //! ```
@@ -25,6 +27,7 @@ use crate::checkpoint::{
     erased::Json, f32_bytes, f32_from, items_tsv, open_card, read_items, read_tensor,
     safetensors_bytes, write_card, write_file, DatasetInfo, Files, Opened, FORMAT, MODEL_FOLDER,
 };
+use crate::feature_files::FeatureColumns;
 use crate::feature_model::{FeatureModel, QueryData};
 use crate::features::{FeatureTower, InputState, Tensors};
 use crate::spec::{Columns, TowersSpec};
@@ -169,6 +172,14 @@ impl SavedFeatureModel {
         )?;
         let (users, train) = m.data.parts();
         write_file(tmp, "users.tsv", users_tsv(&users)?.as_bytes(), &mut files)?;
+        for (name, table) in [
+            ("user_features.tsv", &m.data.features),
+            ("item_features.tsv", &m.item_features),
+        ] {
+            if !table.columns.is_empty() {
+                write_file(tmp, name, table.to_tsv().as_bytes(), &mut files)?;
+            }
+        }
         let named: Vec<(String, Vec<usize>, Vec<u8>)> =
             [("query", &m.query), ("candidate", &m.candidate)]
                 .into_iter()
@@ -226,7 +237,8 @@ impl SavedFeatureModel {
         let card_path = dir.join("model.json");
         let at = |e: ModelError| ModelError::bad(&card_path, e.to_string());
         let spec = TowersSpec::parse("towers", &card.towers).map_err(at)?;
-        spec.check(&Columns::movielens_100k()).map_err(at)?;
+        spec.check(&spec.with_declared(Columns::movielens_100k()).map_err(at)?)
+            .map_err(at)?;
         let catalogue = read_items(&dir.join("items.tsv"), &files.read("items.tsv")?)?;
         if catalogue.len() != card.catalogue_rows {
             return Err(ModelError::bad(
@@ -254,6 +266,20 @@ impl SavedFeatureModel {
             })
             .collect::<Result<_>>()?;
         let users = read_users(&dir.join("users.tsv"), &files.read("users.tsv")?)?;
+        let mut tables = Vec::new();
+        for (user, name) in [(true, "user_features.tsv"), (false, "item_features.tsv")] {
+            tables.push(if spec.declared(user).is_empty() {
+                FeatureColumns::default()
+            } else {
+                let bytes = files.read(name)?;
+                let path = dir.join(name);
+                let text =
+                    std::str::from_utf8(&bytes).map_err(|_| ModelError::bad(&path, "not UTF-8"))?;
+                FeatureColumns::from_tsv(&spec, user, &path, text)?
+            });
+        }
+        let item_features = tables.pop().unwrap_or_default();
+        let user_features = tables.pop().unwrap_or_default();
         let ipath = dir.join("interactions.safetensors");
         let ibytes = files.read("interactions.safetensors")?;
         let st = SafeTensors::deserialize(&ibytes)
@@ -285,6 +311,8 @@ impl SavedFeatureModel {
             .zip(times)
             .map(|((u, r), t)| (u, r, t))
             .collect();
+        let mut query_data = QueryData::new(&users, &train);
+        query_data.features = user_features;
         let wpath = dir.join("weights.safetensors");
         let wbytes = files.read("weights.safetensors")?;
         let w = SafeTensors::deserialize(&wbytes)
@@ -330,7 +358,8 @@ impl SavedFeatureModel {
             query,
             candidate,
             movies,
-            QueryData::new(&users, &train),
+            item_features,
+            query_data,
         );
         Ok(SavedFeatureModel {
             model,
@@ -344,10 +373,14 @@ impl SavedFeatureModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feature_model::Query;
 
-    #[test]
-    fn a_saved_feature_model_loads_with_the_same_vectors_and_refuses_damage() {
-        let (model, _) = crate::feature_model::tests::trained();
+    /// `model` saved into a fresh temporary folder and loaded back, with the same query
+    /// and candidate vectors: (saved, loaded, folder).
+    fn round_trip(
+        model: FeatureModel,
+        name: &str,
+    ) -> (SavedFeatureModel, SavedFeatureModel, std::path::PathBuf) {
         let card = FeatureCard::describe(&model, DatasetInfo::default(), 1.5);
         let saved = SavedFeatureModel {
             model,
@@ -355,13 +388,11 @@ mod tests {
             history: Vec::new(),
             warnings: Vec::new(),
         };
-        let dir = std::env::temp_dir().join(format!("tt-feature-folder-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         saved.save(&dir).unwrap();
         let back = SavedFeatureModel::load(&dir).unwrap();
-        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
-        assert_eq!(back.card, saved.card);
-        let q: Vec<(u32, i64)> = (1..=9).map(|u| (u, 1015)).collect();
+        let q: Vec<Query> = (1..=9).map(|u| Query::at(u, 1015)).collect();
         assert_eq!(
             back.model.query_vectors(&q).unwrap(),
             saved.model.query_vectors(&q).unwrap()
@@ -370,6 +401,15 @@ mod tests {
             back.model.candidate_vectors().unwrap(),
             saved.model.candidate_vectors().unwrap()
         );
+        (saved, back, dir)
+    }
+
+    #[test]
+    fn a_saved_feature_model_loads_with_the_same_vectors_and_refuses_damage() {
+        let (model, _) = crate::feature_model::tests::trained();
+        let (saved, back, dir) = round_trip(model, "tt-feature-folder");
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+        assert_eq!(back.card, saved.card);
         assert_eq!(back.model.data.parts(), saved.model.data.parts());
         // A format 1 reader says what it found, and so does this reader of a format 1 card.
         let e = crate::SavedModel::load(&dir).unwrap_err().to_string();
@@ -388,6 +428,17 @@ mod tests {
         // Saving again replaces the folder (it is a model folder).
         saved.save(&dir).unwrap();
         SavedFeatureModel::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn feature_file_columns_are_saved_and_give_the_same_vectors() {
+        use crate::feature_model::tests::{feature_files, FILES_SPEC};
+        let spec = TowersSpec::parse("t.toml", FILES_SPEC).unwrap();
+        let files = feature_files(&spec);
+        let model = crate::feature_model::tests::trained_with(&spec, files);
+        let (_, _, dir) = round_trip(model, "tt-feature-files");
+        assert!(dir.join("item_features.tsv").exists() && dir.join("user_features.tsv").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

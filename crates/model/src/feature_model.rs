@@ -14,17 +14,19 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use twotower_data::feature_table::FeatureTable;
 use twotower_data::{Dataset, Interaction, Movie, User};
 
 use crate::config::{Negatives, TrainConfig};
 use crate::eval::Scorer;
+use crate::feature_files::FeatureColumns;
 use crate::features::{Column, FeatureTower};
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
 use crate::nn::{l2_normalize, l2_normalize_backward};
 use crate::optimizer::TowerOptimizer;
-use crate::spec::{Columns, FeatureSpec, TowersSpec};
+use crate::spec::{Columns, FeatureSpec, HistoryFrom, TowersSpec};
 use crate::towers::{year_of, Catalogue};
-use crate::trainer::{add_l2, EpochStats};
+use crate::trainer::{add_l2, logq_bias, EpochStats};
 use crate::{ModelError, Result};
 
 /// What the query tower can know: users' features and their training interactions by time.
@@ -33,6 +35,8 @@ pub struct QueryData {
     users: HashMap<u32, User>,
     /// Each user's training interactions as (time, catalogue row), by time (ties by row).
     history: HashMap<u32, Vec<(i64, u32)>>,
+    /// The users' columns from `--user-features`.
+    pub features: FeatureColumns,
 }
 
 impl QueryData {
@@ -48,6 +52,7 @@ impl QueryData {
         QueryData {
             users: users.iter().map(|u| (u.id, u.clone())).collect(),
             history,
+            features: FeatureColumns::default(),
         }
     }
 
@@ -65,6 +70,20 @@ impl QueryData {
         (users, train)
     }
 
+    /// Whether `user` was seen in training or has features.
+    pub fn knows(&self, user: u32) -> bool {
+        self.history.contains_key(&user)
+            || self.users.contains_key(&user)
+            || self.features.rows.contains_key(&user)
+    }
+
+    /// The catalogue rows of `user`'s training interactions.
+    pub fn rows_of(&self, user: u32) -> Vec<u32> {
+        self.history
+            .get(&user)
+            .map_or_else(Vec::new, |h| h.iter().map(|&(_, r)| r).collect())
+    }
+
     /// The last time `user` was seen in training (0 when never).
     pub fn last_time(&self, user: u32) -> i64 {
         self.history
@@ -73,37 +92,156 @@ impl QueryData {
             .map_or(0, |&(t, _)| t)
     }
 
-    /// `column` of the query of `user` at `time`: the history holds the items strictly
-    /// before `time`.
-    pub fn value(&self, user: u32, time: i64, column: &str) -> Column {
-        let u = self.users.get(&user);
+    /// Up to `points` of `user`'s training times, evenly spaced over their interactions in
+    /// time order (the first and the last among them); for a user never seen, or no points,
+    /// the one time after their last interaction.
+    pub fn time_points(&self, user: u32, points: usize) -> Vec<i64> {
+        let h = self.history.get(&user).map_or(&[][..], Vec::as_slice);
+        if h.is_empty() || points == 0 {
+            return vec![self.last_time(user) + 1];
+        }
+        let m = points.min(h.len());
+        (0..m)
+            .map(|i| {
+                h[if m == 1 {
+                    h.len() - 1
+                } else {
+                    i * (h.len() - 1) / (m - 1)
+                }]
+                .0
+            })
+            .collect()
+    }
+
+    /// `column` of query `q`: `history` holds the user's items strictly before its time,
+    /// `history_others` all their training items but its target (oldest first).
+    pub fn value(&self, q: &Query, column: &str) -> Column {
+        let u = self.users.get(&q.user);
         let text =
             |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
+        let h = || self.history.get(&q.user).map_or(&[][..], Vec::as_slice);
         match column {
-            "user_id" => Column::Str(user.to_string()),
+            "user_id" => Column::Str(q.user.to_string()),
             "age" => Column::Number(u.map(|u| u.age as f32)),
             "gender" => text(|u| &u.gender),
             "occupation" => text(|u| &u.occupation),
             "zip" => text(|u| &u.zip),
-            "timestamp" => Column::Number(Some(time as f32)),
+            "timestamp" => Column::Number(Some(q.time as f32)),
             "history" => {
-                let h = self.history.get(&user).map_or(&[][..], Vec::as_slice);
-                let before = h.partition_point(|&(t, _)| t < time);
-                Column::Items(h[..before].iter().map(|&(_, r)| r).collect())
+                let before = h().partition_point(|&(t, _)| t < q.time);
+                Column::Items(h()[..before].iter().map(|&(_, r)| r).collect())
             }
-            _ => Column::Number(None),
+            "history_others" => {
+                let mut items: Vec<u32> = h().iter().map(|&(_, r)| r).collect();
+                if let Some(i) = q.target.and_then(|t| items.iter().position(|&r| r == t)) {
+                    items.remove(i);
+                }
+                Column::Items(items)
+            }
+            other => self
+                .features
+                .value(q.user, other)
+                .unwrap_or(Column::Number(None)),
         }
     }
 }
 
-/// `column` of catalogue item `m`.
-pub fn item_value(m: &Movie, column: &str) -> Column {
+/// A query: a user at a time; in training, also the example's item (its `target`), which a
+/// `history_others` leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    pub user: u32,
+    pub time: i64,
+    pub target: Option<u32>,
+}
+
+impl Query {
+    /// A query for evaluation or serving (no target).
+    pub fn at(user: u32, time: i64) -> Self {
+        Query {
+            user,
+            time,
+            target: None,
+        }
+    }
+
+    /// The query of training example `(user, row, time)`.
+    fn of_example(&(user, row, time): &(u32, u32, i64)) -> Self {
+        Query {
+            user,
+            time,
+            target: Some(row),
+        }
+    }
+}
+
+/// The columns `ml` offers: the users' features where it has them, genres and years where
+/// its catalogue has them, the time where its interactions have one.
+fn columns_of(ml: &Dataset) -> Columns {
+    let mut c = Columns::movielens_100k();
+    if ml.users.is_empty() {
+        c.query.retain(|(n, _)| n == "user_id");
+    }
+    if ml.movies.iter().all(|m| m.genres.is_empty()) {
+        c.candidate.retain(|(n, _)| n != "genres");
+    }
+    if ml.movies.iter().all(|m| year_of(&m.title).is_none()) {
+        c.candidate.retain(|(n, _)| n != "year");
+    }
+    c.time = ml.format != (twotower_data::Format::Log { has_time: false });
+    c
+}
+
+/// `column` of catalogue item `m`, whose `--item-features` columns are `features`.
+pub fn item_value(m: &Movie, features: &FeatureColumns, column: &str) -> Column {
     match column {
         "item_id" => Column::Str(m.id.to_string()),
         "title" => Column::Text(m.title.clone()),
         "genres" => Column::Strs(m.genres.clone()),
         "year" => Column::Number(year_of(&m.title).map(|y| y as f32)),
-        _ => Column::Number(None),
+        other => features.value(m.id, other).unwrap_or(Column::Number(None)),
+    }
+}
+
+/// The feature files of a generic log, typed by the spec (empty when none).
+#[derive(Debug, Clone, Default)]
+pub struct FeatureFiles {
+    pub users: FeatureColumns,
+    pub items: FeatureColumns,
+}
+
+impl FeatureFiles {
+    /// Types `--user-features` and `--item-features` tables as `spec` declares; a table
+    /// without declared columns, or declared columns without a table, is an error.
+    pub fn typed(
+        spec: &TowersSpec,
+        users: Option<&FeatureTable>,
+        items: Option<&FeatureTable>,
+    ) -> Result<Self> {
+        let side = |user: bool, table: Option<&FeatureTable>| {
+            let (flag, section) = if user {
+                ("--user-features", "[user_columns]")
+            } else {
+                ("--item-features", "[item_columns]")
+            };
+            match (table, spec.declared(user).is_empty()) {
+                (None, true) => Ok(FeatureColumns::default()),
+                (Some(t), false) => FeatureColumns::from_table(spec, user, t),
+                (Some(t), true) => Err(ModelError::Spec(format!(
+                    "{flag} {}: declare the columns to read, with their kinds, in the spec's \
+                     {section}",
+                    t.path.display()
+                ))),
+                (None, false) => Err(spec.declared_error(
+                    user,
+                    format!("{section} declares columns, but no {flag} file was given"),
+                )),
+            }
+        };
+        Ok(FeatureFiles {
+            users: side(true, users)?,
+            items: side(false, items)?,
+        })
     }
 }
 
@@ -116,6 +254,8 @@ pub struct FeatureModel {
     pub candidate: FeatureTower,
     pub catalogue: Catalogue,
     movies: Vec<Movie>,
+    /// The items' columns from `--item-features`.
+    pub item_features: FeatureColumns,
     pub data: QueryData,
 }
 
@@ -125,6 +265,8 @@ pub struct FeatureTrainer {
     rng: rand_chacha::ChaCha8Rng,
     query_opt: TowerOptimizer,
     cand_opt: TowerOptimizer,
+    /// −log of each catalogue row's share of the positives, with the logQ correction.
+    logq_bias: Vec<f32>,
     epoch: usize,
 }
 
@@ -136,8 +278,9 @@ impl FeatureModel {
         spec: TowersSpec,
         ml: &Dataset,
         train: &[Interaction],
+        files: FeatureFiles,
     ) -> Result<(Self, FeatureTrainer)> {
-        spec.check(&Columns::movielens_100k())?;
+        spec.check(&spec.with_declared(columns_of(ml))?)?;
         let config = config.for_catalogue(ml.movies.len());
         config.validate()?;
         let row_of = ml.row_of_id();
@@ -155,24 +298,23 @@ impl FeatureModel {
         if examples.is_empty() {
             return Err(ModelError::Config("no training examples".into()));
         }
-        let data = QueryData::new(&ml.users, &examples);
+        let mut data = QueryData::new(&ml.users, &examples);
+        data.features = files.users;
+        let item_features = files.items;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
         let movies = ml.movies.clone();
         let n = movies.len();
         let candidate = FeatureTower::fit(
             &spec.candidate,
             n,
-            &|r, c| item_value(&movies[r], c),
+            &|r, c| item_value(&movies[r], &item_features, c),
             n,
             &mut rng,
         )?;
         let query = FeatureTower::fit(
             &spec.query,
             examples.len(),
-            &|i, c| {
-                let (u, _, t) = examples[i];
-                data.value(u, t, c)
-            },
+            &|i, c| data.value(&Query::of_example(&examples[i]), c),
             n,
             &mut rng,
         )?;
@@ -180,11 +322,16 @@ impl FeatureModel {
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_5eed),
             query_opt: TowerOptimizer::new(config.optimizer, &query.tower),
             cand_opt: TowerOptimizer::new(config.optimizer, &candidate.tower),
+            logq_bias: if config.logq_correction && config.negatives != Negatives::Full {
+                logq_bias(examples.iter().map(|&(_, row, _)| row), n)
+            } else {
+                Vec::new()
+            },
             examples,
             epoch: 0,
         };
         Ok((
-            FeatureModel::from_parts(config, spec, query, candidate, movies, data),
+            FeatureModel::from_parts(config, spec, query, candidate, movies, item_features, data),
             trainer,
         ))
     }
@@ -196,6 +343,7 @@ impl FeatureModel {
         query: FeatureTower,
         candidate: FeatureTower,
         movies: Vec<Movie>,
+        item_features: FeatureColumns,
         data: QueryData,
     ) -> Self {
         FeatureModel {
@@ -205,6 +353,7 @@ impl FeatureModel {
             query,
             candidate,
             movies,
+            item_features,
             data,
         }
     }
@@ -212,9 +361,9 @@ impl FeatureModel {
     /// The candidate vectors of every catalogue row, row-major.
     pub fn candidate_vectors(&self) -> Result<Vec<f32>> {
         let n = self.movies.len();
-        let v = self
-            .candidate
-            .vectors(n, &|r, c| item_value(&self.movies[r], c))?;
+        let v = self.candidate.vectors(n, &|r, c| {
+            item_value(&self.movies[r], &self.item_features, c)
+        })?;
         Ok(self.normalized(v))
     }
 
@@ -226,23 +375,39 @@ impl FeatureModel {
         v
     }
 
-    /// Query vectors of `(user, time)` pairs, row-major.
-    pub fn query_vectors(&self, queries: &[(u32, i64)]) -> Result<Vec<f32>> {
-        let v = self.query.vectors(queries.len(), &|i, c| {
-            let (u, t) = queries[i];
-            self.data.value(u, t, c)
-        })?;
+    /// Query vectors of `queries`, row-major.
+    pub fn query_vectors(&self, queries: &[Query]) -> Result<Vec<f32>> {
+        let v = self
+            .query
+            .vectors(queries.len(), &|i, c| self.data.value(&queries[i], c))?;
         Ok(self.normalized(v))
     }
 
-    /// True when a query depends on more than the user (the time or the history).
+    /// True when a query depends on more than the user: on the time, or on the history
+    /// before it.
     pub fn per_interaction(&self) -> bool {
         self.spec.query.features.iter().any(|f| {
             matches!(
                 f.get_ref(),
-                FeatureSpec::Timestamp { .. } | FeatureSpec::History { .. }
+                FeatureSpec::Timestamp { .. }
+                    | FeatureSpec::History {
+                        from: HistoryFrom::Past,
+                        ..
+                    }
             )
         })
+    }
+
+    /// True when each training example is its own query: it is per interaction, or its
+    /// history leaves out the example's own item.
+    fn per_example(&self) -> bool {
+        self.per_interaction()
+            || self
+                .spec
+                .query
+                .features
+                .iter()
+                .any(|f| matches!(f.get_ref(), FeatureSpec::History { .. }))
     }
 
     /// A scorer for [`crate::evaluate`] over test interactions `test` (user, row) at
@@ -323,9 +488,9 @@ impl FeatureTrainer {
     ) -> Result<f64> {
         // Query slots: one per example when queries differ, else one per user (the
         // softmax shares a user's log-partition across their rows, as for id towers).
-        let per_example = model.per_interaction();
+        let per_example = model.per_example();
         let mut qslot: HashMap<u32, u32> = HashMap::new();
-        let mut queries: Vec<(u32, i64)> = Vec::new();
+        let mut queries: Vec<Query> = Vec::new();
         let mut query_counts: Vec<u32> = Vec::new();
         // Candidate columns: the batch's distinct positives (or the whole catalogue).
         let mut slot: HashMap<u32, u32> = HashMap::new();
@@ -338,14 +503,15 @@ impl FeatureTrainer {
         }
         let rows: Vec<(u32, u32)> = batch
             .iter()
-            .map(|&(user, row, time)| {
+            .map(|example| {
+                let &(user, row, _) = example;
                 let q = if per_example {
-                    queries.push((user, time));
+                    queries.push(Query::of_example(example));
                     query_counts.push(1);
                     (queries.len() - 1) as u32
                 } else {
                     let q = *qslot.entry(user).or_insert_with(|| {
-                        queries.push((user, time));
+                        queries.push(Query::of_example(example));
                         query_counts.push(0);
                         (queries.len() - 1) as u32
                     });
@@ -369,14 +535,11 @@ impl FeatureTrainer {
             .collect();
         let n = queries.len();
         let data = &model.data;
-        let movies = &model.movies;
-        let q_in = model.query.encode(n, &|i, c| {
-            let (u, t) = queries[i];
-            data.value(u, t, c)
+        let (movies, features) = (&model.movies, &model.item_features);
+        let q_in = model.query.encode(n, &|i, c| data.value(&queries[i], c));
+        let c_in = model.candidate.encode(cols.len(), &|i, c| {
+            item_value(&movies[cols[i] as usize], features, c)
         });
-        let c_in = model
-            .candidate
-            .encode(cols.len(), &|i, c| item_value(&movies[cols[i] as usize], c));
         let q_pass = model.query.tower.forward(&q_in, n)?;
         let c_pass = model.candidate.tower.forward(&c_in, cols.len())?;
         let dim = model.query.tower.output_width();
@@ -388,13 +551,18 @@ impl FeatureTrainer {
                 l2_normalize(&mut candidates, dim),
             )
         });
+        let bias: Vec<f32> = if self.logq_bias.is_empty() {
+            Vec::new()
+        } else {
+            cols.iter().map(|&c| self.logq_bias[c as usize]).collect()
+        };
         let mut out = softmax.forward_backward(&SoftmaxBatch {
             queries: &queries,
             candidates: &candidates,
             dim,
             rows: &rows,
             multiplicity: &counts,
-            bias: &[],
+            bias: &bias,
         });
         let mut loss = out.loss;
         let l2 = model.config.l2;
@@ -423,6 +591,10 @@ impl FeatureTrainer {
     }
 }
 
+/// How many of a user's training times a time-dependent model's per-user scores average
+/// over (see [`FeatureScorer`]'s `scores`).
+pub const TIME_POINTS: usize = 16;
+
 /// Scores for evaluation (see [`FeatureModel::scorer`]).
 pub struct FeatureScorer<'a> {
     model: &'a FeatureModel,
@@ -432,15 +604,63 @@ pub struct FeatureScorer<'a> {
 }
 
 impl Scorer for FeatureScorer<'_> {
+    /// A user's scores. When queries depend on the time, a user's interactions are spread
+    /// over their timeline, so the user's scores are the model's softmax marginalised over
+    /// it: the mean of the softmax probabilities of the queries at up to
+    /// [`TIME_POINTS`] of their training times (evenly spaced), each query being what
+    /// training saw at that time. Otherwise, the one query after their last interaction.
     fn scores(&self, users: &[u32]) -> Vec<f32> {
-        let q: Vec<(u32, i64)> = users
-            .iter()
-            .map(|&u| (u, self.model.data.last_time(u) + 1))
-            .collect();
-        let v = self.model.query_vectors(&q).expect("users encode");
-        self.candidates
+        let data = &self.model.data;
+        if !self.model.per_interaction() {
+            let q: Vec<Query> = users
+                .iter()
+                .map(|&u| Query::at(u, data.last_time(u) + 1))
+                .collect();
+            let v = self.model.query_vectors(&q).expect("users encode");
+            return self
+                .candidates
+                .scores(&v)
+                .expect("the towers' widths agree");
+        }
+        let mut queries = Vec::new();
+        let mut owner = Vec::new();
+        for (k, &u) in users.iter().enumerate() {
+            for t in data.time_points(u, TIME_POINTS) {
+                queries.push(Query::at(u, t));
+                owner.push(k);
+            }
+        }
+        let v = self.model.query_vectors(&queries).expect("users encode");
+        let logits = self
+            .candidates
             .scores(&v)
-            .expect("the towers' widths agree")
+            .expect("the towers' widths agree");
+        let n = self.model.movies.len();
+        let temperature = self
+            .model
+            .spec
+            .temperature
+            .unwrap_or(self.model.config.temperature);
+        let mut out = vec![0f32; users.len() * n];
+        let mut points = vec![0f32; users.len()];
+        for (row, &k) in logits.chunks(n.max(1)).zip(&owner) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let e: Vec<f32> = row
+                .iter()
+                .map(|&x| ((x - max) / temperature).exp())
+                .collect();
+            let z: f32 = e.iter().sum();
+            for (o, p) in out[k * n..(k + 1) * n].iter_mut().zip(&e) {
+                *o += p / z;
+            }
+            points[k] += 1.0;
+        }
+        for (k, &m) in points.iter().enumerate() {
+            for o in &mut out[k * n..(k + 1) * n] {
+                *o /= m.max(1.0);
+            }
+        }
+        out
     }
 
     fn per_interaction(&self) -> bool {
@@ -448,9 +668,9 @@ impl Scorer for FeatureScorer<'_> {
     }
 
     fn interaction_scores(&self, interactions: &[usize]) -> Vec<f32> {
-        let q: Vec<(u32, i64)> = interactions
+        let q: Vec<Query> = interactions
             .iter()
-            .map(|&i| (self.test[i].0, self.times[i]))
+            .map(|&i| Query::at(self.test[i].0, self.times[i]))
             .collect();
         let v = self.model.query_vectors(&q).expect("interactions encode");
         self.candidates
@@ -534,7 +754,8 @@ layers = [8]
              { kind = \"numeric\", column = \"age\", buckets = 3, dim = 2 },",
         );
         let spec = TowersSpec::parse("t.toml", &spec).unwrap();
-        let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
         for _ in 0..3 {
             trainer.run_epoch(&mut model).unwrap();
         }
@@ -549,7 +770,8 @@ layers = [8]
         cfg.l2 = 0.0;
         let spec = format!("normalize = true\ntemperature = 0.1\n{SPEC}");
         let spec = TowersSpec::parse("t.toml", &spec).unwrap();
-        let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
         let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
         let mut last = first;
         for _ in 0..30 {
@@ -564,50 +786,53 @@ layers = [8]
         }
     }
 
-    #[test]
-    fn history_holds_only_what_came_strictly_before() {
-        let d = QueryData::new(&[], &[(1, 5, 100), (1, 6, 200), (1, 7, 200), (2, 9, 50)]);
-        assert_eq!(d.value(1, 200, "history"), Column::Items(vec![5]));
-        assert_eq!(d.value(1, 201, "history"), Column::Items(vec![5, 6, 7]));
-        assert_eq!(d.value(1, 100, "history"), Column::Items(vec![]));
-        assert_eq!(d.value(3, 999, "history"), Column::Items(vec![]));
-        assert_eq!(d.last_time(1), 200);
-        assert_eq!(d.value(1, 0, "age"), Column::Number(None));
+    /// The tiny data's genre given again as a declared item column `shelf`, and the users'
+    /// occupation as a declared user column `team`, through feature tables.
+    pub(crate) fn feature_files(spec: &TowersSpec) -> FeatureFiles {
+        let ml = tiny();
+        let table = |columns: &[&str], rows: Vec<(u32, Vec<String>)>| FeatureTable {
+            path: "t.csv".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: rows
+                .into_iter()
+                .map(|(id, v)| (id, (id as usize + 1, v)))
+                .collect(),
+        };
+        let items = table(
+            &["shelf", "price"],
+            ml.movies
+                .iter()
+                .map(|m| (m.id, vec![m.genres[0].clone(), format!("{}.5", m.id)]))
+                .collect(),
+        );
+        let users = table(
+            &["team"],
+            ml.users
+                .iter()
+                .map(|u| (u.id, vec![u.occupation.clone()]))
+                .collect(),
+        );
+        FeatureFiles::typed(spec, Some(&users), Some(&items)).unwrap()
     }
 
-    #[test]
-    fn a_feature_model_learns_what_its_features_say() {
-        let ml = tiny();
-        let mut cfg = TrainConfig::preset("default").unwrap();
-        cfg.batch_size = 8;
-        cfg.embedding_dim = 8;
-        // With the history, each example is its own query.
-        let with_history = SPEC.replace(
-            "{ kind = \"categorical\", column = \"occupation\", dim = 4 },",
-            "{ kind = \"history\", last = 5, dim = 8 },",
-        );
-        let spec = TowersSpec::parse("t.toml", &with_history).unwrap();
-        let (mut model, mut trainer) =
-            FeatureModel::new(cfg.clone(), spec, &ml, &ml.ratings).unwrap();
-        assert!(model.per_interaction());
-        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
-        let mut last = first;
-        for _ in 0..30 {
-            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
-        }
-        assert!(last < 0.8 * first, "mean loss {first} → {last}");
-        // Without it, one query per user.
-        let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
-        let (mut model, mut trainer) = FeatureModel::new(cfg, spec, &ml, &ml.ratings).unwrap();
-        assert!(!model.per_interaction());
-        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
-        let mut last = first;
-        for _ in 0..60 {
-            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
-        }
-        assert!(last < 0.8 * first, "mean loss {first} → {last}");
-        // Every user's top 4 are the 4 films of their genre.
-        let queries: Vec<(u32, i64)> = (1..=9).map(|u| (u, 10_000)).collect();
+    pub(crate) const FILES_SPEC: &str = r#"
+[user_columns]
+team = "categorical"
+[item_columns]
+shelf = "categorical"
+price = "number"
+[query]
+features = [{ kind = "categorical", column = "team", dim = 8 }]
+[candidate]
+features = [
+  { kind = "categorical", column = "shelf", dim = 4 },
+  { kind = "numeric", column = "price", buckets = 3, dim = 3 },
+]
+"#;
+
+    /// Every tiny user's top 4 are the 4 films of their genre.
+    fn assert_each_user_prefers_their_genre(model: &FeatureModel) {
+        let queries: Vec<Query> = (1..=9).map(|u| Query::at(u, 10_000)).collect();
         let q = model.query_vectors(&queries).unwrap();
         let c = model.candidate_vectors().unwrap();
         let d = model.candidate.tower.output_width();
@@ -625,5 +850,177 @@ layers = [8]
                 &s[..4]
             );
         }
+    }
+
+    /// A model of `spec` with feature `files`, trained for a few epochs on the tiny data.
+    pub(crate) fn trained_with(spec: &TowersSpec, files: FeatureFiles) -> FeatureModel {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec.clone(), &ml, &ml.ratings, files).unwrap();
+        for _ in 0..3 {
+            trainer.run_epoch(&mut model).unwrap();
+        }
+        model
+    }
+
+    #[test]
+    fn declared_columns_of_feature_files_are_read_and_learned() {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        let spec = TowersSpec::parse("t.toml", FILES_SPEC).unwrap();
+        let files = feature_files(&spec);
+        assert_eq!(
+            files.items.value(4, "price"),
+            Some(Column::Number(Some(4.5)))
+        );
+        assert_eq!(
+            files.items.value(99, "shelf"),
+            Some(Column::Str(String::new()))
+        );
+        assert_eq!(files.users.value(1, "shelf"), None);
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec.clone(), &ml, &ml.ratings, files).unwrap();
+        for _ in 0..60 {
+            trainer.run_epoch(&mut model).unwrap();
+        }
+        // Users of a team watch one genre: only the files' columns can tell.
+        assert_each_user_prefers_their_genre(&model);
+        // The model folder's text of the columns reads back the same.
+        let back = FeatureColumns::from_tsv(
+            &spec,
+            false,
+            std::path::Path::new("i.tsv"),
+            &model.item_features.to_tsv(),
+        )
+        .unwrap();
+        assert_eq!(back, model.item_features);
+        // Mistakes: a value of the wrong kind names the file's line; a missing column or
+        // table, the spec's.
+        let mut bad = FeatureTable {
+            path: "items.csv".into(),
+            columns: vec!["shelf".into(), "price".into()],
+            rows: [(1, (7, vec!["a".into(), "cheap".into()]))].into(),
+        };
+        let e = FeatureColumns::from_table(&spec, false, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("items.csv:7") && e.contains("cheap"), "{e}");
+        bad.columns[1] = "cost".into();
+        let e = FeatureColumns::from_table(&spec, false, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:4:") && e.contains("\"price\""), "{e}");
+        let e = FeatureFiles::typed(&spec, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.toml:2:") && e.contains("--user-features"),
+            "{e}"
+        );
+        let plain = TowersSpec::parse("t.toml", SPEC).unwrap();
+        let e = FeatureFiles::typed(&plain, None, Some(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[item_columns]"), "{e}");
+    }
+
+    /// A time-dependent model's per-user scores are its softmax averaged over the user's
+    /// queries at their time points.
+    #[test]
+    fn per_user_scores_marginalise_the_time() {
+        let (model, _) = trained();
+        assert!(model.per_interaction());
+        let scorer = model.scorer(&[], &[]).unwrap();
+        let got = scorer.scores(&[4]);
+        let times = model.data.time_points(4, TIME_POINTS);
+        assert!(times.len() > 1);
+        let queries: Vec<Query> = times.iter().map(|&t| Query::at(4, t)).collect();
+        let q = model.query_vectors(&queries).unwrap();
+        let c = model.candidate_vectors().unwrap();
+        let d = model.candidate.tower.output_width();
+        let n = c.len() / d;
+        let mut want = vec![0f64; n];
+        for qv in q.chunks(d) {
+            let logits: Vec<f64> = c
+                .chunks(d)
+                .map(|cv| qv.iter().zip(cv).map(|(a, b)| (a * b) as f64).sum())
+                .collect();
+            let z: f64 = logits.iter().map(|l| l.exp()).sum();
+            for (w, l) in want.iter_mut().zip(&logits) {
+                *w += l.exp() / z / times.len() as f64;
+            }
+        }
+        assert_eq!(got.len(), n);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{g} against {w}");
+        }
+    }
+
+    #[test]
+    fn history_holds_only_what_came_strictly_before() {
+        let d = QueryData::new(&[], &[(1, 5, 100), (1, 6, 200), (1, 7, 200), (2, 9, 50)]);
+        let at = |u, t| Query::at(u, t);
+        assert_eq!(d.value(&at(1, 200), "history"), Column::Items(vec![5]));
+        assert_eq!(
+            d.value(&at(1, 201), "history"),
+            Column::Items(vec![5, 6, 7])
+        );
+        assert_eq!(d.value(&at(1, 100), "history"), Column::Items(vec![]));
+        assert_eq!(d.value(&at(3, 999), "history"), Column::Items(vec![]));
+        assert_eq!(d.last_time(1), 200);
+        assert_eq!(d.value(&at(1, 0), "age"), Column::Number(None));
+        assert_eq!(d.time_points(1, 2), vec![100, 200]);
+        assert_eq!(d.time_points(1, 16), vec![100, 200, 200]);
+        assert_eq!(d.time_points(3, 4), vec![1]);
+        // The others: every training item but the example's own, whatever the time.
+        let example = Query::of_example(&(1, 6, 200));
+        assert_eq!(
+            d.value(&example, "history_others"),
+            Column::Items(vec![5, 7])
+        );
+        assert_eq!(
+            d.value(&at(1, 0), "history_others"),
+            Column::Items(vec![5, 6, 7])
+        );
+    }
+
+    #[test]
+    fn a_feature_model_learns_what_its_features_say() {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        cfg.embedding_dim = 8;
+        // With the history, each example is its own query.
+        let with_history = SPEC.replace(
+            "{ kind = \"categorical\", column = \"occupation\", dim = 4 },",
+            "{ kind = \"history\", last = 5, dim = 8 },",
+        );
+        let spec = TowersSpec::parse("t.toml", &with_history).unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg.clone(), spec, &ml, &ml.ratings, FeatureFiles::default())
+                .unwrap();
+        assert!(model.per_interaction());
+        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        let mut last = first;
+        for _ in 0..30 {
+            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        }
+        assert!(last < 0.8 * first, "mean loss {first} → {last}");
+        // Without it, one query per user.
+        let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
+        assert!(!model.per_interaction());
+        let first = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        let mut last = first;
+        for _ in 0..60 {
+            last = trainer.run_epoch(&mut model).unwrap().mean_loss;
+        }
+        assert!(last < 0.8 * first, "mean loss {first} → {last}");
+        // Every user's top 4 are the 4 films of their genre.
+        assert_each_user_prefers_their_genre(&model);
     }
 }

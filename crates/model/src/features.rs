@@ -6,8 +6,9 @@
 //!
 //! Rows are read through a function `value(row, column) -> Column`, so the same code serves
 //! MovieLens items, users with their interaction's time and history, and generic logs.
-//! Queries carry two columns that come with every interaction: `timestamp` (a number) and
-//! `history` (the catalogue rows the user interacted with before, oldest first).
+//! Queries carry columns that come with every interaction: `timestamp` (a number),
+//! `history` (the catalogue rows the user interacted with before it, oldest first) and
+//! `history_others` (all the user's training rows but the example's own, oldest first).
 
 use rand::Rng;
 use twotower_data::Vocabulary;
@@ -16,7 +17,7 @@ use crate::nn::{
     Activation, Dense, EmbeddingBag, Encoder, FeatureBatch, IdBatch, Numeric, Pooling, Tower,
 };
 use crate::preprocess::{Buckets, TextVectorizer};
-use crate::spec::{FeatureSpec, TowerSpec};
+use crate::spec::{FeatureSpec, HistoryFrom, TowerSpec};
 use crate::{ModelError, Result};
 
 /// One value of a row, as a feature reads it.
@@ -153,7 +154,14 @@ pub struct FeatureTower {
 fn column_of(spec: &FeatureSpec) -> &str {
     match spec {
         FeatureSpec::Timestamp { .. } => "timestamp",
-        FeatureSpec::History { .. } => "history",
+        FeatureSpec::History {
+            from: HistoryFrom::Past,
+            ..
+        } => "history",
+        FeatureSpec::History {
+            from: HistoryFrom::Others,
+            ..
+        } => "history_others",
         other => other.column().unwrap_or_default(),
     }
 }
@@ -416,7 +424,7 @@ fn table_of(f: &FeatureSpec, input: &Input) -> Result<Option<(usize, usize, Pool
         }
         (FeatureSpec::Categorical { dim, .. }, Input::Hashed { bins }) => Some((*bins, *dim, mean)),
         (FeatureSpec::Multi { dim, pooling, .. }, Input::Multi { vocab }) => {
-            Some((vocab.len(), *dim, (*pooling).into()))
+            Some((vocab.len(), *dim, pooling.pooling(None)))
         }
         (FeatureSpec::Text { dim, .. }, Input::Text { vectorizer }) => {
             Some((vectorizer.vocab.len(), *dim, mean))
@@ -434,9 +442,15 @@ fn table_of(f: &FeatureSpec, input: &Input) -> Result<Option<(usize, usize, Pool
             },
         ) => Some((b.len(), *d, mean)),
         (FeatureSpec::Numeric { .. }, Input::Number { .. }) => None,
-        (FeatureSpec::History { dim, pooling, .. }, Input::History { items, .. }) => {
-            Some((*items, *dim, (*pooling).into()))
-        }
+        (
+            FeatureSpec::History {
+                dim,
+                pooling,
+                decay,
+                ..
+            },
+            Input::History { items, .. },
+        ) => Some((*items, *dim, pooling.pooling(*decay))),
         (f, _) => {
             return Err(ModelError::Config(format!(
                 "feature {:?}: its stored preprocessing is of another kind",

@@ -33,12 +33,33 @@ use crate::{ModelError, Result};
 use twotower_kernels::gemm::{gemm, MatRef};
 
 /// How a bag of ids becomes one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pooling {
     /// The mean of the rows (an empty bag gives zeros).
     Mean,
     /// The sum of the rows.
     Sum,
+    /// A mean weighted by recency, for bags ordered oldest first: the last row weighs 1,
+    /// each one before it `decay` times the next, the weights scaled to sum to 1.
+    Recency { decay: f32 },
+}
+
+impl Pooling {
+    /// The weight of position `j` of a bag of `len` rows.
+    fn weight(self, len: usize, j: usize) -> f32 {
+        match self {
+            Pooling::Sum => 1.0,
+            Pooling::Mean => 1.0 / len.max(1) as f32,
+            Pooling::Recency { decay } => {
+                let total = if decay >= 1.0 {
+                    len as f32
+                } else {
+                    (1.0 - decay.powi(len as i32)) / (1.0 - decay)
+                };
+                decay.powi(len.saturating_sub(j + 1) as i32) / total.max(f32::MIN_POSITIVE)
+            }
+        }
+    }
 }
 
 /// One feature's ids for a batch, CSR: example `i` holds `ids[offsets[i]..offsets[i + 1]]`.
@@ -124,13 +145,6 @@ impl EmbeddingBag {
         }
     }
 
-    fn weight(&self, bag_len: usize) -> f32 {
-        match self.pooling {
-            Pooling::Sum => 1.0,
-            Pooling::Mean => 1.0 / bag_len.max(1) as f32,
-        }
-    }
-
     /// Writes each example's pooled vector into `out` (row `i` at `i * stride + offset`).
     fn forward(&self, batch: &IdBatch, out: &mut [f32], stride: usize, offset: usize) {
         let dim = self.table.dim;
@@ -141,10 +155,10 @@ impl EmbeddingBag {
         }
         for i in 0..batch.len() {
             let bag = batch.bag(i);
-            let w = self.weight(bag.len());
             let o = &mut out[i * stride + offset..i * stride + offset + dim];
             o.fill(0.0);
-            for &id in bag {
+            for (j, &id) in bag.iter().enumerate() {
+                let w = self.pooling.weight(bag.len(), j);
                 for (o, x) in o.iter_mut().zip(self.table.row(id as usize)) {
                     *o += w * x;
                 }
@@ -182,9 +196,9 @@ impl EmbeddingBag {
         let mut grads: Vec<f32> = Vec::new();
         for i in 0..batch.len() {
             let bag = batch.bag(i);
-            let w = self.weight(bag.len());
             let g = &grad[i * stride + offset..i * stride + offset + dim];
-            for &id in bag {
+            for (j, &id) in bag.iter().enumerate() {
+                let w = self.pooling.weight(bag.len(), j);
                 let s = *slot.entry(id).or_insert_with(|| {
                     rows.push(id);
                     grads.extend(std::iter::repeat_n(0.0, dim));
@@ -658,7 +672,7 @@ mod tests {
         let encoders = vec![
             big(5, 3, Pooling::Sum),
             big(6, 2, Pooling::Mean),
-            big(4, 2, Pooling::Sum),
+            big(4, 2, Pooling::Recency { decay: 0.5 }),
             Encoder::Numeric(Numeric {
                 mean: 1.0,
                 std: 2.0,
@@ -822,6 +836,19 @@ mod tests {
         assert_eq!(g.sparse[0].grads, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let e = IdBatch::distinct(vec![2, 4, 2]).unwrap_err().to_string();
         assert!(e.contains("id 2 is in the batch twice"), "{e}");
+    }
+
+    #[test]
+    fn recency_weights_the_newest_most_and_sums_to_one() {
+        let p = Pooling::Recency { decay: 0.5 };
+        // Oldest first: 1/7, 2/7, 4/7.
+        let w: Vec<f32> = (0..3).map(|j| p.weight(3, j)).collect();
+        for (a, b) in w.iter().zip([1.0 / 7.0, 2.0 / 7.0, 4.0 / 7.0]) {
+            assert!((a - b).abs() < 1e-6, "{w:?}");
+        }
+        let flat = Pooling::Recency { decay: 1.0 };
+        assert_eq!(flat.weight(4, 0), Pooling::Mean.weight(4, 0));
+        assert_eq!(p.weight(1, 0), 1.0);
     }
 
     #[test]

@@ -44,6 +44,25 @@ pub struct SplitEval {
     n_rows: usize,
 }
 
+/// Refuses data whose catalogue is not the model's `catalogue` (rows and ids alike).
+pub(crate) fn same_catalogue(catalogue: &Catalogue, ml: &Dataset) -> Result<()> {
+    let same = catalogue.len() == ml.movies.len()
+        && ml
+            .movies
+            .iter()
+            .zip(&catalogue.ids)
+            .all(|(m, id)| m.id.to_string() == *id);
+    if !same {
+        return Err(ModelError::Mismatch(format!(
+            "the model's catalogue ({} movies) is not the catalogue of {} ({} movies)",
+            catalogue.len(),
+            ml.dir.display(),
+            ml.movies.len()
+        )));
+    }
+    Ok(())
+}
+
 impl SplitEval {
     /// Maps a split onto catalogue rows.
     pub fn new(ml: &Dataset, train: &[Interaction], test: &[Interaction]) -> Result<Self> {
@@ -76,20 +95,7 @@ impl SplitEval {
     /// `ml`'s catalogue (the same ids in the same order).
     pub fn for_model(model: &TwoTowerModel, ml: &Dataset, spec: &SplitSpec) -> Result<Self> {
         let (train, test) = ml.split(spec)?;
-        let same = model.catalogue.len() == ml.movies.len()
-            && ml
-                .movies
-                .iter()
-                .zip(&model.catalogue.ids)
-                .all(|(m, id)| m.id.to_string() == *id);
-        if !same {
-            return Err(ModelError::Mismatch(format!(
-                "the model's catalogue ({} movies) is not the catalogue of {} ({} movies)",
-                model.catalogue.len(),
-                ml.dir.display(),
-                ml.movies.len()
-            )));
-        }
+        same_catalogue(&model.catalogue, ml)?;
         SplitEval::new(ml, &train, &test)
     }
 

@@ -144,22 +144,34 @@ pub struct SimilarItems<'a> {
     pub items: Ranked<'a>,
 }
 
-impl TwoTowerModel {
+impl Catalogue {
     /// `recs` (answered for `user`) ready to print or serialise.
     pub fn user_items(&self, user: &str, recs: &Recommendations) -> UserItems<'_> {
         UserItems {
             user: user.to_string(),
             known_user: recs.known_user,
-            items: self.catalogue.ranked(&recs.items),
+            items: self.ranked(&recs.items),
         }
+    }
+
+    /// `items` (ranked like row `row`) ready to print or serialise.
+    pub fn similar_items(&self, row: usize, items: &[Neighbor]) -> SimilarItems<'_> {
+        SimilarItems {
+            item: self.view(row, None),
+            items: self.ranked(items),
+        }
+    }
+}
+
+impl TwoTowerModel {
+    /// `recs` (answered for `user`) ready to print or serialise.
+    pub fn user_items(&self, user: &str, recs: &Recommendations) -> UserItems<'_> {
+        self.catalogue.user_items(user, recs)
     }
 
     /// `items` (ranked like catalogue row `row`) ready to print or serialise.
     pub fn similar_items(&self, row: usize, items: &[Neighbor]) -> SimilarItems<'_> {
-        SimilarItems {
-            item: self.catalogue.view(row, None),
-            items: self.catalogue.ranked(items),
-        }
+        self.catalogue.similar_items(row, items)
     }
 }
 

@@ -37,6 +37,7 @@
 //! assert_eq!(spec.output_dim(), 32);
 //! ```
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -52,15 +53,35 @@ pub enum PoolingSpec {
     #[default]
     Mean,
     Sum,
+    /// A history's mean weighted by recency (see [`Pooling::Recency`]; `decay` in the spec).
+    Recency,
 }
 
-impl From<PoolingSpec> for Pooling {
-    fn from(p: PoolingSpec) -> Self {
-        match p {
+impl PoolingSpec {
+    /// The pooling, with `decay` for recency (default [`DEFAULT_DECAY`]).
+    pub fn pooling(self, decay: Option<f32>) -> Pooling {
+        match self {
             PoolingSpec::Mean => Pooling::Mean,
             PoolingSpec::Sum => Pooling::Sum,
+            PoolingSpec::Recency => Pooling::Recency {
+                decay: decay.unwrap_or(DEFAULT_DECAY),
+            },
         }
     }
+}
+
+/// The recency decay of a history when the spec gives none.
+pub const DEFAULT_DECAY: f32 = 0.8;
+
+/// Which of the user's items a history holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryFrom {
+    /// Those strictly before the example's time (a query per interaction).
+    #[default]
+    Past,
+    /// Every training item of the user but the example's own (a query per user).
+    Others,
 }
 
 /// One feature of a tower.
@@ -107,16 +128,21 @@ pub enum FeatureSpec {
         buckets: usize,
         dim: usize,
     },
-    /// The user's previous items (strictly before the example), the last `last`, pooled.
+    /// The user's items, the last `last` by time, pooled: with `from = "past"` (the default)
+    /// those strictly before the example's time; with `from = "others"` all their training
+    /// items but the example's own (for logs without time, and for a query that stands for
+    /// the whole user).
     History {
         #[serde(default = "default_history")]
         last: usize,
         #[serde(default)]
         pooling: PoolingSpec,
-        dim: usize,
-        /// Use the candidate tower's item table instead of a table of its own.
         #[serde(default)]
-        share_candidate_table: bool,
+        from: HistoryFrom,
+        /// With `pooling = "recency"`: each older item weighs this much of the next.
+        #[serde(default)]
+        decay: Option<f32>,
+        dim: usize,
     },
 }
 
@@ -221,6 +247,12 @@ pub struct TowersSpec {
     /// Softmax temperature (logits are divided by it).
     #[serde(default)]
     pub temperature: Option<f32>,
+    /// The columns of `--user-features FILE` the query tower may read, with their kinds.
+    #[serde(default)]
+    pub user_columns: Option<Spanned<BTreeMap<String, ColumnKind>>>,
+    /// The columns of `--item-features FILE` the candidate tower may read.
+    #[serde(default)]
+    pub item_columns: Option<Spanned<BTreeMap<String, ColumnKind>>>,
     /// The file the spec came from and its text, for errors that name lines.
     #[serde(skip)]
     source: Source,
@@ -235,15 +267,21 @@ struct Source {
 /// The columns a dataset offers each tower, with their kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Columns {
-    pub query: Vec<(&'static str, ColumnKind)>,
-    pub candidate: Vec<(&'static str, ColumnKind)>,
+    pub query: Vec<(String, ColumnKind)>,
+    pub candidate: Vec<(String, ColumnKind)>,
+    /// Whether interactions have a time (the timestamp and a past history need one).
+    pub time: bool,
 }
 
-/// What a column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a column holds. A feature file's columns are declared as `categorical`, `multi`
+/// (`|`-separated categories), `text` or `number`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ColumnKind {
+    #[serde(skip)]
     Id,
     Categorical,
+    #[serde(rename = "multi")]
     MultiCategorical,
     Text,
     Number,
@@ -254,26 +292,28 @@ impl Columns {
     /// genres, year).
     pub fn movielens_100k() -> Self {
         use ColumnKind::*;
+        let owned = |v: &[(&str, ColumnKind)]| v.iter().map(|&(c, k)| (c.to_string(), k)).collect();
         Columns {
-            query: vec![
+            query: owned(&[
                 ("user_id", Id),
                 ("age", Number),
                 ("gender", Categorical),
                 ("occupation", Categorical),
                 ("zip", Categorical),
-            ],
-            candidate: vec![
+            ]),
+            candidate: owned(&[
                 ("item_id", Id),
                 ("title", Text),
                 ("genres", MultiCategorical),
                 ("year", Number),
-            ],
+            ]),
+            time: true,
         }
     }
 
     fn kind(&self, query: bool, column: &str) -> Option<ColumnKind> {
         let side = if query { &self.query } else { &self.candidate };
-        side.iter().find(|(c, _)| *c == column).map(|&(_, k)| k)
+        side.iter().find(|(c, _)| c == column).map(|&(_, k)| k)
     }
 }
 
@@ -313,6 +353,54 @@ impl TowersSpec {
         Self::parse(&path.display().to_string(), &text)
     }
 
+    /// The columns declared for the users' (`user = true`) or the items' feature file.
+    pub fn declared(&self, user: bool) -> Vec<(String, ColumnKind)> {
+        let side = if user {
+            &self.user_columns
+        } else {
+            &self.item_columns
+        };
+        side.as_ref().map_or_else(Vec::new, |d| {
+            d.get_ref().iter().map(|(c, &k)| (c.clone(), k)).collect()
+        })
+    }
+
+    /// An error about the declared columns of one side, naming the line they start at.
+    pub fn declared_error(&self, user: bool, message: String) -> ModelError {
+        let side = if user {
+            &self.user_columns
+        } else {
+            &self.item_columns
+        };
+        match side {
+            Some(d) => self.error(d.span(), message),
+            None => ModelError::Spec(format!("{}: {message}", self.source.name)),
+        }
+    }
+
+    /// `base` with the declared columns of the feature files added (a declared name that
+    /// `base` already offers, or an `id` kind, is an error naming the spec's line).
+    pub fn with_declared(&self, mut base: Columns) -> Result<Columns> {
+        for user in [true, false] {
+            let which = if user { "user_columns" } else { "item_columns" };
+            for (column, kind) in self.declared(user) {
+                let side = if user {
+                    &mut base.query
+                } else {
+                    &mut base.candidate
+                };
+                if side.iter().any(|(c, _)| *c == column) {
+                    return Err(self.declared_error(
+                        user,
+                        format!("{which}: {column:?} is a column the data already has"),
+                    ));
+                }
+                side.push((column, kind));
+            }
+        }
+        Ok(base)
+    }
+
     /// Width of both towers' outputs (checked equal by [`TowersSpec::check`]).
     pub fn output_dim(&self) -> usize {
         self.candidate.output_dim()
@@ -350,7 +438,7 @@ impl TowersSpec {
                             &columns.candidate
                         }
                         .iter()
-                        .map(|(c, _)| *c)
+                        .map(|(c, _)| c.as_str())
                         .collect();
                         return fail(format!(
                             "the {side} tower has no column {column:?} (it has {})",
@@ -406,6 +494,35 @@ impl TowersSpec {
                     }
                     FeatureSpec::History { last: 0, .. } => {
                         return fail("last must be at least 1".into())
+                    }
+                    FeatureSpec::History { decay: Some(d), .. } if !(*d > 0.0 && *d <= 1.0) => {
+                        return fail(format!("decay must be in (0, 1], got {d}"))
+                    }
+                    FeatureSpec::History {
+                        decay: Some(_),
+                        pooling: PoolingSpec::Mean | PoolingSpec::Sum,
+                        ..
+                    } => return fail("decay applies to pooling = \"recency\"".into()),
+                    FeatureSpec::Multi {
+                        pooling: PoolingSpec::Recency,
+                        ..
+                    } => {
+                        return fail(
+                            "recency pooling is for a history (its items are in time order)".into(),
+                        )
+                    }
+                    FeatureSpec::Timestamp { .. } if !columns.time => {
+                        return fail("the data has no time for a timestamp feature".into())
+                    }
+                    FeatureSpec::History {
+                        from: HistoryFrom::Past,
+                        ..
+                    } if !columns.time => {
+                        return fail(
+                            "the data has no time, so no history is strictly before an \
+                             example; use from = \"others\" (all the user's other items)"
+                                .into(),
+                        )
                     }
                     _ => {}
                 }
@@ -550,7 +667,7 @@ features = [
             FeatureSpec::History {
                 last: 20,
                 pooling: PoolingSpec::Mean,
-                share_candidate_table: false,
+                from: HistoryFrom::Past,
                 ..
             }
         ));
@@ -622,5 +739,80 @@ features = [
         assert!(e.contains("temperature must be a positive number"), "{e}");
         let e = err("[query]\nfeatures = []\n[candidate]\nfeatures = []\n");
         assert!(e.contains("the query tower has no features"), "{e}");
+        let e = err(&GOOD.replace("last = 20,", "last = 20, decay = 0.5,"));
+        assert!(e.starts_with("t.toml:9:") && e.contains("recency"), "{e}");
+        let e = err(&GOOD.replace(
+            "last = 20,",
+            "last = 20, pooling = \"recency\", decay = 1.5,",
+        ));
+        assert!(e.starts_with("t.toml:9:") && e.contains("(0, 1]"), "{e}");
+        let e = err(&GOOD.replace("pooling = \"sum\"", "pooling = \"recency\""));
+        assert!(e.starts_with("t.toml:17:") && e.contains("history"), "{e}");
+        let recency = GOOD.replace(
+            "last = 20,",
+            "last = 20, pooling = \"recency\", decay = 0.7,",
+        );
+        TowersSpec::parse("t.toml", &recency)
+            .unwrap()
+            .check(&Columns::movielens_100k())
+            .unwrap();
+        let e = err(&GOOD.replace("last = 20,", "last = 20, from = \"later\","));
+        assert!(e.starts_with("t.toml:9:") && e.contains("later"), "{e}");
+    }
+
+    /// The spec files the README's figures come from stay valid.
+    #[test]
+    fn the_repository_specs_check() {
+        let ml = Columns::movielens_100k();
+        let mut lastfm = Columns::movielens_100k();
+        lastfm.time = false;
+        lastfm.query.retain(|(c, _)| c == "user_id");
+        for (name, text, columns) in [
+            (
+                "movielens-history",
+                include_str!("../../../towers/movielens-history.toml"),
+                &ml,
+            ),
+            (
+                "lastfm-history",
+                include_str!("../../../towers/lastfm-history.toml"),
+                &lastfm,
+            ),
+            (
+                "lastfm-text",
+                include_str!("../../../towers/lastfm-text.toml"),
+                &lastfm,
+            ),
+        ] {
+            let spec = TowersSpec::parse(name, text).unwrap();
+            spec.check(columns).unwrap();
+            assert_eq!(spec.output_dim(), 64, "{name}");
+        }
+    }
+
+    #[test]
+    fn data_without_time_takes_only_the_others_history() {
+        let mut untimed = Columns::movielens_100k();
+        untimed.time = false;
+        let spec = TowersSpec::parse("t.toml", GOOD).unwrap();
+        let e = spec.check(&untimed).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:8:") && e.contains("no time"), "{e}");
+        let others = GOOD
+            .replace("  { kind = \"timestamp\", dim = 32 },\n", "")
+            .replace("last = 20,", "last = 20, from = \"others\",");
+        TowersSpec::parse("t.toml", &others)
+            .unwrap()
+            .check(&untimed)
+            .unwrap();
+        let past = GOOD.replace("  { kind = \"timestamp\", dim = 32 },\n", "");
+        let e = TowersSpec::parse("t.toml", &past)
+            .unwrap()
+            .check(&untimed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.toml:8:") && e.contains("from = \"others\""),
+            "{e}"
+        );
     }
 }

@@ -86,6 +86,29 @@ pub struct Trainer {
     budget: Option<usize>,
 }
 
+/// The logQ correction of each of `rows` candidate rows: −log of its share of `positives`
+/// (0 for a row never seen), added to its logits in the in-batch softmax.
+pub(crate) fn logq_bias(positives: impl Iterator<Item = u32>, rows: usize) -> Vec<f32> {
+    let mut counts = vec![0f64; rows];
+    let mut total = 0f64;
+    for c in positives {
+        if let Some(n) = counts.get_mut(c as usize) {
+            *n += 1.0;
+            total += 1.0;
+        }
+    }
+    counts
+        .iter()
+        .map(|&n| {
+            if n > 0.0 {
+                -(n / total).ln() as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 impl Trainer {
     /// Prepares optimizer state; checks the examples fit the model.
     pub fn new(model: &TwoTowerModel, examples: Vec<(u32, u32)>) -> Result<Self> {
@@ -102,24 +125,11 @@ impl Trainer {
             )));
         }
         let cfg = &model.config;
-        let mut logq_bias = Vec::new();
-        if cfg.logq_correction {
-            let mut counts = vec![0f64; nc];
-            for &(_, c) in &examples {
-                counts[c as usize] += 1.0;
-            }
-            let total = examples.len() as f64;
-            logq_bias = counts
-                .iter()
-                .map(|&n| {
-                    if n > 0.0 {
-                        -(n / total).ln() as f32
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-        }
+        let logq_bias = if cfg.logq_correction {
+            logq_bias(examples.iter().map(|&(_, c)| c), nc)
+        } else {
+            Vec::new()
+        };
         Ok(Trainer {
             examples,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_5eed),

@@ -1,0 +1,119 @@
+//! Answering queries with a saved feature model ([`FeatureModel`], model folder format 2):
+//! a user's top-k rows as of now, rows similar to a row, and loading a model folder of
+//! either format ([`AnyModel`]) for the commands that take both.
+//!
+//! A user's query "now" is the one after their last training interaction: their whole
+//! training history, at a time just after it. Evaluation, by contrast, asks at each test
+//! interaction's time (see [`FeatureModel::scorer`]).
+
+use std::path::Path;
+
+use twotower_data::{Dataset, SplitSpec};
+use twotower_index::{BruteForceIndex, Neighbor};
+
+use crate::checkpoint::declared_version;
+use crate::eval::Metrics;
+use crate::feature_folder::{SavedFeatureModel, FEATURE_FORMAT_VERSION};
+use crate::feature_model::{FeatureModel, Query};
+use crate::pipeline::{same_catalogue, SplitEval};
+use crate::report::{SimilarItems, UserItems};
+use crate::{ModelError, Recommendations, Result, SavedModel};
+
+impl FeatureModel {
+    /// The `k` best rows for `user` now; `exclude_seen` drops their training items. A user
+    /// neither seen in training nor described by the users' features is answered from
+    /// what the towers give an unknown id (`known_user` false).
+    pub fn recommend(&self, user: u32, k: usize, exclude_seen: bool) -> Result<Recommendations> {
+        let d = self.candidate.tower.output_width();
+        let index = BruteForceIndex::new(self.candidate_vectors()?, d)?;
+        let q = self.query_vectors(&[Query::at(user, self.data.last_time(user) + 1)])?;
+        let seen = if exclude_seen {
+            self.data.rows_of(user)
+        } else {
+            Vec::new()
+        };
+        Ok(Recommendations {
+            known_user: self.data.knows(user),
+            items: index.search(&q, k.min(self.catalogue.len()), &seen),
+        })
+    }
+
+    /// The `k` rows whose candidate vectors are closest in cosine to row `row`'s (itself
+    /// excluded).
+    pub fn similar(&self, row: usize, k: usize) -> Result<Vec<Neighbor>> {
+        let d = self.candidate.tower.output_width();
+        let mut v = self.candidate_vectors()?;
+        for r in v.chunks_mut(d) {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if n > 0.0 {
+                r.iter_mut().for_each(|x| *x /= n);
+            }
+        }
+        let index = BruteForceIndex::new(v, d)?;
+        let own = [row as u32];
+        Ok(index.search(index.vector(row), k.min(self.catalogue.len()), &own))
+    }
+
+    /// `recs` (answered for `user`) ready to print or serialise.
+    pub fn user_items(&self, user: &str, recs: &Recommendations) -> UserItems<'_> {
+        self.catalogue.user_items(user, recs)
+    }
+
+    /// `items` (ranked like catalogue row `row`) ready to print or serialise.
+    pub fn similar_items(&self, row: usize, items: &[Neighbor]) -> SimilarItems<'_> {
+        self.catalogue.similar_items(row, items)
+    }
+}
+
+/// A model folder of either format.
+#[derive(Debug)]
+pub enum AnyModel {
+    /// Format 1: id towers.
+    Ids(Box<SavedModel>),
+    /// Format 2: feature towers.
+    Features(Box<SavedFeatureModel>),
+}
+
+impl AnyModel {
+    /// Loads `dir` as the format its `model.json` says.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if declared_version(dir) == Some(FEATURE_FORMAT_VERSION as u64) {
+            return SavedFeatureModel::load(dir).map(|m| AnyModel::Features(Box::new(m)));
+        }
+        SavedModel::load(dir).map(|m| AnyModel::Ids(Box::new(m)))
+    }
+
+    /// Problems found on load that do not make the model wrong.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            AnyModel::Ids(m) => &m.warnings,
+            AnyModel::Features(m) => &m.warnings,
+        }
+    }
+}
+
+/// A user id of a feature model (an integer, as logs and MovieLens give them).
+pub fn feature_user(user: &str) -> Result<u32> {
+    user.trim().parse().map_err(|_| {
+        ModelError::Config(format!(
+            "user {} is not an integer id (feature models key users by their integer ids)",
+            twotower_data::shown(user)
+        ))
+    })
+}
+
+impl FeatureModel {
+    /// Both protocols on `spec`'s test side of `ml` (whose catalogue must be the model's),
+    /// each test interaction under its own query with the model's training histories, and
+    /// popularity's on the same split: (model, popularity).
+    pub fn evaluate_on(&self, ml: &Dataset, spec: &SplitSpec) -> Result<(Metrics, Metrics)> {
+        let (train, test) = ml.split(spec)?;
+        same_catalogue(&self.catalogue, ml)?;
+        let split = SplitEval::new(ml, &train, &test)?;
+        let times: Vec<i64> = test.iter().map(|r| r.timestamp).collect();
+        let scorer = self.scorer(&split.test, &times)?;
+        let metrics =
+            crate::eval::evaluate(&scorer, self.catalogue.len(), &split.test, &split.seen);
+        Ok((metrics, split.popularity()))
+    }
+}

@@ -185,3 +185,81 @@ fn a_missing_model_stops_the_server_with_a_clear_error() {
     assert!(err.contains("not a model folder"), "{err}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// A feature model (format 2: user id and history, item id and genres) served: answers
+/// as `recommend` would, with its history excluded on request; ids that are not integers,
+/// and the approximate index it does not have, are 400s naming the parameter.
+#[test]
+fn a_feature_model_is_served() {
+    let tmp = scratch("serve-features");
+    let (log, items) = common::tiny_log(&tmp);
+    let spec = tmp.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[query]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
+         { kind = \"history\", last = 5, dim = 8 },\n]\n[candidate]\nfeatures = [\n  \
+         { kind = \"id\", column = \"item_id\", dim = 8 },\n  \
+         { kind = \"multi\", column = \"genres\", dim = 8 },\n]\n",
+    )
+    .unwrap();
+    let model = tmp.join("m");
+    let mut args = common::tiny_train(&log, &model);
+    args.extend(
+        [
+            "--items",
+            items.to_str().unwrap(),
+            "--towers",
+            spec.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_ok(&refs);
+    let cli = common::ok_json(&[
+        "recommend",
+        "--model",
+        model.to_str().unwrap(),
+        "--user",
+        "3",
+        "-k",
+        "5",
+        "--exclude-seen",
+        "--json",
+    ]);
+    let s = Server::start(&model);
+    let (code, r) = s.get("/v1/recommend?user=3&k=5&exclude_seen=true");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(ids(&r["items"]), ids(&cli["items"]));
+    let (code, hist) = s.get("/v1/users/3/history");
+    assert_eq!(code, 200, "{hist}");
+    let seen = ids(&hist["items"]);
+    assert!(!seen.is_empty());
+    assert!(ids(&r["items"]).iter().all(|i| !seen.contains(i)));
+    let (code, batch) = s.post(
+        "/v1/recommend",
+        r#"{"users": [3, "4"], "k": 5, "exclude_seen": true}"#,
+    );
+    assert_eq!(code, 200, "{batch}");
+    assert_eq!(ids(&batch["results"][0]["items"]), ids(&r["items"]));
+    let (code, sim) = s.get("/v1/similar?item=7&k=3");
+    assert_eq!(code, 200, "{sim}");
+    assert_eq!(sim["items"].as_array().unwrap().len(), 3);
+    assert!(!ids(&sim["items"]).contains(&"7".to_string()));
+    let (code, u) = s.get("/v1/users/random");
+    assert_eq!(code, 200);
+    let (code, _) = s.get(&format!(
+        "/v1/users/{}/history",
+        u["user"].as_str().unwrap()
+    ));
+    assert_eq!(code, 200);
+    let (code, card) = s.get("/v1/model");
+    assert_eq!(code, 200);
+    assert_eq!(card["card"]["format_version"], 2);
+    let (code, body) = s.get("/v1/recommend?user=x3");
+    assert_error(code, &body, 400, "not an integer id");
+    let (code, body) = s.get("/v1/recommend?user=3&approximate=true");
+    assert_error(code, &body, 400, "approximate");
+    let (status, _) = s.stop();
+    assert!(status.success());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

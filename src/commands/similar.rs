@@ -43,7 +43,7 @@ pub fn run(args: SimilarArgs) -> Result<()> {
     };
     let items = match &saved {
         AnyModel::Ids(m) => m.model.similar(&m.model.cosine_index(), row, args.k),
-        AnyModel::Features(m) => m.model.similar(row, args.k)?,
+        AnyModel::Features(m) => m.model.similar(&m.model.cosine_index()?, row, args.k),
     };
     if args.json {
         return super::print_json(&catalogue.similar_items(row, &items));

@@ -31,8 +31,7 @@ pub struct TrainArgs {
     #[arg(long)]
     json: bool,
     /// Feature towers from a spec file (TOML; see the README): users' features, time and
-    /// history; items' title, genres and year. Saved as model folder format 2, which
-    /// `serve` does not read yet; --show-user,
+    /// history; items' title, genres and year. Saved as model folder format 2; --show-user,
     /// --eval-sample, --max-examples and --eval-every-epoch do not apply yet.
     #[arg(long, value_name = "FILE")]
     towers: Option<PathBuf>,

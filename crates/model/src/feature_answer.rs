@@ -20,27 +20,14 @@ use crate::report::{SimilarItems, UserItems};
 use crate::{ModelError, Recommendations, Result, SavedModel};
 
 impl FeatureModel {
-    /// The `k` best rows for `user` now; `exclude_seen` drops their training items. A user
-    /// neither seen in training nor described by the users' features is answered from
-    /// what the towers give an unknown id (`known_user` false).
-    pub fn recommend(&self, user: u32, k: usize, exclude_seen: bool) -> Result<Recommendations> {
+    /// The exact dot-product index over the candidate vectors (recommendations).
+    pub fn exact_index(&self) -> Result<BruteForceIndex> {
         let d = self.candidate.tower.output_width();
-        let index = BruteForceIndex::new(self.candidate_vectors()?, d)?;
-        let q = self.query_vectors(&[Query::at(user, self.data.last_time(user) + 1)])?;
-        let seen = if exclude_seen {
-            self.data.rows_of(user)
-        } else {
-            Vec::new()
-        };
-        Ok(Recommendations {
-            known_user: self.data.knows(user),
-            items: index.search(&q, k.min(self.catalogue.len()), &seen),
-        })
+        Ok(BruteForceIndex::new(self.candidate_vectors()?, d)?)
     }
 
-    /// The `k` rows whose candidate vectors are closest in cosine to row `row`'s (itself
-    /// excluded).
-    pub fn similar(&self, row: usize, k: usize) -> Result<Vec<Neighbor>> {
+    /// The candidate vectors scaled to unit length, for cosine similarity.
+    pub fn cosine_index(&self) -> Result<BruteForceIndex> {
         let d = self.candidate.tower.output_width();
         let mut v = self.candidate_vectors()?;
         for r in v.chunks_mut(d) {
@@ -49,9 +36,62 @@ impl FeatureModel {
                 r.iter_mut().for_each(|x| *x /= n);
             }
         }
-        let index = BruteForceIndex::new(v, d)?;
-        let own = [row as u32];
-        Ok(index.search(index.vector(row), k.min(self.catalogue.len()), &own))
+        Ok(BruteForceIndex::new(v, d)?)
+    }
+
+    /// The `k` best rows of `index` (from [`FeatureModel::exact_index`]) for each of
+    /// `users` now; `exclude_seen` drops their training items. A user neither seen in
+    /// training nor described by the users' features is answered from what the towers give
+    /// an unknown id (`known_user` false).
+    pub fn recommend_batch(
+        &self,
+        index: &BruteForceIndex,
+        users: &[u32],
+        k: usize,
+        exclude_seen: bool,
+    ) -> Result<Vec<Recommendations>> {
+        let queries: Vec<Query> = users
+            .iter()
+            .map(|&u| Query::at(u, self.data.last_time(u) + 1))
+            .collect();
+        let q = self.query_vectors(&queries)?;
+        let seen: Vec<Vec<u32>> = users
+            .iter()
+            .map(|&u| {
+                if exclude_seen {
+                    self.data.rows_of(u)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let seen: Vec<&[u32]> = seen.iter().map(Vec::as_slice).collect();
+        let ranked = index.search_batch_excluding(&q, k.min(self.catalogue.len()), &seen)?;
+        Ok(ranked
+            .into_iter()
+            .zip(users)
+            .map(|(items, &u)| Recommendations {
+                known_user: self.data.knows(u),
+                items,
+            })
+            .collect())
+    }
+
+    /// [`FeatureModel::recommend_batch`] for one user, with an index built for it.
+    pub fn recommend(&self, user: u32, k: usize, exclude_seen: bool) -> Result<Recommendations> {
+        let mut all = self.recommend_batch(&self.exact_index()?, &[user], k, exclude_seen)?;
+        all.pop()
+            .ok_or_else(|| ModelError::Config("no answer for the user".into()))
+    }
+
+    /// The `k` rows of `cosine` (from [`FeatureModel::cosine_index`]) closest to row
+    /// `row`, itself excluded.
+    pub fn similar(&self, cosine: &BruteForceIndex, row: usize, k: usize) -> Vec<Neighbor> {
+        cosine.search(
+            cosine.vector(row),
+            k.min(self.catalogue.len()),
+            &[row as u32],
+        )
     }
 
     /// `recs` (answered for `user`) ready to print or serialise.
@@ -95,7 +135,7 @@ impl AnyModel {
 /// A user id of a feature model (an integer, as logs and MovieLens give them).
 pub fn feature_user(user: &str) -> Result<u32> {
     user.trim().parse().map_err(|_| {
-        ModelError::Config(format!(
+        ModelError::Mismatch(format!(
             "user {} is not an integer id (feature models key users by their integer ids)",
             twotower_data::shown(user)
         ))

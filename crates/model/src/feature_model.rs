@@ -77,6 +77,20 @@ impl QueryData {
             || self.features.rows.contains_key(&user)
     }
 
+    /// The users seen in training or described by features, sorted.
+    pub fn user_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .history
+            .keys()
+            .chain(self.users.keys())
+            .chain(self.features.rows.keys())
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// The catalogue rows of `user`'s training interactions.
     pub fn rows_of(&self, user: u32) -> Vec<u32> {
         self.history

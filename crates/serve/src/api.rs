@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use twotower_model::TwoTowerModel;
+use twotower_model::towers::Catalogue;
 
 use crate::state::{AppState, Loaded};
 use twotower_index::Index;
@@ -272,8 +272,8 @@ async fn compute<T: Send + 'static>(
     })
 }
 
-fn item_json(model: &TwoTowerModel, row: usize) -> Value {
-    json!(model.catalogue.view(row, None))
+fn item_json(catalogue: &Catalogue, row: usize) -> Value {
+    json!(catalogue.view(row, None))
 }
 
 /// The index a request asks for: the approximate one when `approximate` is true (an
@@ -301,11 +301,14 @@ async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> 
     let mut body = compute(&state, flops, move || {
         // Checked before the job was queued: the fallback is never taken.
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
-        let model = &loaded.saved.model;
-        let r = model.recommend(index, &user, k, exclude_seen);
-        json!(model.user_items(&user, &r))
+        let users = [user];
+        let r = loaded
+            .recommend(index, &users, k, exclude_seen)
+            .map_err(|e| ApiError::bad(format!("parameter user: {e}")))?;
+        let r = r.first().ok_or_else(|| ApiError::bad("no answer"))?;
+        Ok::<_, ApiError>(json!(loaded.catalogue().user_items(&users[0], r)))
     })
-    .await?;
+    .await??;
     if let Some(n) = note {
         body["note"] = json!(n);
     }
@@ -365,15 +368,19 @@ async fn recommend_post(
     let results: Vec<Value> = compute(&state, flops, move || {
         // Checked before the job was queued: the fallback is never taken.
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
-        let model = &loaded.saved.model;
-        let answers = model.recommend_batch(index, &users, k, exclude_seen);
-        users
-            .iter()
-            .zip(answers)
-            .map(|(u, r)| json!(model.user_items(u, &r)))
-            .collect()
+        let answers = loaded
+            .recommend(index, &users, k, exclude_seen)
+            .map_err(|e| ApiError::bad(format!("field users: {e}")))?;
+        let catalogue = loaded.catalogue();
+        Ok::<_, ApiError>(
+            users
+                .iter()
+                .zip(answers)
+                .map(|(u, r)| json!(catalogue.user_items(u, &r)))
+                .collect(),
+        )
     })
-    .await?;
+    .await??;
     let mut out = json!({ "results": results });
     if let Some(n) = note {
         out["note"] = json!(n);
@@ -386,18 +393,18 @@ async fn similar(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiRes
     let item = name_param(&p, "item", "a movie id or exact title")?.to_string();
     let (k, note) = parse_k(p.get("k").map(String::as_str), "k", 10)?;
     // A cosine scan, plus the id and title lookup and at worst the suggestions.
-    let flops = loaded.scan_flops(1) + 200.0 * loaded.saved.model.catalogue.len() as f64;
+    let flops = loaded.scan_flops(1) + 200.0 * loaded.catalogue().len() as f64;
     let mut out = compute(&state, flops, move || {
-        let model = &loaded.saved.model;
-        let Some(row) = model.catalogue.find(&item) else {
+        let catalogue = loaded.catalogue();
+        let Some(row) = catalogue.find(&item) else {
             return Err(ApiError {
                 status: StatusCode::NOT_FOUND,
                 message: format!("no movie with id or title {item:?}"),
                 extra: Some(("suggestions", json!(loaded.titles.suggest(&item, 5)))),
             });
         };
-        let items = model.similar(&loaded.cosine, row, k);
-        Ok(json!(model.similar_items(row, &items)))
+        let items = loaded.similar(row, k);
+        Ok(json!(catalogue.similar_items(row, &items)))
     })
     .await??;
     if let Some(n) = note {
@@ -414,14 +421,13 @@ async fn items(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResul
     let limit = limit.min(MAX_LIMIT);
     let echo = query.clone();
     // A substring test against every title.
-    let flops = 64.0 * loaded.saved.model.catalogue.len() as f64;
+    let flops = 64.0 * loaded.catalogue().len() as f64;
     let found: Vec<Value> = compute(&state, flops, move || {
-        let model = &loaded.saved.model;
         loaded
             .titles
             .search(&query, limit)
             .into_iter()
-            .map(|r| item_json(model, r))
+            .map(|r| item_json(loaded.catalogue(), r))
             .collect()
     })
     .await?;
@@ -430,35 +436,32 @@ async fn items(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResul
 
 async fn random_user(State(state): State<Arc<AppState>>) -> ApiResult {
     let loaded = ready(&state)?;
-    let vocab = &loaded.saved.model.query.vocab;
-    if vocab.is_empty() {
-        return Err(ApiError::not_found("the model knows no users"));
-    }
     // Time-seeded pick; quality of randomness is irrelevant here.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as usize)
         .unwrap_or(0);
-    let i = 1 + nanos % (vocab.len() - 1);
-    Ok(Json(json!({ "user": vocab.token(i) })))
+    let user = loaded
+        .some_user(nanos)
+        .ok_or_else(|| ApiError::not_found("the model knows no users"))?;
+    Ok(Json(json!({ "user": user })))
 }
 
 async fn history(State(state): State<Arc<AppState>>, Path(user): Path<String>) -> ApiResult {
     let loaded = ready(&state)?;
     check_name(&user, "user")?;
-    let model = &loaded.saved.model;
-    let Some(idx) = model.query.vocab.get(&user) else {
+    let Some(seen) = loaded.history(&user) else {
         return Err(ApiError::not_found(format!(
             "user {user:?} is not in the model"
         )));
     };
-    let (rows, ratings) = model.seen.of(idx);
-    let items: Vec<Value> = rows
-        .iter()
-        .zip(ratings)
-        .map(|(&r, &rating)| {
-            let mut v = item_json(model, r as usize);
-            v["rating"] = json!(rating);
+    let items: Vec<Value> = seen
+        .into_iter()
+        .map(|(r, rating)| {
+            let mut v = item_json(loaded.catalogue(), r as usize);
+            if let Some(rating) = rating {
+                v["rating"] = json!(rating);
+            }
             v
         })
         .collect();
@@ -478,9 +481,10 @@ async fn model_card(State(state): State<Arc<AppState>>) -> ApiResult {
         }),
         _ => Value::Null,
     };
+    let (card, history) = loaded.card();
     Ok(Json(json!({
-        "card": loaded.saved.card,
-        "history": loaded.saved.history,
+        "card": card,
+        "history": history,
         "approximate_index": approximate,
     })))
 }

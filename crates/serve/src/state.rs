@@ -5,18 +5,29 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
-use twotower_index::{BruteForceIndex, Index};
-use twotower_model::{Result, SavedModel, TitleIndex};
+use twotower_index::{BruteForceIndex, Index, Neighbor};
+use twotower_model::feature_answer::{feature_user, AnyModel};
+use twotower_model::feature_folder::SavedFeatureModel;
+use twotower_model::towers::Catalogue;
+use twotower_model::{Recommendations, Result, SavedModel, TitleIndex};
 
 use crate::metrics::HttpMetrics;
 
+/// The model folder being served, of either format.
+pub enum Served {
+    /// Format 1: id towers.
+    Ids(Box<SavedModel>),
+    /// Format 2: feature towers, with the ids of the users it knows (sorted).
+    Features(Box<SavedFeatureModel>, Vec<u32>),
+}
+
 /// A model ready to answer: the saved folder plus the indexes built from it.
 pub struct Loaded {
-    pub saved: SavedModel,
+    pub served: Served,
     /// Exact dot-product index over the catalogue (recommendations).
     pub index: Index,
     /// The model folder's approximate index, when one was built and is sound
-    /// (`approximate=true`).
+    /// (`approximate=true`; id models only).
     pub approximate: Option<Index>,
     /// Unit-length candidate vectors (similar movies by cosine).
     pub cosine: BruteForceIndex,
@@ -26,19 +37,144 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// A user's training item (catalogue row) and its rating, where the model keeps one.
+pub type Seen = (u32, Option<f32>);
+
 impl Loaded {
+    /// The catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        match &self.served {
+            Served::Ids(m) => &m.model.catalogue,
+            Served::Features(m, _) => &m.model.catalogue,
+        }
+    }
+
+    /// Width of the vectors.
+    fn dim(&self) -> usize {
+        match &self.served {
+            Served::Ids(m) => m.model.dim(),
+            Served::Features(m, _) => m.model.candidate.tower.output_width(),
+        }
+    }
+
     /// Operations to score `queries` queries against every catalogue row (an upper bound
     /// for the approximate index too), for [`Compute::run`].
     pub fn scan_flops(&self, queries: usize) -> f64 {
-        let m = &self.saved.model;
-        queries as f64 * m.catalogue.len() as f64 * 2.0 * m.dim() as f64
+        queries as f64 * self.catalogue().len() as f64 * 2.0 * self.dim() as f64
     }
 
-    /// Loads a model folder and builds its exact indexes. A damaged or foreign approximate
-    /// index is left out with a warning (requests then search exactly), since the model
-    /// itself is sound.
+    /// Top-`k` for each of `users` through `index` (the exact one, or the approximate one of
+    /// an id model). A feature model keys users by integers: another id is an error naming
+    /// it.
+    pub fn recommend(
+        &self,
+        index: &Index,
+        users: &[String],
+        k: usize,
+        exclude_seen: bool,
+    ) -> std::result::Result<Vec<Recommendations>, String> {
+        match (&self.served, index) {
+            (Served::Ids(m), _) => Ok(m.model.recommend_batch(index, users, k, exclude_seen)),
+            (Served::Features(m, _), Index::Exact(exact)) => {
+                let ids = users
+                    .iter()
+                    .map(|u| feature_user(u).map_err(|e| e.to_string()))
+                    .collect::<std::result::Result<Vec<u32>, String>>()?;
+                m.model
+                    .recommend_batch(exact, &ids, k, exclude_seen)
+                    .map_err(|e| e.to_string())
+            }
+            (Served::Features(..), _) => Err("feature models have no approximate index".into()),
+        }
+    }
+
+    /// The `k` rows closest in cosine to row `row`.
+    pub fn similar(&self, row: usize, k: usize) -> Vec<Neighbor> {
+        match &self.served {
+            Served::Ids(m) => m.model.similar(&self.cosine, row, k),
+            Served::Features(m, _) => m.model.similar(&self.cosine, row, k),
+        }
+    }
+
+    /// A user the model knows, picked by `seed`.
+    pub fn some_user(&self, seed: usize) -> Option<String> {
+        match &self.served {
+            Served::Ids(m) => {
+                let vocab = &m.model.query.vocab;
+                (vocab.len() > 1).then(|| vocab.token(1 + seed % (vocab.len() - 1)).to_string())
+            }
+            Served::Features(_, users) => {
+                (!users.is_empty()).then(|| users[seed % users.len()].to_string())
+            }
+        }
+    }
+
+    /// `user`'s training items (`None`: not a user the model knows).
+    pub fn history(&self, user: &str) -> Option<Vec<Seen>> {
+        match &self.served {
+            Served::Ids(m) => {
+                let idx = m.model.query.vocab.get(user)?;
+                let (rows, ratings) = m.model.seen.of(idx);
+                Some(
+                    rows.iter()
+                        .zip(ratings)
+                        .map(|(&r, &x)| (r, Some(x)))
+                        .collect(),
+                )
+            }
+            Served::Features(m, users) => {
+                let id: u32 = user.parse().ok()?;
+                users.binary_search(&id).ok()?;
+                Some(
+                    m.model
+                        .data
+                        .rows_of(id)
+                        .into_iter()
+                        .map(|r| (r, None))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// The model card and training curves, as `/v1/model` shows them.
+    pub fn card(&self) -> (serde_json::Value, serde_json::Value) {
+        let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+        match &self.served {
+            Served::Ids(m) => (
+                json(serde_json::to_value(&m.card)),
+                json(serde_json::to_value(&m.history)),
+            ),
+            Served::Features(m, _) => (
+                json(serde_json::to_value(&m.card)),
+                json(serde_json::to_value(&m.history)),
+            ),
+        }
+    }
+
+    /// Loads a model folder of either format and builds its exact indexes. A damaged or
+    /// foreign approximate index is left out with a warning (requests then search
+    /// exactly), since the model itself is sound.
     pub fn open(dir: &Path) -> Result<Self> {
-        let saved = SavedModel::load(dir)?;
+        let saved = match AnyModel::load(dir)? {
+            AnyModel::Ids(saved) => saved,
+            AnyModel::Features(saved) => {
+                let m = &saved.model;
+                let index = Index::Exact(m.exact_index()?);
+                let cosine = m.cosine_index()?;
+                let titles = TitleIndex::new(&m.catalogue.titles);
+                let users = m.data.user_ids();
+                let warnings = saved.warnings.clone();
+                return Ok(Loaded {
+                    served: Served::Features(saved, users),
+                    index,
+                    approximate: None,
+                    cosine,
+                    titles,
+                    warnings,
+                });
+            }
+        };
         let index = saved.model.exact_index();
         let cosine = saved.model.cosine_index();
         let titles = TitleIndex::new(&saved.model.catalogue.titles);
@@ -53,7 +189,7 @@ impl Loaded {
             }
         };
         Ok(Loaded {
-            saved,
+            served: Served::Ids(saved),
             index,
             approximate,
             cosine,

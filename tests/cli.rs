@@ -14,6 +14,32 @@ fn top(v: &Value, k: &str) -> f64 {
     v["factorized_top_k"][k].as_f64().unwrap()
 }
 
+/// `recommend --json` of `user`'s top `k` from `model`, with `extra` flags.
+fn recommend_json(model: &str, user: &str, k: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "recommend",
+        "--model",
+        model,
+        "--user",
+        user,
+        "-k",
+        k,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    ok_json(&args)
+}
+
+/// `recommend` of user 42's top 3 from the saved `model`: the training run `r` showed the
+/// same 3 (returned).
+fn same_top3(model: &str, r: &Value) -> Value {
+    let rec = recommend_json(model, "42", "3", &[]);
+    assert_eq!(rec["known_user"], true);
+    assert_eq!(rec["items"], r["recommendations"]["items"]);
+    assert_eq!(rec["items"].as_array().unwrap().len(), 3);
+    rec
+}
+
 /// `eval` of the saved `model` on u1 gives the training run `r`'s figures under `keys`.
 fn eval_matches(model: &str, data: &str, r: &Value, keys: &[&str]) {
     let e = ok_json(&[
@@ -72,20 +98,8 @@ fn tfrs_preset_on_u1_trains_saves_reloads_and_answers() {
     );
 
     // Recommendations: sorted, titles, and the same as the training run's.
-    let rec = ok_json(&[
-        "recommend",
-        "--model",
-        model,
-        "--user",
-        "42",
-        "-k",
-        "3",
-        "--json",
-    ]);
-    assert_eq!(rec["known_user"], true);
-    assert_eq!(rec["items"], r["recommendations"]["items"]);
+    let rec = same_top3(model, &r);
     let items = rec["items"].as_array().unwrap();
-    assert_eq!(items.len(), 3);
     let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
@@ -98,17 +112,7 @@ fn tfrs_preset_on_u1_trains_saves_reloads_and_answers() {
         .map(|f| f[1].to_string())
         .collect();
     assert!(seen.len() > 20);
-    let rec = ok_json(&[
-        "recommend",
-        "--model",
-        model,
-        "--user",
-        "42",
-        "-k",
-        "50",
-        "--exclude-seen",
-        "--json",
-    ]);
+    let rec = recommend_json(model, "42", "50", &["--exclude-seen"]);
     let ids: Vec<String> = rec["items"]
         .as_array()
         .unwrap()
@@ -201,6 +205,7 @@ fn feature_towers_train_evaluate_and_save() {
         "u1",
         "--epochs",
         "3",
+        "--eval-every-epoch",
         "--data-dir",
         data,
         "--out",
@@ -211,6 +216,12 @@ fn feature_towers_train_evaluate_and_save() {
         assert!(top(&r, k) > top(&r["popularity"], k), "top-{k}: {r}");
     }
     assert_eq!(r["history"].as_array().unwrap().len(), 3);
+    // Each epoch was evaluated; the last is the final model.
+    assert_eq!(
+        r["history"][2]["metrics"]["factorized_top_k"],
+        r["factorized_top_k"]
+    );
+    assert!(r["history"][0]["metrics"]["recall"]["20"].is_number());
     let card: Value =
         serde_json::from_slice(&std::fs::read(tmp.join("model/model.json")).unwrap()).unwrap();
     assert_eq!(card["format_version"], 2);
@@ -230,6 +241,8 @@ fn feature_towers_train_evaluate_and_save() {
     ]);
     assert_eq!(recs["known_user"], true);
     assert_eq!(recs["items"].as_array().unwrap().len(), 7);
+    // Training showed user 42's top 3 now, as `recommend` gives them.
+    same_top3(model, &r);
     let similar = ok_json(&["similar", "--model", model, "--item", "50", "--json"]);
     assert_eq!(similar["item"]["title"], "Star Wars (1977)");
     assert_eq!(similar["items"].as_array().unwrap().len(), 5);
@@ -260,18 +273,25 @@ fn feature_towers_train_evaluate_and_save() {
         ],
         &["bad.toml:3", "no column \"user\""],
     );
-    fails_with(
-        &[
-            "train",
-            "--towers",
-            spec,
-            "--eval-sample",
-            "5",
-            "--data-dir",
-            data,
-        ],
-        &["do not apply to --towers yet"],
-    );
+    // A budget of examples and a sample of the test side, as for id towers.
+    let r = ok_json(&[
+        "train",
+        "--towers",
+        spec,
+        "--eval-sample",
+        "500",
+        "--max-examples",
+        "3000",
+        "--data-dir",
+        data,
+        "--show-user",
+        "",
+        "--json",
+    ]);
+    assert_eq!(r["test_interactions"], 500);
+    assert_eq!(r["eval_sample"]["of"], 20000);
+    assert_eq!(r["max_examples"], 3000);
+    assert_eq!(r["history"].as_array().unwrap().len(), 1);
 }
 
 #[test]

@@ -31,8 +31,7 @@ pub struct TrainArgs {
     #[arg(long)]
     json: bool,
     /// Feature towers from a spec file (TOML; see the README): users' features, time and
-    /// history; items' title, genres and year. Saved as model folder format 2; --show-user,
-    /// --eval-sample, --max-examples and --eval-every-epoch do not apply yet.
+    /// history; items' title, genres and year. Saved as model folder format 2.
     #[arg(long, value_name = "FILE")]
     towers: Option<PathBuf>,
     /// With --towers: the users' features (CSV/TSV with a header: the user id column and
@@ -149,26 +148,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.timestamps && TowersSpec::preset(&args.preset, false).is_none() {
         bail!("--timestamps applies to the tfrs-context and tfrs-deep presets");
     }
-    if towers.is_some()
-        && (args.eval_sample.is_some() || args.max_examples.is_some() || args.eval_every_epoch)
-    {
-        bail!("--eval-sample, --max-examples and --eval-every-epoch do not apply to --towers yet");
-    }
     let tables = feature_tables(&args)?;
     let ml = args.data.open()?;
     let config = args.config(ml.movies.len())?;
     let start = Instant::now();
+    let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));
     if let Some(towers) = towers {
         let epochs = config.epochs;
         let files = FeatureFiles::typed(&towers, tables.0.as_ref(), tables.1.as_ref())?;
         let mut exp =
             FeatureExperiment::prepare(&ml, &spec, args.validation, config, towers, files)?;
-        exp.fit(&mut progress(epochs))?;
-        let mut report = exp.report(start.elapsed().as_secs_f64())?;
+        let sampled = args.eval_sample.and_then(|n| exp.sample_test(n));
+        exp.trainer.set_example_budget(args.max_examples);
+        exp.fit(args.eval_every_epoch, &mut progress(epochs))?;
+        let mut report = exp.report(start.elapsed().as_secs_f64(), show)?;
         if let Some(out) = &args.out {
             exp.save(&report, out)?;
             report.model_dir = Some(out.display().to_string());
         }
+        report.max_examples = args.max_examples;
+        report.eval_sample = sampled;
         return print_report(&report, args.json);
     }
     let mut exp = Experiment::prepare(ml, &spec, args.validation, config)?;
@@ -176,7 +175,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let epochs = exp.model.config.epochs;
     exp.trainer.set_example_budget(args.max_examples);
     exp.fit(args.eval_every_epoch, &mut progress(epochs))?;
-    let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));
     let mut report = exp.report(start.elapsed().as_secs_f64(), show);
     if let Some(out) = &args.out {
         exp.save(&report, out)?;

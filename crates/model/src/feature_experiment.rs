@@ -8,10 +8,11 @@ use twotower_data::{random_split, Dataset, SplitSpec};
 
 use crate::checkpoint::DatasetInfo;
 use crate::eval::Metrics;
+use crate::feature_answer::feature_user;
 use crate::feature_folder::{FeatureCard, SavedFeatureModel};
 use crate::feature_model::{FeatureFiles, FeatureModel, FeatureTrainer};
 use crate::pipeline::{FitEvent, SplitEval};
-use crate::report::TrainReport;
+use crate::report::{EvalSample, TrainReport};
 use crate::spec::TowersSpec;
 use crate::trainer::EpochStats;
 use crate::{ModelError, Result, TrainConfig};
@@ -60,22 +61,50 @@ impl FeatureExperiment {
         })
     }
 
-    /// Trains for the configured epochs, reporting each epoch's start and end.
-    pub fn fit(&mut self, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
+    /// Trains for the configured epochs, reporting each epoch's start and end; with
+    /// `eval_every_epoch`, each epoch's metrics go into its history entry.
+    pub fn fit(&mut self, eval_every_epoch: bool, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
         let epochs = self.model.config.epochs;
         for epoch in 1..=epochs {
+            if self.trainer.budget_spent() {
+                break;
+            }
             report(FitEvent::EpochStart {
                 epoch,
                 epochs,
-                examples: self.trainer.examples.len(),
+                examples: self.trainer.len(),
             });
-            let stats = self.trainer.run_epoch(&mut self.model)?;
+            let mut stats = self.trainer.run_epoch(&mut self.model)?;
+            if eval_every_epoch {
+                stats.metrics = Some(
+                    serde_json::to_value(self.evaluate()?)
+                        .map_err(|e| ModelError::Config(format!("metrics as JSON: {e}")))?,
+                );
+            }
             self.history.push(stats);
             if let Some(last) = self.history.last() {
                 report(FitEvent::EpochEnd(last));
             }
         }
         Ok(())
+    }
+
+    /// Evaluates on a seeded random sample of `n` test interactions from now on (their
+    /// times kept beside them); says how many of how many when that is fewer than all.
+    pub fn sample_test(&mut self, n: usize) -> Option<EvalSample> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let of = self.split.test.len();
+        if n >= of {
+            return None;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.model.config.seed);
+        let mut order: Vec<usize> = (0..of).collect();
+        order.shuffle(&mut rng);
+        order.truncate(n);
+        self.split.test = order.iter().map(|&i| self.split.test[i]).collect();
+        self.test_times = order.iter().map(|&i| self.test_times[i]).collect();
+        Some(EvalSample { evaluated: n, of })
     }
 
     /// Both protocols on the test side, each test interaction under its own query.
@@ -89,21 +118,34 @@ impl FeatureExperiment {
         ))
     }
 
-    /// The report of a run that took `train_seconds`: the model's and popularity's metrics.
-    pub fn report(&self, train_seconds: f64) -> Result<TrainReport<'_>> {
+    /// The report of a run that took `train_seconds`: the model's and popularity's metrics,
+    /// and `show`'s `k` movies now (a user id; `None` for none).
+    pub fn report(
+        &self,
+        train_seconds: f64,
+        show: Option<(&str, usize)>,
+    ) -> Result<TrainReport<'_>> {
         let start = Instant::now();
         let metrics = self.evaluate()?;
+        let eval_seconds = start.elapsed().as_secs_f64();
+        let recommendations = match show {
+            Some((user, k)) => {
+                let r = self.model.recommend(feature_user(user)?, k, false)?;
+                Some(self.model.user_items(user, &r))
+            }
+            None => None,
+        };
         Ok(TrainReport {
             metrics,
             popularity: self.split.popularity(),
             train_seconds,
-            eval_seconds: start.elapsed().as_secs_f64(),
+            eval_seconds,
             preset: self.model.config.preset.clone(),
             config: &self.model.config,
             dataset: &self.dataset,
             history: &self.history,
-            recommendations: None,
-            shown_k: 0,
+            recommendations,
+            shown_k: show.map_or(0, |(_, k)| k),
             model_dir: None,
             max_examples: None,
             eval_sample: None,

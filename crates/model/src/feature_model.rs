@@ -26,7 +26,7 @@ use crate::nn::{l2_normalize, l2_normalize_backward};
 use crate::optimizer::TowerOptimizer;
 use crate::spec::{Columns, FeatureSpec, HistoryFrom, TowersSpec};
 use crate::towers::{year_of, Catalogue};
-use crate::trainer::{add_l2, logq_bias, EpochStats};
+use crate::trainer::{add_l2, logq_bias, within_budget, EpochStats};
 use crate::{ModelError, Result};
 
 /// What the query tower can know: users' features and their training interactions by time.
@@ -282,6 +282,8 @@ pub struct FeatureTrainer {
     /// −log of each catalogue row's share of the positives, with the logQ correction.
     logq_bias: Vec<f32>,
     epoch: usize,
+    /// Examples left to train on (`None`: no cap).
+    budget: Option<usize>,
 }
 
 impl FeatureModel {
@@ -343,6 +345,7 @@ impl FeatureModel {
             },
             examples,
             epoch: 0,
+            budget: None,
         };
         Ok((
             FeatureModel::from_parts(config, spec, query, candidate, movies, item_features, data),
@@ -445,7 +448,28 @@ impl FeatureModel {
 }
 
 impl FeatureTrainer {
-    /// One pass over the shuffled examples.
+    /// Number of training examples.
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// True when there are no examples (never, after [`FeatureModel::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+
+    /// Stops training after `max_examples` examples in all (`None`: no cap); the epoch
+    /// that reaches it is cut short.
+    pub fn set_example_budget(&mut self, max_examples: Option<usize>) {
+        self.budget = max_examples;
+    }
+
+    /// Whether the cap set by [`FeatureTrainer::set_example_budget`] has been used up.
+    pub fn budget_spent(&self) -> bool {
+        self.budget == Some(0)
+    }
+
+    /// One pass over the shuffled examples (up to the example budget).
     pub fn run_epoch(&mut self, model: &mut FeatureModel) -> Result<EpochStats> {
         let start = Instant::now();
         self.epoch += 1;
@@ -459,6 +483,9 @@ impl FeatureTrainer {
         let (mut total, mut done) = (0.0f64, 0usize);
         let mut result = Ok(());
         for batch in examples.chunks(cfg.batch_size) {
+            let Some(batch) = within_budget(&mut self.budget, batch) else {
+                break;
+            };
             match self.step(model, batch, &softmax) {
                 Ok(loss) => total += loss,
                 Err(e) => {

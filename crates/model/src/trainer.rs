@@ -86,6 +86,20 @@ pub struct Trainer {
     budget: Option<usize>,
 }
 
+/// The part of `chunk` an example budget (`None`: no cap) still allows, the budget
+/// reduced by it; `None` once the budget is spent.
+pub(crate) fn within_budget<'a, T>(budget: &mut Option<usize>, chunk: &'a [T]) -> Option<&'a [T]> {
+    match *budget {
+        Some(0) => None,
+        Some(left) => {
+            let take = left.min(chunk.len());
+            *budget = Some(left - take);
+            Some(&chunk[..take])
+        }
+        None => Some(chunk),
+    }
+}
+
 /// The logQ correction of each of `rows` candidate rows: −log of its share of `positives`
 /// (0 for a row never seen), added to its logits in the in-batch softmax.
 pub(crate) fn logq_bias(positives: impl Iterator<Item = u32>, rows: usize) -> Vec<f32> {
@@ -171,14 +185,8 @@ impl Trainer {
         let mut done = 0usize;
         let (mut flops, mut product_seconds) = (0.0f64, 0.0f64);
         for chunk in examples.chunks(cfg.batch_size) {
-            let chunk = match self.budget {
-                Some(0) => break,
-                Some(left) => {
-                    let take = left.min(chunk.len());
-                    self.budget = Some(left - take);
-                    &chunk[..take]
-                }
-                None => chunk,
+            let Some(chunk) = within_budget(&mut self.budget, chunk) else {
+                break;
             };
             let step = self.gradients(model, chunk);
             // The two towers' parameters and optimizer states are disjoint: update them at once.

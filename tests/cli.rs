@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{data_dir, fails_with, ok_json, scratch, tiny_log, tiny_train, twotower};
+use common::{
+    data_dir, fails_with, item_ids, ok_json, run_ok, scratch, tiny_log, tiny_train, twotower,
+};
 use serde_json::Value;
 
 fn top(v: &Value, k: &str) -> f64 {
@@ -228,17 +230,7 @@ fn feature_towers_train_evaluate_and_save() {
     assert!(card["towers"].as_str().unwrap().contains("history"));
     // The saved model evaluates to the training run's figures, and answers.
     eval_matches(model, data, &r, &["factorized_top_k", "recall", "ndcg"]);
-    let recs = ok_json(&[
-        "recommend",
-        "--model",
-        model,
-        "--user",
-        "1",
-        "-k",
-        "7",
-        "--exclude-seen",
-        "--json",
-    ]);
+    let recs = recommend_json(model, "1", "7", &["--exclude-seen"]);
     assert_eq!(recs["known_user"], true);
     assert_eq!(recs["items"].as_array().unwrap().len(), 7);
     // Training showed user 42's top 3 now, as `recommend` gives them.
@@ -250,6 +242,7 @@ fn feature_towers_train_evaluate_and_save() {
         &["recommend", "--model", model, "--user", "x1"],
         &["not an integer id"],
     );
+    // No approximate index until one is built; then recommend searches it.
     fails_with(
         &[
             "recommend",
@@ -259,7 +252,23 @@ fn feature_towers_train_evaluate_and_save() {
             "1",
             "--approximate",
         ],
-        &["no approximate index yet"],
+        &["no approximate index", "index build --model"],
+    );
+    run_ok(&["index", "build", "--model", model]);
+    let approx = recommend_json(model, "1", "7", &["--exclude-seen", "--approximate"]);
+    let (exact_ids, approx_ids) = (item_ids(&recs), item_ids(&approx));
+    let common = approx_ids.iter().filter(|i| exact_ids.contains(i)).count();
+    assert!(common >= 5, "{approx_ids:?} against {exact_ids:?}");
+    fails_with(
+        &[
+            "eval",
+            "--model",
+            model,
+            "--data-dir",
+            data,
+            "--approximate",
+        ],
+        &["for id models so far"],
     );
     let bad = tmp.join("bad.toml");
     std::fs::write(&bad, "[query]\nfeatures = [\n  { kind = \"id\", column = \"user\", dim = 8 },\n]\n[candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 8 }]\n").unwrap();

@@ -241,15 +241,7 @@ fn an_approximate_index_in_a_model_folder() {
     ];
     let exact = ok_json(&recommend);
     let approx = ok_json(&[&recommend[..], &["--approximate"]].concat());
-    let ids = |v: &serde_json::Value| -> Vec<String> {
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].to_string())
-            .collect()
-    };
-    let (e, a) = (ids(&exact), ids(&approx));
+    let (e, a) = (common::item_ids(&exact), common::item_ids(&approx));
     assert_eq!(a.len(), 10);
     let common = a.iter().filter(|x| e.contains(x)).count();
     assert!(common >= 7, "approximate {a:?} vs exact {e:?}");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use twotower_model::feature_answer::AnyModel;
+use twotower_model::IndexedModel;
 use twotower_model::{MetricsTable, SplitEval};
 
 use super::DataSplitArgs;
@@ -28,7 +29,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let spec = args.data.spec()?;
-    let saved = super::load_any_model(&args.model)?;
+    let saved = super::load_model(&args.model)?;
     let ml = args.data.open()?;
     let (metrics, popularity) = match saved {
         AnyModel::Ids(saved) => {
@@ -43,7 +44,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         AnyModel::Features(saved) => {
             if args.approximate {
-                bail!("--approximate: feature models (format 2) have no approximate index yet");
+                bail!(
+                    "--approximate: evaluating through the approximate index is for id models \
+                     so far; evaluate feature models (format 2) exactly (recommend and serve \
+                     search their index)"
+                );
             }
             saved.model.evaluate_on(&ml, &spec)?
         }

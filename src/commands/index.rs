@@ -10,6 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use twotower_index::synth::SynthOptions;
 use twotower_index::{bench, build, npy};
 use twotower_index::{BuildOptions, Index, KmeansInit, SearchOverrides, SearchParams, Setting};
+use twotower_model::feature_answer::AnyModel;
+use twotower_model::IndexedModel;
 
 #[derive(Args)]
 pub struct IndexArgs {
@@ -244,9 +246,16 @@ fn build(a: BuildArgs) -> Result<()> {
         if a.kind == Kind::Exact {
             bail!("--model builds an approximate index (models search exactly without one)");
         }
-        let saved = super::load_model(dir)?;
-        let setting = a.setting(saved.model.dim())?;
-        saved.build_index(dir, a.options(), setting, &mut progress)?
+        match super::load_model(dir)? {
+            AnyModel::Ids(saved) => {
+                let setting = a.setting(saved.model.dim())?;
+                saved.build_index(dir, a.options(), setting, &mut progress)?
+            }
+            AnyModel::Features(saved) => {
+                let setting = a.setting(saved.model.candidate.tower.output_width())?;
+                saved.build_index(dir, a.options(), setting, &mut progress)?
+            }
+        }
     } else {
         let v = npy::read_vectors(a.vectors.as_ref().context("--vectors is required")?)?;
         let kind = match a.kind {

@@ -119,19 +119,9 @@ impl DataSplitArgs {
     }
 }
 
-/// Loads a model folder, printing what was wrong but did not stop the load.
-pub fn load_model(dir: &std::path::Path) -> Result<twotower_model::SavedModel> {
-    let saved = twotower_model::SavedModel::load(dir)
-        .with_context(|| format!("loading model {}", dir.display()))?;
-    for w in &saved.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(saved)
-}
-
 /// Loads a model folder of either format, printing what was wrong but did not stop the
 /// load.
-pub fn load_any_model(dir: &std::path::Path) -> Result<twotower_model::feature_answer::AnyModel> {
+pub fn load_model(dir: &std::path::Path) -> Result<twotower_model::feature_answer::AnyModel> {
     let saved = twotower_model::feature_answer::AnyModel::load(dir)
         .with_context(|| format!("loading model {}", dir.display()))?;
     for w in saved.warnings() {

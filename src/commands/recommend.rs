@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use twotower_index::Index;
 use twotower_model::feature_answer::{feature_user, AnyModel};
+use twotower_model::IndexedModel;
 
 #[derive(Args)]
 pub struct RecommendArgs {
@@ -32,7 +33,7 @@ pub struct RecommendArgs {
 
 pub fn run(args: RecommendArgs) -> Result<()> {
     super::check_k(args.k)?;
-    let (catalogue, recs) = match super::load_any_model(&args.model)? {
+    let (catalogue, recs) = match super::load_model(&args.model)? {
         AnyModel::Ids(saved) => {
             let index = if args.approximate {
                 Index::Approximate(saved.require_index(&args.model)?)
@@ -45,11 +46,17 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             (saved.model.catalogue, recs)
         }
         AnyModel::Features(saved) => {
-            if args.approximate {
-                bail!("--approximate: feature models (format 2) have no approximate index yet");
-            }
+            let index = if args.approximate {
+                Index::Approximate(saved.require_index(&args.model)?)
+            } else {
+                Index::Exact(saved.model.exact_index()?)
+            };
             let user = feature_user(&args.user)?;
-            let recs = saved.model.recommend(user, args.k, args.exclude_seen)?;
+            let mut recs =
+                saved
+                    .model
+                    .recommend_batch(&index, &[user], args.k, args.exclude_seen)?;
+            let recs = recs.pop().context("no answer for the user")?;
             (saved.model.catalogue, recs)
         }
     };

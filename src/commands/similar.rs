@@ -24,7 +24,7 @@ pub struct SimilarArgs {
 
 pub fn run(args: SimilarArgs) -> Result<()> {
     super::check_k(args.k)?;
-    let saved = super::load_any_model(&args.model)?;
+    let saved = super::load_model(&args.model)?;
     let catalogue = match &saved {
         AnyModel::Ids(m) => &m.model.catalogue,
         AnyModel::Features(m) => &m.model.catalogue,

@@ -281,3 +281,13 @@ impl Drop for Server {
         }
     }
 }
+
+/// The ids of a JSON answer's `items`, in order.
+pub fn item_ids(v: &serde_json::Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].to_string())
+        .collect()
+}

@@ -169,19 +169,28 @@ pub(crate) fn safetensors_bytes(
 /// Folder of a model folder holding its approximate index (`twotower index build --model`).
 pub const INDEX_DIR: &str = "index";
 
-impl SavedModel {
+/// A saved model of either format that can have an approximate index in its folder's
+/// [`INDEX_DIR`]: what it needs to provide are its candidate vectors and a sample of its
+/// own queries; loading, checking and building the index are shared.
+pub trait IndexedModel {
+    /// The candidate vectors of every catalogue row, as an exact index.
+    fn candidate_vectors_index(&self) -> Result<twotower_index::BruteForceIndex>;
+
+    /// Query vectors of up to `n` of the model's users, sampled with `seed`.
+    fn own_queries(&self, n: usize, seed: u64) -> Result<Vec<f32>>;
+
     /// The approximate index stored in model folder `dir`, if one was built, checked
-    /// against the model (same catalogue size and dimension).
-    pub fn load_index(&self, dir: &Path) -> Result<Option<twotower_index::AnnIndex>> {
+    /// against the model's candidate vectors (same rows, dimension and vectors).
+    fn load_index(&self, dir: &Path) -> Result<Option<twotower_index::AnnIndex>> {
+        let exact = self.candidate_vectors_index()?;
         let at = dir.join(INDEX_DIR);
         if !at.join(twotower_index::store::MANIFEST).exists() {
             return Ok(None);
         }
         let index = twotower_index::AnnIndex::load(&at)?;
-        let m = &self.model;
-        if index.len() == m.catalogue.len()
-            && index.dim() == m.dim()
-            && !index.holds_vectors(m.candidate_index().vectors())
+        if index.len() == exact.len()
+            && index.dim() == exact.dim()
+            && !index.holds_vectors(exact.vectors())
         {
             return Err(ModelError::bad(
                 &at,
@@ -190,27 +199,27 @@ impl SavedModel {
                  `twotower index build --model`",
             ));
         }
-        if index.len() != m.catalogue.len() || index.dim() != m.dim() {
+        if index.len() != exact.len() || index.dim() != exact.dim() {
             return Err(ModelError::bad(
                 &at,
                 format!(
                     "index of {} vectors of dimension {} does not fit this model ({} movies, \
-                 dimension {}); rebuild it with `twotower index build --model`",
+                     dimension {}); rebuild it with `twotower index build --model`",
                     index.len(),
                     index.dim(),
-                    m.catalogue.len(),
-                    m.dim()
+                    exact.len(),
+                    exact.dim()
                 ),
             ));
         }
         Ok(Some(index))
     }
 
-    /// Builds the approximate index of this model's candidate vectors into model folder
-    /// `dir` (its [`INDEX_DIR`], replaced atomically). A tuned setting without tuning
-    /// queries is tuned on the model's own queries: 1,000 of its users sampled with the
-    /// build seed. `progress` hears each stage.
-    pub fn build_index(
+    /// Builds the approximate index of the candidate vectors into model folder `dir` (its
+    /// [`INDEX_DIR`], replaced atomically). A tuned setting without tuning queries is tuned
+    /// on the model's own queries: 1,000 of its users sampled with the build seed.
+    /// `progress` hears each stage.
+    fn build_index(
         &self,
         dir: &Path,
         opts: twotower_index::BuildOptions,
@@ -218,31 +227,30 @@ impl SavedModel {
         progress: &mut dyn FnMut(&str),
     ) -> Result<twotower_index::build::Built> {
         use twotower_index::Setting;
-        let m = &self.model;
         let setting = match setting {
             Setting::Tuned {
                 target_recall,
                 queries: None,
             } => Setting::Tuned {
                 target_recall,
-                queries: Some(m.sample_queries(1000, opts.seed)),
+                queries: Some(self.own_queries(1000, opts.seed)?),
             },
             given => given,
         };
-        let vectors = m.candidate_index().vectors().to_vec();
+        let exact = self.candidate_vectors_index()?;
         let kind = twotower_index::build::Kind::Approximate(opts, setting);
         Ok(twotower_index::build::build_folder(
-            vectors,
-            m.dim(),
+            exact.vectors().to_vec(),
+            exact.dim(),
             &dir.join(INDEX_DIR),
             kind,
             progress,
         )?)
     }
 
-    /// [`SavedModel::load_index`] where the index is required: its absence is an error
+    /// [`IndexedModel::load_index`] where the index is required: its absence is an error
     /// saying how to build one.
-    pub fn require_index(&self, dir: &Path) -> Result<twotower_index::AnnIndex> {
+    fn require_index(&self, dir: &Path) -> Result<twotower_index::AnnIndex> {
         self.load_index(dir)?.ok_or_else(|| {
             ModelError::bad(
                 dir,
@@ -253,7 +261,19 @@ impl SavedModel {
             )
         })
     }
+}
 
+impl IndexedModel for SavedModel {
+    fn candidate_vectors_index(&self) -> Result<twotower_index::BruteForceIndex> {
+        Ok(self.model.candidate_index())
+    }
+
+    fn own_queries(&self, n: usize, seed: u64) -> Result<Vec<f32>> {
+        Ok(self.model.sample_queries(n, seed))
+    }
+}
+
+impl SavedModel {
     /// Checks that `dir` may be replaced by a model folder (it is one, is empty or does not
     /// exist), so a command can refuse a bad `--out` before training.
     pub fn check_destination(dir: &Path) -> Result<()> {

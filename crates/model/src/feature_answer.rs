@@ -9,14 +9,15 @@
 use std::path::Path;
 
 use twotower_data::{Dataset, SplitSpec};
-use twotower_index::{BruteForceIndex, Neighbor};
+use twotower_index::{BruteForceIndex, Index, Neighbor};
 
-use crate::checkpoint::declared_version;
+use crate::checkpoint::{declared_version, IndexedModel};
 use crate::eval::Metrics;
 use crate::feature_folder::{SavedFeatureModel, FEATURE_FORMAT_VERSION};
 use crate::feature_model::{FeatureModel, Query};
 use crate::pipeline::{same_catalogue, SplitEval};
 use crate::report::{SimilarItems, UserItems};
+use crate::retrieve::search;
 use crate::{ModelError, Recommendations, Result, SavedModel};
 
 impl FeatureModel {
@@ -39,13 +40,13 @@ impl FeatureModel {
         Ok(BruteForceIndex::new(v, d)?)
     }
 
-    /// The `k` best rows of `index` (from [`FeatureModel::exact_index`]) for each of
-    /// `users` now; `exclude_seen` drops their training items. A user neither seen in
+    /// The `k` best rows of `index` (exact, from [`FeatureModel::exact_index`], or the
+    /// model folder's approximate one) for each of `users` now; `exclude_seen` drops their training items. A user neither seen in
     /// training nor described by the users' features is answered from what the towers give
     /// an unknown id (`known_user` false).
     pub fn recommend_batch(
         &self,
-        index: &BruteForceIndex,
+        index: &Index,
         users: &[u32],
         k: usize,
         exclude_seen: bool,
@@ -66,7 +67,8 @@ impl FeatureModel {
             })
             .collect();
         let seen: Vec<&[u32]> = seen.iter().map(Vec::as_slice).collect();
-        let ranked = index.search_batch_excluding(&q, k.min(self.catalogue.len()), &seen)?;
+        let d = self.candidate.tower.output_width();
+        let ranked = search(index, &q, d, k.min(self.catalogue.len()), &seen)?;
         Ok(ranked
             .into_iter()
             .zip(users)
@@ -79,9 +81,23 @@ impl FeatureModel {
 
     /// [`FeatureModel::recommend_batch`] for one user, with an index built for it.
     pub fn recommend(&self, user: u32, k: usize, exclude_seen: bool) -> Result<Recommendations> {
-        let mut all = self.recommend_batch(&self.exact_index()?, &[user], k, exclude_seen)?;
+        let index = Index::Exact(self.exact_index()?);
+        let mut all = self.recommend_batch(&index, &[user], k, exclude_seen)?;
         all.pop()
             .ok_or_else(|| ModelError::Config("no answer for the user".into()))
+    }
+
+    /// Query vectors of up to `n` of the users the model knows, sampled with `seed`, each
+    /// now: the model's own queries, for tuning an approximate index.
+    pub fn sample_queries(&self, n: usize, seed: u64) -> Result<Vec<f32>> {
+        use rand::SeedableRng;
+        let users = self.data.user_ids();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let pick: Vec<Query> = rand::seq::index::sample(&mut rng, users.len(), users.len().min(n))
+            .iter()
+            .map(|i| Query::at(users[i], self.data.last_time(users[i]) + 1))
+            .collect();
+        self.query_vectors(&pick)
     }
 
     /// The `k` rows of `cosine` (from [`FeatureModel::cosine_index`]) closest to row
@@ -102,6 +118,16 @@ impl FeatureModel {
     /// `items` (ranked like catalogue row `row`) ready to print or serialise.
     pub fn similar_items(&self, row: usize, items: &[Neighbor]) -> SimilarItems<'_> {
         self.catalogue.similar_items(row, items)
+    }
+}
+
+impl IndexedModel for SavedFeatureModel {
+    fn candidate_vectors_index(&self) -> Result<BruteForceIndex> {
+        self.model.exact_index()
+    }
+
+    fn own_queries(&self, n: usize, seed: u64) -> Result<Vec<f32>> {
+        self.model.sample_queries(n, seed)
     }
 }
 

@@ -49,7 +49,7 @@ mod titles;
 pub mod towers;
 pub mod trainer;
 
-pub use checkpoint::{DatasetInfo, ModelCard, SavedModel};
+pub use checkpoint::{DatasetInfo, IndexedModel, ModelCard, SavedModel};
 pub use config::{
     CandidateKey, Negatives, OptimizerConfig, OptimizerKind, Overrides, TrainConfig, PRESETS,
 };

@@ -16,6 +16,26 @@ pub struct Recommendations {
     pub items: Vec<Neighbor>,
 }
 
+/// The `want` best rows of `index` for each `d`-wide query of `q`, each query's `seen` rows
+/// left out: with an exact index, blocks of queries against blocks of rows with a streaming
+/// top-k; with an approximate one, a search per query.
+pub(crate) fn search(
+    index: &Index,
+    q: &[f32],
+    d: usize,
+    want: usize,
+    seen: &[&[u32]],
+) -> crate::Result<Vec<Vec<Neighbor>>> {
+    Ok(match index {
+        Index::Exact(exact) => exact.search_batch_excluding(q, want, seen)?,
+        Index::Approximate(ann) => q
+            .chunks_exact(d.max(1))
+            .zip(seen)
+            .map(|(qv, skip)| ann.search(qv, want, skip))
+            .collect(),
+    })
+}
+
 impl TwoTowerModel {
     /// The `k` best rows for `user` by dot product; `exclude_seen` drops their training items.
     pub fn recommend(
@@ -55,16 +75,8 @@ impl TwoTowerModel {
         // No more than the catalogue can be returned: a huge k must not reserve memory.
         let k = k.min(self.catalogue.len());
         let want = k.saturating_add(self.shared_keys());
-        let ranked: Vec<Vec<Neighbor>> = match index {
-            Index::Exact(exact) => exact
-                .search_batch_excluding(&q, want, &seen)
-                .expect("query vectors have the model's dimension"),
-            Index::Approximate(ann) => q
-                .chunks_exact(d)
-                .zip(&seen)
-                .map(|(qv, skip)| ann.search(qv, want, skip))
-                .collect(),
-        };
+        let ranked =
+            search(index, &q, d, want, &seen).expect("query vectors have the model's dimension");
         ranked
             .into_iter()
             .zip(user_rows)

@@ -774,6 +774,16 @@ features = [
                 &ml,
             ),
             (
+                "movielens-features",
+                include_str!("../../../towers/movielens-features.toml"),
+                &ml,
+            ),
+            (
+                "movielens-features-history",
+                include_str!("../../../towers/movielens-features-history.toml"),
+                &ml,
+            ),
+            (
                 "lastfm-history",
                 include_str!("../../../towers/lastfm-history.toml"),
                 &lastfm,

@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use twotower_data::Vocabulary;
 use twotower_index::{AnnIndex, BuildOptions};
-use twotower_model::{Catalogue, DatasetInfo, ModelCard, SavedModel, TrainConfig, TwoTowerModel};
+use twotower_model::{
+    Catalogue, DatasetInfo, IndexedModel, ModelCard, SavedModel, TrainConfig, TwoTowerModel,
+};
 
 fn saved() -> SavedModel {
     let mut cfg = TrainConfig::preset("default").unwrap();

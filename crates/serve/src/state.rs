@@ -9,7 +9,7 @@ use twotower_index::{BruteForceIndex, Index, Neighbor};
 use twotower_model::feature_answer::{feature_user, AnyModel};
 use twotower_model::feature_folder::SavedFeatureModel;
 use twotower_model::towers::Catalogue;
-use twotower_model::{Recommendations, Result, SavedModel, TitleIndex};
+use twotower_model::{IndexedModel, Recommendations, Result, SavedModel, TitleIndex};
 
 use crate::metrics::HttpMetrics;
 
@@ -27,7 +27,7 @@ pub struct Loaded {
     /// Exact dot-product index over the catalogue (recommendations).
     pub index: Index,
     /// The model folder's approximate index, when one was built and is sound
-    /// (`approximate=true`; id models only).
+    /// (`approximate=true`).
     pub approximate: Option<Index>,
     /// Unit-length candidate vectors (similar movies by cosine).
     pub cosine: BruteForceIndex,
@@ -37,16 +37,20 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+fn served_catalogue(served: &Served) -> &Catalogue {
+    match served {
+        Served::Ids(m) => &m.model.catalogue,
+        Served::Features(m, _) => &m.model.catalogue,
+    }
+}
+
 /// A user's training item (catalogue row) and its rating, where the model keeps one.
 pub type Seen = (u32, Option<f32>);
 
 impl Loaded {
     /// The catalogue.
     pub fn catalogue(&self) -> &Catalogue {
-        match &self.served {
-            Served::Ids(m) => &m.model.catalogue,
-            Served::Features(m, _) => &m.model.catalogue,
-        }
+        served_catalogue(&self.served)
     }
 
     /// Width of the vectors.
@@ -63,9 +67,8 @@ impl Loaded {
         queries as f64 * self.catalogue().len() as f64 * 2.0 * self.dim() as f64
     }
 
-    /// Top-`k` for each of `users` through `index` (the exact one, or the approximate one of
-    /// an id model). A feature model keys users by integers: another id is an error naming
-    /// it.
+    /// Top-`k` for each of `users` through `index` (the exact or the approximate one). A
+    /// feature model keys users by integers: another id is an error naming it.
     pub fn recommend(
         &self,
         index: &Index,
@@ -75,16 +78,15 @@ impl Loaded {
     ) -> std::result::Result<Vec<Recommendations>, String> {
         match (&self.served, index) {
             (Served::Ids(m), _) => Ok(m.model.recommend_batch(index, users, k, exclude_seen)),
-            (Served::Features(m, _), Index::Exact(exact)) => {
+            (Served::Features(m, _), _) => {
                 let ids = users
                     .iter()
                     .map(|u| feature_user(u).map_err(|e| e.to_string()))
                     .collect::<std::result::Result<Vec<u32>, String>>()?;
                 m.model
-                    .recommend_batch(exact, &ids, k, exclude_seen)
+                    .recommend_batch(index, &ids, k, exclude_seen)
                     .map_err(|e| e.to_string())
             }
-            (Served::Features(..), _) => Err("feature models have no approximate index".into()),
         }
     }
 
@@ -156,30 +158,26 @@ impl Loaded {
     /// foreign approximate index is left out with a warning (requests then search
     /// exactly), since the model itself is sound.
     pub fn open(dir: &Path) -> Result<Self> {
-        let saved = match AnyModel::load(dir)? {
-            AnyModel::Ids(saved) => saved,
+        let (served, index, cosine, found) = match AnyModel::load(dir)? {
+            AnyModel::Ids(saved) => {
+                let index = saved.model.exact_index();
+                let cosine = saved.model.cosine_index();
+                let found = saved.load_index(dir);
+                (Served::Ids(saved), index, cosine, found)
+            }
             AnyModel::Features(saved) => {
-                let m = &saved.model;
-                let index = Index::Exact(m.exact_index()?);
-                let cosine = m.cosine_index()?;
-                let titles = TitleIndex::new(&m.catalogue.titles);
-                let users = m.data.user_ids();
-                let warnings = saved.warnings.clone();
-                return Ok(Loaded {
-                    served: Served::Features(saved, users),
-                    index,
-                    approximate: None,
-                    cosine,
-                    titles,
-                    warnings,
-                });
+                let index = Index::Exact(saved.model.exact_index()?);
+                let cosine = saved.model.cosine_index()?;
+                let found = saved.load_index(dir);
+                let users = saved.model.data.user_ids();
+                (Served::Features(saved, users), index, cosine, found)
             }
         };
-        let index = saved.model.exact_index();
-        let cosine = saved.model.cosine_index();
-        let titles = TitleIndex::new(&saved.model.catalogue.titles);
-        let mut warnings = saved.warnings.clone();
-        let approximate = match saved.load_index(dir) {
+        let mut warnings = match &served {
+            Served::Ids(m) => m.warnings.clone(),
+            Served::Features(m, _) => m.warnings.clone(),
+        };
+        let approximate = match found {
             Ok(a) => a.map(Index::Approximate),
             Err(e) => {
                 warnings.push(format!(
@@ -188,8 +186,9 @@ impl Loaded {
                 None
             }
         };
+        let titles = TitleIndex::new(&served_catalogue(&served).titles);
         Ok(Loaded {
-            served: Served::Ids(saved),
+            served,
             index,
             approximate,
             cosine,

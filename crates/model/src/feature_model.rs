@@ -663,19 +663,6 @@ impl Scorer for FeatureScorer<'_> {
                 .scores(&v)
                 .expect("the towers' widths agree");
         }
-        let mut queries = Vec::new();
-        let mut owner = Vec::new();
-        for (k, &u) in users.iter().enumerate() {
-            for t in data.time_points(u, TIME_POINTS) {
-                queries.push(Query::at(u, t));
-                owner.push(k);
-            }
-        }
-        let v = self.model.query_vectors(&queries).expect("users encode");
-        let logits = self
-            .candidates
-            .scores(&v)
-            .expect("the towers' widths agree");
         let n = self.model.movies.len();
         let temperature = self
             .model
@@ -683,22 +670,38 @@ impl Scorer for FeatureScorer<'_> {
             .temperature
             .unwrap_or(self.model.config.temperature);
         let mut out = vec![0f32; users.len() * n];
-        let mut points = vec![0f32; users.len()];
-        for (row, &k) in logits.chunks(n.max(1)).zip(&owner) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let e: Vec<f32> = row
-                .iter()
-                .map(|&x| ((x - max) / temperature).exp())
-                .collect();
-            let z: f32 = e.iter().sum();
-            for (o, p) in out[k * n..(k + 1) * n].iter_mut().zip(&e) {
-                *o += p / z;
+        // A few users at a time: their queries' logits are users × points × catalogue.
+        for (block, block_out) in users.chunks(16).zip(out.chunks_mut(16 * n.max(1))) {
+            let mut queries = Vec::new();
+            let mut owner = Vec::new();
+            for (k, &u) in block.iter().enumerate() {
+                for t in data.time_points(u, TIME_POINTS) {
+                    queries.push(Query::at(u, t));
+                    owner.push(k);
+                }
             }
-            points[k] += 1.0;
-        }
-        for (k, &m) in points.iter().enumerate() {
-            for o in &mut out[k * n..(k + 1) * n] {
-                *o /= m.max(1.0);
+            let v = self.model.query_vectors(&queries).expect("users encode");
+            let logits = self
+                .candidates
+                .scores(&v)
+                .expect("the towers' widths agree");
+            let mut points = vec![0f32; block.len()];
+            for (row, &k) in logits.chunks(n.max(1)).zip(&owner) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let e: Vec<f32> = row
+                    .iter()
+                    .map(|&x| ((x - max) / temperature).exp())
+                    .collect();
+                let z: f32 = e.iter().sum();
+                for (o, p) in block_out[k * n..(k + 1) * n].iter_mut().zip(&e) {
+                    *o += p / z;
+                }
+                points[k] += 1.0;
+            }
+            for (k, &m) in points.iter().enumerate() {
+                for o in &mut block_out[k * n..(k + 1) * n] {
+                    *o /= m.max(1.0);
+                }
             }
         }
         out
@@ -975,28 +978,32 @@ features = [
         let (model, _) = trained();
         assert!(model.per_interaction());
         let scorer = model.scorer(&[], &[]).unwrap();
-        let got = scorer.scores(&[4]);
-        let times = model.data.time_points(4, TIME_POINTS);
-        assert!(times.len() > 1);
-        let queries: Vec<Query> = times.iter().map(|&t| Query::at(4, t)).collect();
-        let q = model.query_vectors(&queries).unwrap();
+        // More users than one scoring block, in no particular order.
+        let users: Vec<u32> = (0..20).map(|i| [4, 2, 9, 1, 7][i % 5]).collect();
+        let got = scorer.scores(&users);
         let c = model.candidate_vectors().unwrap();
         let d = model.candidate.tower.output_width();
         let n = c.len() / d;
-        let mut want = vec![0f64; n];
-        for qv in q.chunks(d) {
-            let logits: Vec<f64> = c
-                .chunks(d)
-                .map(|cv| qv.iter().zip(cv).map(|(a, b)| (a * b) as f64).sum())
-                .collect();
-            let z: f64 = logits.iter().map(|l| l.exp()).sum();
-            for (w, l) in want.iter_mut().zip(&logits) {
-                *w += l.exp() / z / times.len() as f64;
+        assert_eq!(got.len(), users.len() * n);
+        for (&u, got) in users.iter().zip(got.chunks(n)) {
+            let times = model.data.time_points(u, TIME_POINTS);
+            assert!(times.len() > 1);
+            let queries: Vec<Query> = times.iter().map(|&t| Query::at(u, t)).collect();
+            let q = model.query_vectors(&queries).unwrap();
+            let mut want = vec![0f64; n];
+            for qv in q.chunks(d) {
+                let logits: Vec<f64> = c
+                    .chunks(d)
+                    .map(|cv| qv.iter().zip(cv).map(|(a, b)| (a * b) as f64).sum())
+                    .collect();
+                let z: f64 = logits.iter().map(|l| l.exp()).sum();
+                for (w, l) in want.iter_mut().zip(&logits) {
+                    *w += l.exp() / z / times.len() as f64;
+                }
             }
-        }
-        assert_eq!(got.len(), n);
-        for (g, w) in got.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() < 1e-5, "{g} against {w}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((*g as f64 - w).abs() < 1e-5, "user {u}: {g} against {w}");
+            }
         }
     }
 

@@ -16,6 +16,46 @@ fn top(v: &Value, k: &str) -> f64 {
     v["factorized_top_k"][k].as_f64().unwrap()
 }
 
+/// One epoch on u1 into model folder `out`, with `extra` flags.
+fn train_u1_once(data: &str, out: &str, extra: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--split",
+        "u1",
+        "--epochs",
+        "1",
+        "--data-dir",
+        data,
+        "--out",
+        out,
+        "--show-user",
+        "",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args);
+}
+
+/// A fresh scratch folder `name` holding the tower spec `towers.toml` of `text`.
+fn spec_in(name: &str, text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let tmp = scratch(name);
+    let spec = tmp.join("towers.toml");
+    std::fs::write(&spec, text).unwrap();
+    (tmp, spec)
+}
+
+/// User `user`'s movies in `u1.base` as (time, movie id), by time (ties by id).
+fn u1_base_of(data: &str, user: &str) -> Vec<(i64, u32)> {
+    let base = std::fs::read_to_string(Path::new(data).join("ml-100k/u1.base")).unwrap();
+    let mut seen: Vec<(i64, u32)> = base
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|f| f[0] == user)
+        .map(|f| (f[3].parse().unwrap(), f[1].parse().unwrap()))
+        .collect();
+    seen.sort_unstable();
+    seen
+}
+
 /// `recommend --json` of `user`'s top `k` from `model`, with `extra` flags.
 fn recommend_json(model: &str, user: &str, k: &str, extra: &[&str]) -> Value {
     let mut args = vec![
@@ -106,12 +146,9 @@ fn tfrs_preset_on_u1_trains_saves_reloads_and_answers() {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
     // Excluding seen items drops every movie user 42 rated in u1.base.
-    let base = std::fs::read_to_string(Path::new(data).join("ml-100k/u1.base")).unwrap();
-    let seen: Vec<String> = base
-        .lines()
-        .map(|l| l.split('\t').collect::<Vec<_>>())
-        .filter(|f| f[0] == "42")
-        .map(|f| f[1].to_string())
+    let seen: Vec<String> = u1_base_of(data, "42")
+        .iter()
+        .map(|(_, m)| m.to_string())
         .collect();
     assert!(seen.len() > 20);
     let rec = recommend_json(model, "42", "50", &["--exclude-seen"]);
@@ -185,18 +222,15 @@ fn default_preset_beats_popularity_after_a_few_epochs() {
 fn feature_towers_train_evaluate_and_save() {
     let data = data_dir();
     let data = data.to_str().unwrap();
-    let tmp = scratch("towers");
-    let spec = tmp.join("towers.toml");
-    std::fs::write(
-        &spec,
+    let (tmp, spec) = spec_in(
+        "towers",
         "[query]\nlayers = [32]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 32 },\n  \
          { kind = \"categorical\", column = \"occupation\", dim = 4 },\n  \
          { kind = \"history\", last = 20, dim = 16 },\n]\n[candidate]\nlayers = [32]\n\
          features = [\n  { kind = \"id\", column = \"item_id\", dim = 32 },\n  \
          { kind = \"multi\", column = \"genres\", dim = 8 },\n  \
          { kind = \"text\", column = \"title\", dim = 8 },\n]\n",
-    )
-    .unwrap();
+    );
     let model = tmp.join("model");
     let (spec, model) = (spec.to_str().unwrap(), model.to_str().unwrap());
     let r = ok_json(&[
@@ -301,6 +335,55 @@ fn feature_towers_train_evaluate_and_save() {
     assert_eq!(r["eval_sample"]["of"], 20000);
     assert_eq!(r["max_examples"], 3000);
     assert_eq!(r["history"].as_array().unwrap().len(), 1);
+}
+
+/// A new user described by the movies they watched (`recommend --history`): with a tower
+/// that reads only the history, a training user's own movies in time order give the same
+/// list as `--user`; unknown ids are skipped with a warning; an id model refuses.
+#[test]
+fn a_new_user_is_answered_from_their_history() {
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let (tmp, spec) = spec_in(
+        "visitor",
+        "[query]\nfeatures = [{ kind = \"history\", last = 5, dim = 16 }]\n\
+         [candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 16 }]\n",
+    );
+    let model = tmp.join("m");
+    let model = model.to_str().unwrap();
+    train_u1_once(data, model, &["--towers", spec.to_str().unwrap()]);
+    // User 42's u1.base movies by time (ties by id, as the model orders them).
+    let history: Vec<String> = u1_base_of(data, "42")
+        .iter()
+        .map(|(_, m)| m.to_string())
+        .collect();
+    let history = history.join(",");
+    let by_user = recommend_json(model, "42", "10", &["--exclude-seen"]);
+    let mut args = vec!["recommend", "--model", model, "--history", &history];
+    args.extend(["-k", "10", "--exclude-seen", "--json"]);
+    let by_history = ok_json(&args);
+    assert_eq!(by_history["items"], by_user["items"]);
+    assert_eq!(by_history["known_user"], false);
+    let out = run_ok(&["recommend", "--model", model, "--history", "50,99999,181"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("99999") && err.contains("skipped"), "{err}");
+    fails_with(
+        &["recommend", "--model", model, "--history", "99999"],
+        &["none of its ids"],
+    );
+    let ids = tmp.join("ids");
+    train_u1_once(data, ids.to_str().unwrap(), &[]);
+    fails_with(
+        &[
+            "recommend",
+            "--model",
+            ids.to_str().unwrap(),
+            "--history",
+            "50",
+        ],
+        &["id model"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
 }
 
 #[test]

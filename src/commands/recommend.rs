@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use twotower_index::Index;
 use twotower_model::feature_answer::{feature_user, AnyModel};
+use twotower_model::towers::Catalogue;
 use twotower_model::IndexedModel;
 
 #[derive(Args)]
@@ -15,12 +16,17 @@ pub struct RecommendArgs {
     model: PathBuf,
     /// User id (unknown ids are answered from the out-of-vocabulary vector). Feature models
     /// (format 2) answer with the user's query now: after their last training interaction.
-    #[arg(long)]
-    user: String,
+    #[arg(long, required_unless_present = "history", conflicts_with = "history")]
+    user: Option<String>,
+    /// Instead of --user: a new user described by the movies they watched, oldest first
+    /// (comma-separated ids, e.g. 50,172,181); a feature model whose query tower reads a
+    /// history answers them without retraining. Ids not in the catalogue are skipped.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    history: Vec<String>,
     /// How many movies.
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
-    /// Leave out the movies the user rated in training.
+    /// Leave out the movies the user rated in training (or listed in --history).
     #[arg(long)]
     exclude_seen: bool,
     /// Search the model folder's approximate index (`twotower index build --model`).
@@ -33,7 +39,15 @@ pub struct RecommendArgs {
 
 pub fn run(args: RecommendArgs) -> Result<()> {
     super::check_k(args.k)?;
+    let who = args.user.clone().unwrap_or_else(|| "visitor".into());
+    let mut known_history = 0;
     let (catalogue, recs) = match super::load_model(&args.model)? {
+        AnyModel::Ids(_) if args.user.is_none() => {
+            bail!(
+                "--history describes a new user to a feature model whose query tower reads a \
+                 history (train one with --towers); this is an id model: use --user"
+            )
+        }
         AnyModel::Ids(saved) => {
             let index = if args.approximate {
                 Index::Approximate(saved.require_index(&args.model)?)
@@ -42,7 +56,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             };
             let recs = saved
                 .model
-                .recommend(&index, &args.user, args.k, args.exclude_seen);
+                .recommend(&index, &who, args.k, args.exclude_seen);
             (saved.model.catalogue, recs)
         }
         AnyModel::Features(saved) => {
@@ -51,29 +65,57 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             } else {
                 Index::Exact(saved.model.exact_index()?)
             };
-            let user = feature_user(&args.user)?;
-            let mut recs =
-                saved
-                    .model
-                    .recommend_batch(&index, &[user], args.k, args.exclude_seen)?;
-            let recs = recs.pop().context("no answer for the user")?;
+            let m = &saved.model;
+            let recs = match &args.user {
+                Some(user) => m
+                    .recommend_batch(&index, &[feature_user(user)?], args.k, args.exclude_seen)?
+                    .pop()
+                    .context("no answer for the user")?,
+                None => {
+                    let rows = history_rows(&m.catalogue, &args.history)?;
+                    known_history = rows.len();
+                    m.recommend_visitor(&index, &rows, args.k, args.exclude_seen)?
+                }
+            };
             (saved.model.catalogue, recs)
         }
     };
     if args.json {
-        return super::print_json(&catalogue.user_items(&args.user, &recs));
+        return super::print_json(&catalogue.user_items(&who, &recs));
     }
-    if !recs.known_user {
+    if args.user.is_none() {
         println!(
-            "User {} is not known to the model: answered from what its towers give an unknown user.",
-            twotower_data::shown(&args.user)
+            "Top {} for a new user who watched {known_history} movies:",
+            args.k
         );
+    } else {
+        if !recs.known_user {
+            println!(
+                "User {} is not known to the model: answered from what its towers give an unknown user.",
+                twotower_data::shown(&who)
+            );
+        }
+        println!("Top {} for user {}:", args.k, twotower_data::shown(&who));
     }
-    println!(
-        "Top {} for user {}:",
-        args.k,
-        twotower_data::shown(&args.user)
-    );
     print!("{}", catalogue.ranked(&recs.items));
     Ok(())
+}
+
+/// The catalogue rows of `--history`'s ids, in order; an id not in the catalogue is said
+/// and skipped, and a history with none left is an error.
+fn history_rows(catalogue: &Catalogue, ids: &[String]) -> Result<Vec<u32>> {
+    let mut rows = Vec::new();
+    for id in ids {
+        match catalogue.find(id.trim()) {
+            Some(r) => rows.push(r as u32),
+            None => eprintln!(
+                "warning: --history: no movie with id {}; skipped",
+                twotower_data::shown(id)
+            ),
+        }
+    }
+    if rows.is_empty() {
+        bail!("--history: none of its ids is in the model's catalogue");
+    }
+    Ok(rows)
 }

@@ -18,6 +18,7 @@ use crate::feature_model::{FeatureModel, Query};
 use crate::pipeline::{same_catalogue, SplitEval};
 use crate::report::{SimilarItems, UserItems};
 use crate::retrieve::search;
+use crate::spec::FeatureSpec;
 use crate::{ModelError, Recommendations, Result, SavedModel};
 
 impl FeatureModel {
@@ -77,6 +78,39 @@ impl FeatureModel {
                 items,
             })
             .collect())
+    }
+
+    /// The `k` best rows of `index` for a visitor — a user the model never saw — whose
+    /// history is `rows` (catalogue rows, oldest first), now; `exclude_given` drops those
+    /// rows. The query tower must read a history.
+    pub fn recommend_visitor(
+        &self,
+        index: &Index,
+        rows: &[u32],
+        k: usize,
+        exclude_given: bool,
+    ) -> Result<Recommendations> {
+        let reads_history = self
+            .spec
+            .query
+            .features
+            .iter()
+            .any(|f| matches!(f.get_ref(), FeatureSpec::History { .. }));
+        if !reads_history {
+            return Err(ModelError::Mismatch(
+                "this model's query tower reads no history (no `history` feature), so a \
+                 history cannot describe a new user to it"
+                    .into(),
+            ));
+        }
+        let q = self.query_vectors(&[Query::visitor(rows, self.data.latest_time() + 1)])?;
+        let seen: &[u32] = if exclude_given { rows } else { &[] };
+        let d = self.candidate.tower.output_width();
+        let mut ranked = search(index, &q, d, k.min(self.catalogue.len()), &[seen])?;
+        Ok(Recommendations {
+            known_user: false,
+            items: ranked.pop().unwrap_or_default(),
+        })
     }
 
     /// [`FeatureModel::recommend_batch`] for one user, with an index built for it.

@@ -98,6 +98,15 @@ impl QueryData {
             .map_or_else(Vec::new, |h| h.iter().map(|&(_, r)| r).collect())
     }
 
+    /// The last time of any training interaction (0 when none).
+    pub fn latest_time(&self) -> i64 {
+        self.history
+            .values()
+            .filter_map(|h| h.last().map(|&(t, _)| t))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The last time `user` was seen in training (0 when never).
     pub fn last_time(&self, user: u32) -> i64 {
         self.history
@@ -128,8 +137,9 @@ impl QueryData {
     }
 
     /// `column` of query `q`: `history` holds the user's items strictly before its time,
-    /// `history_others` all their training items but its target (oldest first).
-    pub fn value(&self, q: &Query, column: &str) -> Column {
+    /// `history_others` all their training items but its target (oldest first); a query
+    /// with a `given` history (a visitor) has that as both.
+    pub fn value(&self, q: &Query<'_>, column: &str) -> Column {
         let u = self.users.get(&q.user);
         let text =
             |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
@@ -141,6 +151,9 @@ impl QueryData {
             "occupation" => text(|u| &u.occupation),
             "zip" => text(|u| &u.zip),
             "timestamp" => Column::Number(Some(q.time as f32)),
+            "history" | "history_others" if q.given.is_some() => {
+                Column::Items(q.given.unwrap_or_default().to_vec())
+            }
             "history" => {
                 let before = h().partition_point(|&(t, _)| t < q.time);
                 Column::Items(h()[..before].iter().map(|&(_, r)| r).collect())
@@ -161,21 +174,39 @@ impl QueryData {
 }
 
 /// A query: a user at a time; in training, also the example's item (its `target`), which a
-/// `history_others` leaves out.
+/// `history_others` leaves out; for a visitor, the history they `given` (catalogue rows,
+/// oldest first) in place of one from training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Query {
+pub struct Query<'a> {
     pub user: u32,
     pub time: i64,
     pub target: Option<u32>,
+    pub given: Option<&'a [u32]>,
 }
 
-impl Query {
+/// The user id of a visitor (a log whose users include this id would lend them that
+/// user's id and features).
+pub const VISITOR: u32 = u32::MAX;
+
+impl<'a> Query<'a> {
     /// A query for evaluation or serving (no target).
     pub fn at(user: u32, time: i64) -> Self {
         Query {
             user,
             time,
             target: None,
+            given: None,
+        }
+    }
+
+    /// A visitor's query at `time`: unknown to the model, with the history `rows` (oldest
+    /// first).
+    pub fn visitor(rows: &'a [u32], time: i64) -> Self {
+        Query {
+            user: VISITOR,
+            time,
+            target: None,
+            given: Some(rows),
         }
     }
 
@@ -185,6 +216,7 @@ impl Query {
             user,
             time,
             target: Some(row),
+            given: None,
         }
     }
 }
@@ -393,7 +425,7 @@ impl FeatureModel {
     }
 
     /// Query vectors of `queries`, row-major.
-    pub fn query_vectors(&self, queries: &[Query]) -> Result<Vec<f32>> {
+    pub fn query_vectors(&self, queries: &[Query<'_>]) -> Result<Vec<f32>> {
         let v = self
             .query
             .vectors(queries.len(), &|i, c| self.data.value(&queries[i], c))?;
@@ -1020,6 +1052,14 @@ features = [
         assert_eq!(d.value(&at(3, 999), "history"), Column::Items(vec![]));
         assert_eq!(d.last_time(1), 200);
         assert_eq!(d.value(&at(1, 0), "age"), Column::Number(None));
+        // A visitor's history is the one given, whatever the time or the training data.
+        let visitor = Query::visitor(&[9, 5], 150);
+        assert_eq!(d.value(&visitor, "history"), Column::Items(vec![9, 5]));
+        assert_eq!(
+            d.value(&visitor, "history_others"),
+            Column::Items(vec![9, 5])
+        );
+        assert_eq!(d.latest_time(), 200);
         assert_eq!(d.time_points(1, 2), vec![100, 200]);
         assert_eq!(d.time_points(1, 16), vec![100, 200, 200]);
         assert_eq!(d.time_points(3, 4), vec![1]);

@@ -21,6 +21,7 @@ use crate::columns::{
     csv_error, find_column, normalise, unknown_item, ITEM_NAMES, TIME_NAMES, TITLE_NAMES,
     USER_NAMES,
 };
+use crate::primitives::TableFile;
 use crate::record::split_genres;
 use crate::{DataError, Interaction, Movie, Result};
 
@@ -96,9 +97,9 @@ fn delimiter(path: &Path) -> Result<u8> {
         .unwrap_or(b','))
 }
 
-pub(crate) fn open_table(path: &Path) -> Result<csv::Reader<std::fs::File>> {
+pub(crate) fn open_table(path: &Path) -> Result<csv::Reader<TableFile>> {
     let delim = delimiter(path)?;
-    let file = crate::primitives::open_regular(path)?;
+    let file = crate::primitives::open_table_file(path)?;
     Ok(csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(delim)
@@ -112,7 +113,7 @@ pub(crate) fn table_error(path: &Path, e: csv::Error) -> DataError {
 /// The first record, and whether it is a header (a field that is not a number).
 pub(crate) fn first_record(
     path: &Path,
-    r: &mut csv::Reader<std::fs::File>,
+    r: &mut csv::Reader<TableFile>,
 ) -> Result<(csv::StringRecord, bool)> {
     let mut first = csv::StringRecord::new();
     if !r

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use crate::primitives::parse_num;
+use crate::primitives::{parse_num, TableFile};
 use crate::record::split_genres;
 use crate::{DataError, Interaction, Movie, Result};
 
-fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<std::fs::File>> {
-    let file = crate::primitives::open_regular(path)?;
+fn reader(path: &Path, expected_header: &[&str]) -> Result<csv::Reader<TableFile>> {
+    let file = crate::primitives::open_table_file(path)?;
     let mut r = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(file);

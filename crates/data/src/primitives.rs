@@ -29,6 +29,77 @@ pub(crate) fn open_regular(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// A file as the `csv` readers see it: CRLF line ends read as LF, so that the reader's
+/// line numbers are the file's (`csv` counts a CRLF-ended record's line one short).
+pub(crate) type TableFile = CrlfAsLf<File>;
+
+/// Opens `path` (a regular file) for a `csv` reader.
+pub(crate) fn open_table_file(path: &Path) -> Result<TableFile> {
+    Ok(CrlfAsLf::new(open_regular(path)?))
+}
+
+/// A reader that drops each `\r` directly followed by `\n` (a lone `\r` is kept).
+pub(crate) struct CrlfAsLf<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<R: std::io::Read> CrlfAsLf<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        CrlfAsLf {
+            inner,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for CrlfAsLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut w = 0;
+        while w < out.len() {
+            if self.start == self.end {
+                if w > 0 {
+                    break;
+                }
+                self.start = 0;
+                self.end = self.inner.read(&mut self.buf)?;
+                if self.end == 0 {
+                    break;
+                }
+            }
+            let b = self.buf[self.start];
+            if b == b'\r' {
+                if self.start + 1 == self.end {
+                    // The next byte decides: keep the CR first and read on after it.
+                    self.buf[0] = b'\r';
+                    self.start = 0;
+                    let n = self.inner.read(&mut self.buf[1..])?;
+                    self.end = 1 + n;
+                    if n == 0 {
+                        // The end of the file: a CR that ends it stands for itself.
+                        out[w] = b'\r';
+                        w += 1;
+                        self.start = 1;
+                    }
+                    continue;
+                }
+                if self.buf[self.start + 1] == b'\n' {
+                    self.start += 1;
+                    continue;
+                }
+            }
+            out[w] = b;
+            w += 1;
+            self.start += 1;
+        }
+        Ok(w)
+    }
+}
+
 /// Latin-1 bytes to text: each byte is the code point of the same value.
 pub(crate) fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
@@ -64,6 +135,38 @@ pub(crate) fn parse_num<T: std::str::FromStr>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crlf_reads_as_lf_across_any_chunking() {
+        use std::io::Read;
+        let input = b"a,b\r\n1,2\r\n\r3\r\r\n4\r".to_vec();
+        let want = b"a,b\n1,2\n\r3\r\n4\r".to_vec();
+        // An inner reader that hands out `step` bytes at a time, and reads of `size`.
+        struct Steps(Vec<u8>, usize);
+        impl Read for Steps {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(out.len()).min(self.0.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        for step in 1..6 {
+            for size in 1..6 {
+                let mut r = CrlfAsLf::new(Steps(input.clone(), step));
+                let mut got = Vec::new();
+                let mut chunk = vec![0; size];
+                loop {
+                    let n = r.read(&mut chunk).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&chunk[..n]);
+                }
+                assert_eq!(got, want, "step {step}, size {size}");
+            }
+        }
+    }
 
     #[test]
     fn strips_a_byte_order_mark_and_refuses_devices_and_folders() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use twotower_data::feature_table::{FeatureTable, Side};
 use twotower_data::log::{read_items, read_log, LogColumns};
 use twotower_data::movielens_1m::{read_movies_dat, read_ratings_dat, read_users_dat};
 use twotower_data::movielens_csv::{read_movies_csv, read_ratings_csv};
@@ -46,6 +47,7 @@ const MOVIES_CSV: &str = "movieId,title,genres\n1,Toy Story (1995),Adventure|Ani
 const LOG_CSV: &str = "user_id,item_id,timestamp\n7,100,1000\n7,101,1005\n8,100,1001\n";
 const LOG_TSV: &str = "user_id\titem_id\ttimestamp\n7\t100\t1000\n7\t101\t1005\n8\t100\t1001\n";
 const ITEMS_CSV: &str = "item_id,title,genres\n100,Alpha,Drama\n101,Beta,Comedy|Drama\n";
+const FEATURES_CSV: &str = "item_id,brand,price\n100,acme,1.5\n101,,2\n";
 
 fn readers() -> Vec<(&'static str, &'static str, Reader)> {
     vec![
@@ -65,6 +67,13 @@ fn readers() -> Vec<(&'static str, &'static str, Reader)> {
         }),
         ("items.csv", ITEMS_CSV, |p| {
             shown(read_items(p, &no_columns()))
+        }),
+        ("features.csv", FEATURES_CSV, |p| {
+            shown(FeatureTable::read(p, Side::Item, None).map(|t| {
+                let mut rows: Vec<_> = t.rows.into_iter().collect();
+                rows.sort();
+                (t.columns, rows)
+            }))
         }),
     ]
 }

@@ -325,3 +325,18 @@ fn feature_tables_read_by_id_and_refuse_mistakes() {
         .to_string();
     assert!(e.contains("Parquet"), "{e}");
 }
+
+/// A file with CRLF line ends names the same line in its errors as with LF ones.
+#[test]
+fn crlf_files_name_the_right_line() {
+    for (name, text) in [
+        ("lf.csv", "user_id,item_id\n1,2\n1,x\n"),
+        ("crlf.csv", "user_id,item_id\r\n1,2\r\n1,x\r\n"),
+    ] {
+        let p = file(name, text);
+        let e = read_log(&p, None, &LogColumns::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{name}:3:")), "{e}");
+    }
+}

@@ -182,12 +182,12 @@ pub trait IndexedModel {
     /// The approximate index stored in model folder `dir`, if one was built, checked
     /// against the model's candidate vectors (same rows, dimension and vectors).
     fn load_index(&self, dir: &Path) -> Result<Option<twotower_index::AnnIndex>> {
-        let exact = self.candidate_vectors_index()?;
         let at = dir.join(INDEX_DIR);
         if !at.join(twotower_index::store::MANIFEST).exists() {
             return Ok(None);
         }
         let index = twotower_index::AnnIndex::load(&at)?;
+        let exact = self.candidate_vectors_index()?;
         if index.len() == exact.len()
             && index.dim() == exact.dim()
             && !index.holds_vectors(exact.vectors())

@@ -144,6 +144,9 @@ impl QueryData {
         let text =
             |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
         let h = || self.history.get(&q.user).map_or(&[][..], Vec::as_slice);
+        if let (Some(given), "history" | "history_others") = (q.given, column) {
+            return Column::Items(given.to_vec());
+        }
         match column {
             "user_id" => Column::Str(q.user.to_string()),
             "age" => Column::Number(u.map(|u| u.age as f32)),
@@ -151,9 +154,6 @@ impl QueryData {
             "occupation" => text(|u| &u.occupation),
             "zip" => text(|u| &u.zip),
             "timestamp" => Column::Number(Some(q.time as f32)),
-            "history" | "history_others" if q.given.is_some() => {
-                Column::Items(q.given.unwrap_or_default().to_vec())
-            }
             "history" => {
                 let before = h().partition_point(|&(t, _)| t < q.time);
                 Column::Items(h()[..before].iter().map(|&(_, r)| r).collect())

@@ -32,12 +32,7 @@ impl FeatureModel {
     pub fn cosine_index(&self) -> Result<BruteForceIndex> {
         let d = self.candidate.tower.output_width();
         let mut v = self.candidate_vectors()?;
-        for r in v.chunks_mut(d) {
-            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 {
-                r.iter_mut().for_each(|x| *x /= n);
-            }
-        }
+        crate::nn::l2_normalize(&mut v, d);
         Ok(BruteForceIndex::new(v, d)?)
     }
 

@@ -116,12 +116,7 @@ impl TwoTowerModel {
     /// The catalogue's candidate vectors scaled to unit length, for cosine similarity.
     pub fn cosine_index(&self) -> BruteForceIndex {
         let mut v = self.candidate.vectors(&self.row_keys);
-        for row in v.chunks_mut(self.dim()) {
-            let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 {
-                row.iter_mut().for_each(|x| *x /= n);
-            }
-        }
+        crate::nn::l2_normalize(&mut v, self.dim());
         BruteForceIndex::new(v, self.dim()).expect("rows have the model's dimension")
     }
 

@@ -34,11 +34,11 @@ pub struct TrainArgs {
     /// history; items' title, genres and year. Saved as model folder format 2.
     #[arg(long, value_name = "FILE")]
     towers: Option<PathBuf>,
-    /// With --towers: the users' features (CSV/TSV with a header: the user id column and
+    /// With --towers: the users' features (CSV/TSV with a header, or Parquet: the user id column and
     /// the columns the spec declares under [user_columns]).
     #[arg(long, value_name = "FILE", requires = "towers")]
     user_features: Option<PathBuf>,
-    /// With --towers: the items' features (CSV/TSV with a header: the item id column, or
+    /// With --towers: the items' features (CSV/TSV with a header, or Parquet: the item id column, or
     /// `id`, and the columns the spec declares under [item_columns]).
     #[arg(long, value_name = "FILE", requires = "towers")]
     item_features: Option<PathBuf>,

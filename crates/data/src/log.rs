@@ -126,6 +126,24 @@ pub(crate) fn first_record(
     Ok((first, header))
 }
 
+/// A table that must have a header (`needs` says what for): its reader, past the header,
+/// and the header's names, trimmed.
+pub(crate) fn open_with_header(
+    path: &Path,
+    needs: &str,
+) -> Result<(csv::Reader<TableFile>, Vec<String>)> {
+    let mut r = open_table(path)?;
+    let (first, has_header) = first_record(path, &mut r)?;
+    if !has_header {
+        return Err(DataError::Parse {
+            path: path.into(),
+            line: 1,
+            message: format!("{needs} needs a header row naming its columns"),
+        });
+    }
+    Ok((r, first.iter().map(|s| s.trim().to_string()).collect()))
+}
+
 fn read_delimited(
     path: &Path,
     columns: &LogColumns,
@@ -233,16 +251,7 @@ pub(crate) fn parse_time(path: &Path, line: usize, s: &str) -> Result<i64> {
 /// Reads an item catalogue: a table with a header naming the id and title columns
 /// (`genres`, `|`-separated, is read when present).
 pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
-    let mut r = open_table(path)?;
-    let (first, has_header) = first_record(path, &mut r)?;
-    if !has_header {
-        return Err(DataError::Parse {
-            path: path.into(),
-            line: 1,
-            message: "an item catalogue needs a header row naming its id and title columns".into(),
-        });
-    }
-    let h: Vec<String> = first.iter().map(|s| s.trim().to_string()).collect();
+    let (mut r, h) = open_with_header(path, "an item catalogue")?;
     let need = |i: Option<usize>, what: &str, flag: &str| {
         i.ok_or_else(|| DataError::Parse {
             path: path.into(),

@@ -160,6 +160,19 @@ fn to_id(path: &Path, row: usize, name: &str, v: i64) -> Result<u32> {
     })
 }
 
+/// A Parquet file's reader builder and its columns' names.
+fn open(path: &Path) -> Result<(ParquetRecordBatchReaderBuilder<std::fs::File>, Vec<String>)> {
+    let file = crate::primitives::open_regular(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
+    let names = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    Ok((builder, names))
+}
+
 /// Reads a Parquet log: `(interactions, has_time)`. The decoder can panic on damaged
 /// files; that is contained and reported as an error naming the file.
 pub(crate) fn read(
@@ -177,14 +190,7 @@ fn read_unguarded(
     known: Option<&HashSet<u32>>,
     items: Option<&Path>,
 ) -> Result<(Vec<Interaction>, bool)> {
-    let file = crate::primitives::open_regular(path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
-    let names: Vec<String> = builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let (builder, names) = open(path)?;
     let find = |given: Option<&str>, common: &[&str], flag: &str| -> Result<Option<usize>> {
         find_column(path, Some(&names), given, common, flag)
     };
@@ -287,4 +293,85 @@ pub fn write(path: &Path, rows: &[Interaction]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads every column of a Parquet table as text, for feature tables: `(names, rows)`,
+/// a row's values in `names` order. Numbers, booleans and strings read as they print; a
+/// list (of strings or numbers) as its values joined by `|` (a `multi` column); a null as
+/// the empty value. Other types are refused naming the column.
+pub(crate) fn read_text_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    crate::primitives::contain(path, || read_text_table_unguarded(path))
+}
+
+fn read_text_table_unguarded(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let (builder, names) = open(path)?;
+    let reader = builder
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| bad(path, e))?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(path, e))?;
+        let first = rows.len();
+        rows.extend((0..batch.num_rows()).map(|_| Vec::with_capacity(names.len())));
+        for (name, col) in names.iter().zip(batch.columns()) {
+            for (k, v) in column_text(path, name, col)?.into_iter().enumerate() {
+                if let Some(row) = rows.get_mut(first + k) {
+                    row.push(v);
+                }
+            }
+        }
+    }
+    Ok((names, rows))
+}
+
+/// A column's values as text (see [`read_text_table`]).
+fn column_text(path: &Path, name: &str, col: &ArrayRef) -> Result<Vec<String>> {
+    let refused = |t: &DataType| {
+        DataError::Invalid(format!(
+            "{}: column {name:?} has type {t}; feature columns may hold numbers, booleans, \
+             strings or lists of them",
+            path.display()
+        ))
+    };
+    let scalar = |col: &ArrayRef| -> Result<Vec<Option<String>>> {
+        let t = col.data_type();
+        let readable = t.is_numeric()
+            || t.is_null()
+            || matches!(
+                t,
+                DataType::Boolean
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Dictionary(..)
+            );
+        if !readable {
+            return Err(refused(t));
+        }
+        let text = arrow_cast::cast(col, &DataType::Utf8).map_err(|_| refused(t))?;
+        Ok(text
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let joined = |v: Option<ArrayRef>| -> Result<String> {
+        Ok(match v {
+            None => String::new(),
+            Some(values) => scalar(&values)?
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("|"),
+        })
+    };
+    match col.data_type() {
+        DataType::List(_) => col.as_list::<i32>().iter().map(joined).collect(),
+        DataType::LargeList(_) => col.as_list::<i64>().iter().map(joined).collect(),
+        _ => Ok(scalar(col)?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect()),
+    }
 }

@@ -200,15 +200,30 @@ fn parquet_logs_survive_generated_damage() {
         .collect();
     parquet_log::write(&path, &rows).unwrap();
     let good = std::fs::read(&path).unwrap();
-    let read: Reader = |p| shown(read_log(p, None, &no_columns()).map(|l| l.interactions));
-    let want = check(read, &path, &good, "the valid file").unwrap();
+    // The same file as a log and as a feature table keyed by its time (every column read
+    // as text).
+    let log: Reader = |p| shown(read_log(p, None, &no_columns()).map(|l| l.interactions));
+    let table: Reader = |p| {
+        shown(
+            FeatureTable::read(p, Side::User, Some("timestamp")).map(|t| {
+                let mut rows: Vec<_> = t.rows.into_iter().collect();
+                rows.sort();
+                (t.columns, rows)
+            }),
+        )
+    };
+    let want = check(log, &path, &good, "the valid file").unwrap();
     assert!(want.contains("timestamp: 299"));
+    let want_table = check(table, &path, &good, "the valid file").unwrap();
+    assert!(want_table.contains("299, (300"), "{want_table}");
     let mut wrong = 0;
     for (label, bytes) in damaged(&good, 99) {
         // Parquet has no checksum over its pages: a flipped data byte may decode to other
         // values. It must never be a panic, and the shape must stay sound.
-        if let Ok(got) = check(read, &path, &bytes, &label) {
-            wrong += usize::from(got != want);
+        for (read, want) in [(log, &want), (table, &want_table)] {
+            if let Ok(got) = check(read, &path, &bytes, &label) {
+                wrong += usize::from(&got != want);
+            }
         }
     }
     eprintln!("{wrong} damaged Parquet files decoded to other values without an error");

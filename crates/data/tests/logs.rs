@@ -323,7 +323,77 @@ fn feature_tables_read_by_id_and_refuse_mistakes() {
     let e = FeatureTable::read(&p, Side::Item, None)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("Parquet"), "{e}");
+    assert!(e.contains("items.parquet") && e.contains("Parquet"), "{e}");
+}
+
+/// A Parquet feature table: typed columns read as their text (a list as `a|b`, a null as
+/// empty), records numbered by row; a repeated id names both rows, an unreadable column
+/// type its name.
+#[test]
+fn parquet_feature_tables_read_typed_columns() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    use twotower_data::feature_table::{FeatureTable, Numbering, Side};
+    let write = |name: &str, columns: Vec<(&str, ArrayRef)>| {
+        let p = file(name, "");
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let f = std::fs::File::create(&p).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        p
+    };
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    tags.append_value([Some("rock"), Some("indie")]);
+    tags.append_null();
+    let p = write(
+        "artists.parquet",
+        vec![
+            ("id", Arc::new(Int32Array::from(vec![7, 9])) as ArrayRef),
+            (
+                "name",
+                Arc::new(StringArray::from(vec![Some("Blur"), None])),
+            ),
+            ("tags", Arc::new(tags.finish())),
+            ("year", Arc::new(Float64Array::from(vec![1988.5, 2001.0]))),
+        ],
+    );
+    let t = FeatureTable::read(&p, Side::Item, None).unwrap();
+    assert_eq!(t.numbering, Numbering::Rows);
+    assert_eq!(t.columns, vec!["name", "tags", "year"]);
+    let text = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(t.rows[&7], (1, text(&["Blur", "rock|indie", "1988.5"])));
+    assert_eq!(t.rows[&9], (2, text(&["", "", "2001.0"])));
+    assert!(t.at(2).ends_with("artists.parquet: row 2"), "{}", t.at(2));
+    let p = write(
+        "twice.parquet",
+        vec![(
+            "item_id",
+            Arc::new(Int32Array::from(vec![3, 4, 3])) as ArrayRef,
+        )],
+    );
+    let e = FeatureTable::read(&p, Side::Item, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("twice.parquet: row 3") && e.contains("also on row 1"),
+        "{e}"
+    );
+    let p = write(
+        "odd.parquet",
+        vec![
+            ("item_id", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+            (
+                "blob",
+                Arc::new(arrow_array::BinaryArray::from(vec![&b"x"[..]])) as ArrayRef,
+            ),
+        ],
+    );
+    let e = FeatureTable::read(&p, Side::Item, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("odd.parquet") && e.contains("\"blob\""), "{e}");
 }
 
 /// A file with CRLF line ends names the same line in its errors as with LF ones.

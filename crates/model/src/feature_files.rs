@@ -85,8 +85,8 @@ impl FeatureColumns {
                 let text = values.get(i).map_or("", String::as_str);
                 let bad = |what: &str| {
                     ModelError::Config(format!(
-                        "{}:{line}: column {c:?} {what} {}",
-                        table.path.display(),
+                        "{}: column {c:?} {what} {}",
+                        table.at(*line),
                         twotower_data::shown(text)
                     ))
                 };

@@ -758,6 +758,7 @@ impl Scorer for FeatureScorer<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use twotower_data::feature_table::Numbering;
     use twotower_data::Format;
 
     fn tiny() -> Dataset {
@@ -873,6 +874,7 @@ layers = [8]
                 .into_iter()
                 .map(|(id, v)| (id, (id as usize + 1, v)))
                 .collect(),
+            numbering: Numbering::Lines,
         };
         let items = table(
             &["shelf", "price"],
@@ -979,6 +981,7 @@ features = [
             path: "items.csv".into(),
             columns: vec!["shelf".into(), "price".into()],
             rows: [(1, (7, vec!["a".into(), "cheap".into()]))].into(),
+            numbering: Numbering::Lines,
         };
         let e = FeatureColumns::from_table(&spec, false, &bad)
             .unwrap_err()

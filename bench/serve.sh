@@ -19,7 +19,7 @@ phases="${PHASES:-startup saturation paced hostile}"
 export TWOTOWER_DATA_DIR="${TWOTOWER_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 
 [ -n "${TWOTOWER_BIN:-}" ] || cargo build --release --quiet
-[ -f "$model/model.json" ] || "$bin" train --out "$model" --show-user "" > /dev/null
+[ -f "$model/model.json" ] || "$bin" train --preset ids --out "$model" --show-user "" > /dev/null
 
 server=""
 stop() { [ -n "$server" ] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; server=""; }

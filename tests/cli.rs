@@ -372,7 +372,7 @@ fn a_new_user_is_answered_from_their_history() {
         &["none of its ids"],
     );
     let ids = tmp.join("ids");
-    train_u1_once(data, ids.to_str().unwrap(), &[]);
+    train_u1_once(data, ids.to_str().unwrap(), &["--preset", "ids"]);
     fails_with(
         &[
             "recommend",
@@ -709,8 +709,9 @@ fn fit_evaluates_each_epoch_stops_at_the_budget_and_carves_validation() {
     let (log, _) = common::tiny_log(&tmp);
     let run = |extra: &[&str]| {
         let mut args = common::tiny_train(&log, &tmp.join("m"));
-        // Only the report: drop `--out DIR`.
+        // Only the report: drop `--out DIR`; id towers.
         args.truncate(args.len() - 2);
+        args.extend(["--preset", "ids"].map(String::from));
         args.push("--json".into());
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -825,5 +826,30 @@ fn generic_logs_take_feature_files_declared_in_the_spec() {
     args.extend(["--towers".to_string(), past.to_str().unwrap().to_string()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     fails_with(&refs, &["past.toml:2", "from = \"others\""]);
+    // The default preset's towers follow the data: a past history when the log has times,
+    // the other items when it has none; `--dim` is for id towers.
+    for (log, m, from) in [(&log, "d1", "past"), (&untimed, "d2", "others")] {
+        let args = tiny_train(log, &tmp.join(m));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&refs);
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tmp.join(m).join("model.json")).unwrap())
+                .unwrap();
+        assert_eq!(card["format_version"], 2);
+        let towers = card["towers"].as_str().unwrap();
+        let want = std::fs::read_to_string(format!(
+            "towers/{}-history.toml",
+            if from == "past" {
+                "movielens"
+            } else {
+                "lastfm"
+            }
+        ))
+        .unwrap();
+        assert_eq!(towers, want);
+        let mut with_dim = refs.clone();
+        with_dim.extend(["--dim", "16"]);
+        fails_with(&with_dim, &["--dim", "--preset ids"]);
+    }
     std::fs::remove_dir_all(&tmp).unwrap();
 }

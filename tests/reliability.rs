@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{scratch, tiny_log, tiny_train, twotower};
+use common::{scratch, tiny_ids, tiny_log, twotower};
 
 fn run(args: &[String]) -> Output {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -104,7 +104,7 @@ fn out_never_replaces_a_folder_twotower_did_not_write() {
         "--out",
     ]);
     let writers: Vec<Vec<String>> = vec![
-        tiny_train(&log, Path::new("OUT")),
+        tiny_ids(&log, Path::new("OUT")),
         data_synth("OUT", "5"),
         [synth_vectors.clone(), s(&["OUT"])].concat(),
     ];
@@ -124,7 +124,7 @@ fn out_never_replaces_a_folder_twotower_did_not_write() {
         }
         users_files_intact(&mine);
     }
-    let err = clean_failure(&run(&tiny_train(&log, &mine)), &[]);
+    let err = clean_failure(&run(&tiny_ids(&log, &mine)), &[]);
     assert!(err.contains("thesis.txt") && err.contains("sub/"), "{err}");
 
     // index build: into the user's folder, and into the folder of its own input.
@@ -138,7 +138,7 @@ fn out_never_replaces_a_folder_twotower_did_not_write() {
     }
     assert!(tmp.join("vec/items.npy").is_file() && tmp.join("vec/gt.npy").is_file());
     // A model's index/ that is not an index folder is refused too.
-    ok(&run(&tiny_train(&log, &tmp.join("model"))));
+    ok(&run(&tiny_ids(&log, &tmp.join("model"))));
     users_folder(&tmp.join("model/index"));
     clean_failure(
         &twotower(&["index", "build", "--model", &p("model")]),
@@ -148,13 +148,13 @@ fn out_never_replaces_a_folder_twotower_did_not_write() {
     // And a model folder holding a stray file is no longer only a model folder.
     std::fs::remove_dir_all(tmp.join("model/index")).unwrap();
     std::fs::write(tmp.join("model/notes.txt"), "mine").unwrap();
-    clean_failure(&run(&tiny_train(&log, &tmp.join("model"))), &["notes.txt"]);
+    clean_failure(&run(&tiny_ids(&log, &tmp.join("model"))), &["notes.txt"]);
     std::fs::remove_file(tmp.join("model/notes.txt")).unwrap();
 
     // Their own folders are replaced, whole, with nothing left beside them.
-    ok(&run(&tiny_train(&log, &tmp.join("model"))));
+    ok(&run(&tiny_ids(&log, &tmp.join("model"))));
     ok(&twotower(&["index", "build", "--model", &p("model")]));
-    ok(&run(&tiny_train(&log, &tmp.join("model"))));
+    ok(&run(&tiny_ids(&log, &tmp.join("model"))));
     for users in ["5", "6"] {
         ok(&twotower(&[
             "index",
@@ -175,7 +175,7 @@ fn trained(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let tmp = scratch(name);
     let (log, _) = tiny_log(&tmp);
     let model = tmp.join("m");
-    ok(&run(&tiny_train(&log, &model)));
+    ok(&run(&tiny_ids(&log, &model)));
     (tmp, log, model)
 }
 
@@ -211,7 +211,7 @@ fn a_killed_run_leaves_the_old_model_and_its_leftovers_are_cleaned() {
     ]));
     assert_eq!(before, again);
     // The next write cleans the leftover up.
-    ok(&run(&tiny_train(&log, &model)));
+    ok(&run(&tiny_ids(&log, &model)));
     assert!(!half.exists());
     assert!(hidden(&tmp).is_empty(), "{:?}", hidden(&tmp));
     std::fs::remove_dir_all(&tmp).unwrap();
@@ -221,7 +221,7 @@ fn a_killed_run_leaves_the_old_model_and_its_leftovers_are_cleaned() {
 fn divergence_is_an_error_and_the_old_model_stays() {
     let (tmp, log, model) = trained("rel-diverge");
     let before = std::fs::read(model.join("weights.safetensors")).unwrap();
-    let mut args = tiny_train(&log, &model);
+    let mut args = tiny_ids(&log, &model);
     args.extend(s(&["--lr", "1e30"]));
     clean_failure(
         &run(&args),
@@ -253,13 +253,13 @@ fn bad_flags_are_clear_errors() {
         &twotower(&["similar", "--model", m, "--item", "1", "-k", "0"]),
         &["-k must be at least 1"],
     );
-    let mut args = tiny_train(&log, &tmp.join("x"));
+    let mut args = tiny_ids(&log, &tmp.join("x"));
     args.extend(s(&["--eval-sample", "0"]));
     clean_failure(&run(&args), &["--eval-sample must be at least 1"]);
-    let mut args = tiny_train(&log, &tmp.join("x"));
+    let mut args = tiny_ids(&log, &tmp.join("x"));
     args.extend(s(&["--lr", "-1"]));
     clean_failure(&run(&args), &["learning rate must be a positive"]);
-    let mut args = tiny_train(&log, &tmp.join("x"));
+    let mut args = tiny_ids(&log, &tmp.join("x"));
     args.extend(s(&["--validation", "1.5"]));
     clean_failure(&run(&args), &["--validation must be a fraction"]);
     // Control bytes from a flag are escaped, never sent raw to the terminal.
@@ -290,7 +290,7 @@ fn bad_data_files_are_named_with_their_line() {
     let tmp = scratch("rel-files");
     let (log, items) = tiny_log(&tmp);
     let train = |log: &Path, items: Option<&Path>| {
-        let mut a = tiny_train(log, &tmp.join("never"));
+        let mut a = tiny_ids(log, &tmp.join("never"));
         if let Some(i) = items {
             a.extend(s(&["--items", i.to_str().unwrap()]));
         }
@@ -325,7 +325,7 @@ fn bad_data_files_are_named_with_their_line() {
     bytes.extend(std::fs::read(&log).unwrap());
     std::fs::write(&with_bom, bytes).unwrap();
     let json = |log: &Path| {
-        let mut a = tiny_train(log, &tmp.join("b"));
+        let mut a = tiny_ids(log, &tmp.join("b"));
         a.pop();
         a.pop();
         a.push("--json".into());

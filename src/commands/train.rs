@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use twotower_data::feature_table::{FeatureTable, Side};
+use twotower_data::Format;
 use twotower_model::feature_experiment::FeatureExperiment;
 use twotower_model::feature_model::FeatureFiles;
 use twotower_model::spec::TowersSpec;
@@ -19,9 +20,12 @@ use super::DataSplitArgs;
 pub struct TrainArgs {
     #[command(flatten)]
     data: DataSplitArgs,
-    /// Hyper-parameter preset: `default` (tuned for quality), `tfrs` (the TFRS basic
-    /// retrieval tutorial), or `tfrs-context` / `tfrs-deep` (the context-features and
-    /// deep-retrieval tutorials, with their feature towers; use `--split random`).
+    /// Preset: `default` (feature towers by what the data offers: the user's id and their
+    /// recent items — the last 5 before each interaction, or 50 others when the log has no
+    /// time — against the item's id; tuned for quality), `ids` (id towers only, the faster
+    /// model of format 1), `tfrs` (the TFRS basic retrieval tutorial), or `tfrs-context` /
+    /// `tfrs-deep` (the context-features and deep-retrieval tutorials, with their feature
+    /// towers; use `--split random`).
     #[arg(long, default_value = "default")]
     preset: String,
     /// Folder to save the model in (written atomically).
@@ -138,7 +142,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
     }
     let spec = args.data.spec()?;
-    let towers = match (
+    let mut towers = match (
         &args.towers,
         TowersSpec::preset(&args.preset, args.timestamps),
     ) {
@@ -148,8 +152,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.timestamps && TowersSpec::preset(&args.preset, false).is_none() {
         bail!("--timestamps applies to the tfrs-context and tfrs-deep presets");
     }
+    let default_towers = towers.is_none() && args.preset == "default";
+    if args.dim.is_some() && (towers.is_some() || default_towers) {
+        bail!(
+            "--dim sets the size of id towers; feature towers take their sizes from the spec \
+             (the default preset's are in towers/; `--preset ids` trains id towers of --dim)"
+        );
+    }
     let tables = feature_tables(&args)?;
     let ml = args.data.open()?;
+    if default_towers {
+        // What the data offers: a history before each interaction when it has times, the
+        // user's other items when it has none.
+        let has_time = ml.format != (Format::Log { has_time: false });
+        towers = Some(TowersSpec::default_for(has_time)?);
+    }
     let config = args.config(ml.movies.len())?;
     let start = Instant::now();
     let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));

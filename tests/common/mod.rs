@@ -98,7 +98,8 @@ pub fn tiny_log(dir: &Path) -> (PathBuf, PathBuf) {
     (l, i)
 }
 
-/// Arguments that train on the tiny log in well under a second.
+/// Arguments that train on the tiny log in well under a second (the default preset's
+/// towers, or those a test adds with `--towers`).
 pub fn tiny_train(log: &Path, out: &Path) -> Vec<String> {
     [
         "train",
@@ -108,8 +109,6 @@ pub fn tiny_train(log: &Path, out: &Path) -> Vec<String> {
         "random",
         "--epochs",
         "2",
-        "--dim",
-        "16",
         "--show-user",
         "",
         "--out",
@@ -119,11 +118,18 @@ pub fn tiny_train(log: &Path, out: &Path) -> Vec<String> {
     .to_vec()
 }
 
-/// Trains on the tiny log into `dir/m` and returns that folder.
+/// [`tiny_train`] of id towers of dimension 16 (model folder format 1).
+pub fn tiny_ids(log: &Path, out: &Path) -> Vec<String> {
+    let mut args = tiny_train(log, out);
+    args.extend(["--preset", "ids", "--dim", "16"].map(String::from));
+    args
+}
+
+/// Trains id towers on the tiny log into `dir/m` and returns that folder.
 pub fn tiny_model(dir: &Path) -> PathBuf {
     let (log, _) = tiny_log(dir);
     let m = dir.join("m");
-    let args = tiny_train(&log, &m);
+    let args = tiny_ids(&log, &m);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     run_ok(&refs);
     m

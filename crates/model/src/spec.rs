@@ -601,6 +601,24 @@ impl TowersSpec {
         }
         Some(Self::parse(&format!("preset {name}"), &text))
     }
+
+    /// The towers of the `default` preset, by what the data offers: with interaction times,
+    /// the user's id and their last 5 items before each interaction
+    /// (`towers/movielens-history.toml`); without, the user's id and 50 of their other
+    /// items (`towers/lastfm-history.toml`). Both against the item's id.
+    pub fn default_for(has_time: bool) -> Result<Self> {
+        if has_time {
+            Self::parse(
+                "preset default (towers/movielens-history.toml)",
+                include_str!("../../../towers/movielens-history.toml"),
+            )
+        } else {
+            Self::parse(
+                "preset default (towers/lastfm-history.toml)",
+                include_str!("../../../towers/lastfm-history.toml"),
+            )
+        }
+    }
 }
 
 /// The 1-based line of byte `offset` in `text`.

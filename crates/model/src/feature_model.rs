@@ -22,7 +22,9 @@ use crate::eval::Scorer;
 use crate::feature_files::FeatureColumns;
 use crate::features::{Column, FeatureTower};
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
-use crate::nn::{l2_normalize, l2_normalize_backward};
+use crate::nn::{
+    l2_normalize, l2_normalize_backward, Encoder, FeatureBatch, SparseGrad, TowerGrads,
+};
 use crate::optimizer::TowerOptimizer;
 use crate::spec::{Columns, FeatureSpec, HistoryFrom, TowersSpec};
 use crate::towers::{year_of, Catalogue};
@@ -313,6 +315,8 @@ pub struct FeatureTrainer {
     cand_opt: TowerOptimizer,
     /// −log of each catalogue row's share of the positives, with the logQ correction.
     logq_bias: Vec<f32>,
+    /// Histories that read the candidate tower's item table.
+    ties: Vec<Tie>,
     epoch: usize,
     /// Examples left to train on (`None`: no cap).
     budget: Option<usize>,
@@ -366,10 +370,16 @@ impl FeatureModel {
             n,
             &mut rng,
         )?;
+        let mut model =
+            FeatureModel::from_parts(config, spec, query, candidate, movies, item_features, data);
+        let ties = Tie::all(&mut model)?;
+        let config = &model.config;
+        let n = model.movies.len();
         let trainer = FeatureTrainer {
+            ties,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_5eed),
-            query_opt: TowerOptimizer::new(config.optimizer, &query.tower),
-            cand_opt: TowerOptimizer::new(config.optimizer, &candidate.tower),
+            query_opt: TowerOptimizer::new(config.optimizer, &model.query.tower),
+            cand_opt: TowerOptimizer::new(config.optimizer, &model.candidate.tower),
             logq_bias: if config.logq_correction && config.negatives != Negatives::Full {
                 logq_bias(examples.iter().map(|&(_, row, _)| row), n)
             } else {
@@ -379,10 +389,7 @@ impl FeatureModel {
             epoch: 0,
             budget: None,
         };
-        Ok((
-            FeatureModel::from_parts(config, spec, query, candidate, movies, item_features, data),
-            trainer,
-        ))
+        Ok((model, trainer))
     }
 
     /// A model from its parts (as a model folder holds them); the catalogue is `movies`.
@@ -552,13 +559,34 @@ impl FeatureTrainer {
         })
     }
 
-    /// Loss of one batch; both towers take an optimizer step.
+    /// Loss of one batch; both towers take an optimizer step (a shared table once, with
+    /// the gradient of both its readers).
     fn step(
         &mut self,
         model: &mut FeatureModel,
         batch: &[(u32, u32, i64)],
         softmax: &InBatchSoftmax,
     ) -> Result<f64> {
+        let (loss, mut q_grads, mut c_grads) =
+            Self::gradients(model, batch, softmax, &self.logq_bias)?;
+        for tie in &self.ties {
+            tie.merge(&mut q_grads, &mut c_grads);
+        }
+        self.query_opt.step(&mut model.query.tower, &q_grads);
+        self.cand_opt.step(&mut model.candidate.tower, &c_grads);
+        for tie in &self.ties {
+            tie.mirror(model, &c_grads);
+        }
+        Ok(loss)
+    }
+
+    /// Loss of one batch and both towers' gradients (each table's own).
+    fn gradients(
+        model: &FeatureModel,
+        batch: &[(u32, u32, i64)],
+        softmax: &InBatchSoftmax,
+        logq_bias: &[f32],
+    ) -> Result<(f64, TowerGrads, TowerGrads)> {
         // Query slots: one per example when queries differ, else one per user (the
         // softmax shares a user's log-partition across their rows, as for id towers).
         let per_example = model.per_example();
@@ -624,10 +652,10 @@ impl FeatureTrainer {
                 l2_normalize(&mut candidates, dim),
             )
         });
-        let bias: Vec<f32> = if self.logq_bias.is_empty() {
+        let bias: Vec<f32> = if logq_bias.is_empty() {
             Vec::new()
         } else {
-            cols.iter().map(|&c| self.logq_bias[c as usize]).collect()
+            cols.iter().map(|&c| logq_bias[c as usize]).collect()
         };
         let mut out = softmax.forward_backward(&SoftmaxBatch {
             queries: &queries,
@@ -658,9 +686,137 @@ impl FeatureTrainer {
             .candidate
             .tower
             .backward(&c_in, &c_pass, out.grad_candidates);
-        self.query_opt.step(&mut model.query.tower, &q_grads);
-        self.cand_opt.step(&mut model.candidate.tower, &c_grads);
-        Ok(loss)
+        Ok((loss, q_grads, c_grads))
+    }
+}
+
+/// A history that reads the candidate tower's `item_id` table (`share_candidate_table`).
+/// The query tower keeps its own copy of that table (the model folder saves it like any
+/// table, so a loaded model needs nothing more), kept equal to the candidate's: each step
+/// moves the history's gradient onto the candidate table's rows, updates that table once,
+/// and copies the rows it changed back into the query's copy.
+#[derive(Debug, Clone)]
+struct Tie {
+    /// The history's table: its encoder index and position among the query's tables.
+    query: (usize, usize),
+    /// The candidate's `item_id` table, likewise.
+    candidate: (usize, usize),
+    /// The candidate table's row of each catalogue row (the history's row).
+    row_of: Vec<u32>,
+    /// The catalogue rows that read each candidate row.
+    readers: HashMap<u32, Vec<u32>>,
+}
+
+impl Tie {
+    /// The ties `spec` asks for in `model` (whose towers are fitted); each query copy is
+    /// set equal to the candidate table.
+    fn all(model: &mut FeatureModel) -> Result<Vec<Tie>> {
+        let mut ties = Vec::new();
+        let shared: Vec<usize> = (model.spec.query.features.iter().enumerate())
+            .filter(|(_, f)| {
+                matches!(
+                    f.get_ref(),
+                    FeatureSpec::History {
+                        share_candidate_table: true,
+                        ..
+                    }
+                )
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in shared {
+            let missing = || ModelError::Config("share_candidate_table: no table to share".into());
+            let query = model.query.table_of_feature(k).ok_or_else(missing)?;
+            let (item, _) = model.spec.candidate_item_id().ok_or_else(missing)?;
+            let candidate = model.candidate.table_of_feature(item).ok_or_else(missing)?;
+            let n = model.movies.len();
+            let (movies, features) = (&model.movies, &model.item_features);
+            let encoded = model
+                .candidate
+                .encode(n, &|r, c| item_value(&movies[r], features, c));
+            let Some(FeatureBatch::Ids(ids)) = encoded.get(candidate.0) else {
+                return Err(missing());
+            };
+            let row_of = ids.ids.clone();
+            let mut readers: HashMap<u32, Vec<u32>> = HashMap::new();
+            for (r, &c) in row_of.iter().enumerate() {
+                readers.entry(c).or_default().push(r as u32);
+            }
+            let tie = Tie {
+                query,
+                candidate,
+                row_of,
+                readers,
+            };
+            let all: Vec<u32> = tie.readers.keys().copied().collect();
+            tie.copy_rows(model, &all);
+            ties.push(tie);
+        }
+        Ok(ties)
+    }
+
+    /// Moves the history table's gradient onto the candidate table's (rows mapped, rows
+    /// read by both summed); the history's own gradient is left empty.
+    fn merge(&self, q: &mut TowerGrads, c: &mut TowerGrads) {
+        let (Some(from), Some(to)) = (
+            q.sparse.get_mut(self.query.1),
+            c.sparse.get_mut(self.candidate.1),
+        ) else {
+            return;
+        };
+        let from = std::mem::replace(
+            from,
+            SparseGrad {
+                rows: Vec::new(),
+                grads: Vec::new(),
+            },
+        );
+        let dim = if from.rows.is_empty() {
+            return;
+        } else {
+            from.grads.len() / from.rows.len()
+        };
+        let mut slot: HashMap<u32, usize> =
+            to.rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+        for (k, &r) in from.rows.iter().enumerate() {
+            let target = self.row_of[r as usize];
+            let s = *slot.entry(target).or_insert_with(|| {
+                to.rows.push(target);
+                to.grads.extend(std::iter::repeat_n(0.0, dim));
+                to.rows.len() - 1
+            });
+            for (a, g) in to.grads[s * dim..(s + 1) * dim]
+                .iter_mut()
+                .zip(&from.grads[k * dim..(k + 1) * dim])
+            {
+                *a += g;
+            }
+        }
+    }
+
+    /// Copies the candidate rows the last step changed into the query's copy.
+    fn mirror(&self, model: &mut FeatureModel, c: &TowerGrads) {
+        if let Some(g) = c.sparse.get(self.candidate.1) {
+            self.copy_rows(model, &g.rows);
+        }
+    }
+
+    /// Copies candidate rows `rows` to every query row that reads them.
+    fn copy_rows(&self, model: &mut FeatureModel, rows: &[u32]) {
+        let (Some(Encoder::Bag(from)), Some(Encoder::Bag(to))) = (
+            model.candidate.tower.encoders.get(self.candidate.0),
+            model.query.tower.encoders.get_mut(self.query.0),
+        ) else {
+            return;
+        };
+        let dim = from.table.dim;
+        for r in rows {
+            let source = from.table.row(*r as usize);
+            for &q in self.readers.get(r).map_or(&[][..], Vec::as_slice) {
+                let q = q as usize;
+                to.table.data[q * dim..(q + 1) * dim].copy_from_slice(source);
+            }
+        }
     }
 }
 
@@ -818,7 +974,98 @@ features = [
 layers = [8]
 "#;
 
-    /// A model with every feature kind of the tiny data, trained for a few epochs.
+    /// A history sharing the candidate tower's item table: the query's copy stays equal to
+    /// that table through training, and the table's gradient — both towers' — matches
+    /// finite differences of the batch loss when a row moves in both towers at once.
+    #[test]
+    fn a_shared_item_table_takes_both_towers_gradients() {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        cfg.l2 = 0.05;
+        let spec = TowersSpec::parse(
+            "t.toml",
+            r#"
+[query]
+features = [
+  { kind = "id", column = "user_id", dim = 4 },
+  { kind = "history", last = 3, dim = 4, share_candidate_table = true },
+]
+[candidate]
+features = [
+  { kind = "id", column = "item_id", dim = 4 },
+  { kind = "multi", column = "genres", dim = 4 },
+]
+"#,
+        )
+        .unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
+        trainer.run_epoch(&mut model).unwrap();
+        let tie = trainer.ties[0].clone();
+        let table = |m: &FeatureModel, query: bool| {
+            let (tower, at) = if query {
+                (&m.query.tower, tie.query.0)
+            } else {
+                (&m.candidate.tower, tie.candidate.0)
+            };
+            let Some(Encoder::Bag(b)) = tower.encoders.get(at) else {
+                panic!("no table at {at}");
+            };
+            b.table.clone()
+        };
+        let (copy, shared) = (table(&model, true), table(&model, false));
+        for (r, &c) in tie.row_of.iter().enumerate() {
+            assert_eq!(copy.row(r), shared.row(c as usize), "catalogue row {r}");
+        }
+        // The trained table moved from its initialisation, so the copy followed updates.
+        let softmax = InBatchSoftmax {
+            temperature: 1.0,
+            remove_accidental_hits: false,
+        };
+        let batch: Vec<(u32, u32, i64)> = trainer.examples[..8].to_vec();
+        let (_, mut q, mut c) = FeatureTrainer::gradients(&model, &batch, &softmax, &[]).unwrap();
+        let read: Vec<u32> = q.sparse[tie.query.1]
+            .rows
+            .iter()
+            .map(|&r| tie.row_of[r as usize])
+            .collect();
+        assert!(!read.is_empty(), "the batch reads some history");
+        tie.merge(&mut q, &mut c);
+        assert!(q.sparse[tie.query.1].rows.is_empty());
+        let g = &c.sparse[tie.candidate.1];
+        let dim = shared.dim;
+        let loss = |m: &FeatureModel| {
+            FeatureTrainer::gradients(m, &batch, &softmax, &[])
+                .unwrap()
+                .0
+        };
+        let h = 1e-2f32;
+        for &row in &read {
+            let k = g.rows.iter().position(|&r| r == row).unwrap();
+            for d in 0..dim {
+                let moved = |by: f32| {
+                    let mut m = model.clone();
+                    if let Some(Encoder::Bag(b)) =
+                        m.candidate.tower.encoders.get_mut(tie.candidate.0)
+                    {
+                        b.table.data[row as usize * dim + d] += by;
+                    }
+                    tie.copy_rows(&mut m, &[row]);
+                    loss(&m)
+                };
+                let numeric = (moved(h) - moved(-h)) / (2.0 * h as f64);
+                let analytic = g.grads[k * dim + d] as f64;
+                assert!(
+                    (analytic - numeric).abs() < 1e-2 * (1.0 + numeric.abs()),
+                    "row {row}, column {d}: analytic {analytic}, numeric {numeric}"
+                );
+            }
+        }
+    }
+
+    /// A model with every feature kind of the tiny data (its history sharing the item
+    /// table), trained for a few epochs.
     pub(crate) fn trained() -> (FeatureModel, FeatureTrainer) {
         let ml = tiny();
         let mut cfg = TrainConfig::preset("default").unwrap();
@@ -826,7 +1073,7 @@ layers = [8]
         let spec = SPEC.replace(
             "{ kind = \"categorical\", column = \"occupation\", dim = 4 },",
             "{ kind = \"categorical\", column = \"occupation\", dim = 4 },\n  \
-             { kind = \"history\", last = 5, dim = 8 },\n  \
+             { kind = \"history\", last = 5, dim = 8, share_candidate_table = true },\n  \
              { kind = \"timestamp\", buckets = 7, dim = 2 },\n  \
              { kind = \"numeric\", column = \"age\", buckets = 3, dim = 2 },",
         );

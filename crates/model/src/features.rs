@@ -278,6 +278,27 @@ impl FeatureTower {
         Self::build(spec, inputs, rng)
     }
 
+    /// Where feature `k`'s embedding table is: its index among the tower's encoders, and
+    /// its position among the tower's tables (the order of `TowerGrads::sparse`). `None`
+    /// when the feature has no table (an unbucketed number).
+    pub fn table_of_feature(&self, k: usize) -> Option<(usize, usize)> {
+        let (mut encoder, mut table) = (0, 0);
+        for (j, (f, input)) in self.spec.features.iter().zip(&self.inputs).enumerate() {
+            if matches!(input, Input::Number { .. }) {
+                encoder += 1;
+            }
+            let has = matches!(table_of(f.get_ref(), input), Ok(Some(_)));
+            if j == k {
+                return has.then_some((encoder, table));
+            }
+            if has {
+                encoder += 1;
+                table += 1;
+            }
+        }
+        None
+    }
+
     /// The tower for fitted `inputs` (one per feature of `spec`), freshly initialised.
     pub fn build(spec: &TowerSpec, inputs: Vec<Input>, rng: &mut impl Rng) -> Result<Self> {
         if inputs.len() != spec.features.len() {

@@ -142,6 +142,10 @@ pub enum FeatureSpec {
         /// With `pooling = "recency"`: each older item weighs this much of the next.
         #[serde(default)]
         decay: Option<f32>,
+        /// Read the items' rows of the candidate tower's `item_id` table (of the same
+        /// `dim`) instead of a table of its own: one table, trained by both towers.
+        #[serde(default)]
+        share_candidate_table: bool,
         dim: usize,
     },
 }
@@ -414,6 +418,54 @@ impl TowersSpec {
         ))
     }
 
+    /// The candidate tower's `item_id` feature: its position and its table's width.
+    pub fn candidate_item_id(&self) -> Option<(usize, usize)> {
+        self.candidate
+            .features
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| match f.get_ref() {
+                FeatureSpec::Id { column, dim } if column == "item_id" => Some((i, *dim)),
+                _ => None,
+            })
+    }
+
+    /// A history that shares the candidate tower's table needs that table: an `id`
+    /// feature on `item_id` of the history's `dim`.
+    fn check_shared(&self) -> Result<()> {
+        for f in &self.query.features {
+            let FeatureSpec::History {
+                share_candidate_table: true,
+                dim,
+                ..
+            } = f.get_ref()
+            else {
+                continue;
+            };
+            match self.candidate_item_id() {
+                None => {
+                    return Err(self.error(
+                        f.span(),
+                        "share_candidate_table needs an id feature on item_id in the candidate \
+                         tower"
+                            .into(),
+                    ))
+                }
+                Some((_, d)) if d != *dim => {
+                    return Err(self.error(
+                        f.span(),
+                        format!(
+                            "share_candidate_table: the history's dim is {dim} but the \
+                             candidate tower's item_id table has dim {d}; they must be equal"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the spec against the columns a dataset offers: every column exists on its
     /// side and has a kind the feature can read, sizes are positive, each tower has one id
     /// feature at most, history is a query feature, and both towers end in the same width.
@@ -544,6 +596,7 @@ impl TowersSpec {
                 return Err(self.error(l.span(), "layer sizes must be at least 1".into()));
             }
         }
+        self.check_shared()?;
         let (q, c) = (self.query.output_dim(), self.candidate.output_dim());
         if q != c {
             return Err(ModelError::Spec(format!(
@@ -776,6 +829,26 @@ features = [
             .unwrap();
         let e = err(&GOOD.replace("last = 20,", "last = 20, from = \"later\","));
         assert!(e.starts_with("t.toml:9:") && e.contains("later"), "{e}");
+    }
+
+    /// A history may share the candidate's item table only when there is one of its width.
+    #[test]
+    fn a_shared_table_must_exist_and_fit() {
+        let shared = GOOD.replace("last = 20,", "last = 20, share_candidate_table = true,");
+        TowersSpec::parse("t.toml", &shared)
+            .unwrap()
+            .check(&Columns::movielens_100k())
+            .unwrap();
+        let e = err(&shared.replace(
+            "{ kind = \"id\", column = \"item_id\", dim = 32 }",
+            "{ kind = \"id\", column = \"item_id\", dim = 16 }",
+        ));
+        assert!(
+            e.starts_with("t.toml:9:") && e.contains("dim is 32") && e.contains("dim 16"),
+            "{e}"
+        );
+        let e = err(&shared.replace("  { kind = \"id\", column = \"item_id\", dim = 32 },\n", ""));
+        assert!(e.starts_with("t.toml:9:") && e.contains("item_id"), "{e}");
     }
 
     /// The spec files the README's figures come from stay valid.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use twotower_model::feature_answer::AnyModel;
 use twotower_model::IndexedModel;
@@ -43,14 +43,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (metrics, split.popularity())
         }
         AnyModel::Features(saved) => {
-            if args.approximate {
-                bail!(
-                    "--approximate: evaluating through the approximate index is for id models \
-                     so far; evaluate feature models (format 2) exactly (recommend and serve \
-                     search their index)"
-                );
-            }
-            saved.model.evaluate_on(&ml, &spec)?
+            let ann = if args.approximate {
+                Some(saved.require_index(&args.model)?)
+            } else {
+                None
+            };
+            saved.model.evaluate_on(&ml, &spec, ann.as_ref())?
         }
     };
     let table = MetricsTable {

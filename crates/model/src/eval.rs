@@ -168,11 +168,11 @@ impl Tally {
         self.add_protocol2(&ranked, truth);
     }
 
-    /// Adds one user from retrieved ids alone (an approximate index): `top` is the best
-    /// 100 rows with nothing excluded, `ranked` the best [`PROTOCOL2_N`] with training rows
-    /// excluded. A test row's rank is its position in `top` (ties cannot be told apart, so
-    /// both tie counts are the same); a row not retrieved is a miss, as in TFRS with ScaNN.
-    fn add_user_ids(&mut self, top: &[u32], ranked: &[u32], truth: &[u32]) {
+    /// Protocol 1 from retrieved ids alone (an approximate index): `top` is the best 100
+    /// rows with nothing excluded under the query the `truth` rows were asked with. A
+    /// test row's rank is its position in `top` (ties cannot be told apart, so both tie
+    /// counts are the same); a row not retrieved is a miss, as in TFRS with ScaNN.
+    fn add_protocol1_ids(&mut self, top: &[u32], truth: &[u32]) {
         for &t in truth {
             let rank = top.iter().position(|&x| x == t).unwrap_or(usize::MAX);
             for (i, &k) in TOP_KS.iter().enumerate() {
@@ -180,7 +180,6 @@ impl Tally {
                 self.hits_against[i] += (rank < k) as usize;
             }
         }
-        self.add_protocol2(ranked, truth);
     }
 
     /// Recall and NDCG of one user's ranking (training rows already left out).
@@ -304,10 +303,23 @@ fn group_by_user(test: &[(u32, u32)]) -> (BTreeMap<u32, Vec<u32>>, Vec<u32>) {
 pub trait Retriever: Sync {
     /// The `k` best rows for `user`, best first, skipping `exclude`.
     fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32>;
+
+    /// True when each test interaction has a query of its own; Protocol 1 then retrieves
+    /// with [`Retriever::retrieve_interactions`].
+    fn per_interaction(&self) -> bool {
+        false
+    }
+
+    /// The `k` best rows, best first, under the query of each of `interactions`
+    /// (positions in the test list). Called only when [`Retriever::per_interaction`].
+    fn retrieve_interactions(&self, interactions: &[usize], k: usize) -> Vec<Vec<u32>> {
+        let _ = (interactions, k);
+        Vec::new()
+    }
 }
 
 /// [`evaluate`] for a [`Retriever`]: metrics from retrieved ids, as TFRS computes them for
-/// a ScaNN layer (see `Tally::add_user_ids`).
+/// a ScaNN layer (see `Tally::add_protocol1_ids`).
 pub fn evaluate_retrieved(
     retriever: &dyn Retriever,
     test: &[(u32, u32)],
@@ -315,19 +327,41 @@ pub fn evaluate_retrieved(
 ) -> Metrics {
     let (by_user, users) = group_by_user(test);
     let max_k = TOP_KS.iter().copied().max().unwrap_or(0);
+    let per_interaction = retriever.per_interaction();
     let tally = users
         .par_chunks(USERS_PER_BLOCK)
         .map(|block| {
             let mut t = Tally::default();
             for u in block {
                 let s = seen.get(u).map_or(&[][..], Vec::as_slice);
-                let top = retriever.retrieve(*u, max_k, &[]);
-                let ranked = retriever.retrieve(*u, PROTOCOL2_N, s);
-                t.add_user_ids(&top, &ranked, &by_user[u]);
+                if !per_interaction {
+                    t.add_protocol1_ids(&retriever.retrieve(*u, max_k, &[]), &by_user[u]);
+                }
+                t.add_protocol2(&retriever.retrieve(*u, PROTOCOL2_N, s), &by_user[u]);
             }
             t
         })
         .reduce(Tally::default, Tally::merge);
+    let tally = if per_interaction {
+        let positions: Vec<usize> = (0..test.len()).collect();
+        positions
+            .par_chunks(USERS_PER_BLOCK)
+            .map(|block| {
+                let mut t = Tally::default();
+                for (top, &i) in retriever
+                    .retrieve_interactions(block, max_k)
+                    .iter()
+                    .zip(block)
+                {
+                    t.add_protocol1_ids(top, &[test[i].1]);
+                }
+                t
+            })
+            .reduce(Tally::default, Tally::merge)
+            .merge(tally)
+    } else {
+        tally
+    };
     tally.metrics(test.len(), users.len())
 }
 

@@ -200,15 +200,25 @@ pub fn feature_user(user: &str) -> Result<u32> {
 impl FeatureModel {
     /// Both protocols on `spec`'s test side of `ml` (whose catalogue must be the model's),
     /// each test interaction under its own query with the model's training histories, and
-    /// popularity's on the same split: (model, popularity).
-    pub fn evaluate_on(&self, ml: &Dataset, spec: &SplitSpec) -> Result<(Metrics, Metrics)> {
+    /// popularity's on the same split: (model, popularity). With `index`, ranked through
+    /// that approximate index (see [`crate::feature_model::FeatureRetriever`]).
+    pub fn evaluate_on(
+        &self,
+        ml: &Dataset,
+        spec: &SplitSpec,
+        index: Option<&twotower_index::AnnIndex>,
+    ) -> Result<(Metrics, Metrics)> {
         let (train, test) = ml.split(spec)?;
         same_catalogue(&self.catalogue, ml)?;
         let split = SplitEval::new(ml, &train, &test)?;
         let times: Vec<i64> = test.iter().map(|r| r.timestamp).collect();
         let scorer = self.scorer(&split.test, &times)?;
-        let metrics =
-            crate::eval::evaluate(&scorer, self.catalogue.len(), &split.test, &split.seen);
+        let metrics = match index {
+            Some(index) => {
+                crate::eval::evaluate_retrieved(&scorer.through(index), &split.test, &split.seen)
+            }
+            None => crate::eval::evaluate(&scorer, self.catalogue.len(), &split.test, &split.seen),
+        };
         Ok((metrics, split.popularity()))
     }
 }

@@ -911,6 +911,80 @@ impl Scorer for FeatureScorer<'_> {
     }
 }
 
+/// A feature model's answers through an approximate index, for evaluation (see
+/// [`crate::eval::evaluate_retrieved`]): Protocol 1 ranks each test interaction by its
+/// position among the index's top 100 for the interaction's query. Protocol 2 takes the
+/// index's top 20 (training rows excluded) for the user's query — for a time-dependent
+/// model, for each of the queries its per-user scores average over, ordered by those
+/// scores (the exact ranking, restricted to what the index returns).
+pub struct FeatureRetriever<'a> {
+    scorer: FeatureScorer<'a>,
+    index: &'a twotower_index::AnnIndex,
+}
+
+impl<'a> FeatureScorer<'a> {
+    /// Ranks through `index` instead of by exact scores.
+    pub fn through(self, index: &'a twotower_index::AnnIndex) -> FeatureRetriever<'a> {
+        FeatureRetriever {
+            scorer: self,
+            index,
+        }
+    }
+}
+
+impl FeatureRetriever<'_> {
+    fn search(&self, queries: &[Query<'_>], k: usize, exclude: &[u32]) -> Vec<Vec<u32>> {
+        let dim = self.index.dim().max(1);
+        let v = self
+            .scorer
+            .model
+            .query_vectors(queries)
+            .expect("queries encode");
+        v.chunks(dim)
+            .map(|q| {
+                self.index
+                    .search(q, k, exclude)
+                    .iter()
+                    .map(|n| n.id)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl crate::eval::Retriever for FeatureRetriever<'_> {
+    fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
+        let model = self.scorer.model;
+        if !model.per_interaction() {
+            let now = Query::at(user, model.data.last_time(user) + 1);
+            return self.search(&[now], k, exclude).concat();
+        }
+        let points: Vec<Query> = (model.data.time_points(user, TIME_POINTS).into_iter())
+            .map(|t| Query::at(user, t))
+            .collect();
+        let mut found = self.search(&points, k, exclude).concat();
+        found.sort_unstable();
+        found.dedup();
+        let scores = self.scorer.scores(&[user]);
+        let score = |r: u32| scores.get(r as usize).copied().unwrap_or(f32::NEG_INFINITY);
+        found.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+        found.truncate(k);
+        found
+    }
+
+    fn per_interaction(&self) -> bool {
+        self.scorer.per_interaction()
+    }
+
+    fn retrieve_interactions(&self, interactions: &[usize], k: usize) -> Vec<Vec<u32>> {
+        let queries: Vec<Query> = interactions
+            .iter()
+            .map(|&i| Query::at(self.scorer.test[i].0, self.scorer.times[i]))
+            .collect();
+        self.search(&queries, k, &[])
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -896,3 +896,50 @@ fn generic_logs_take_feature_files_declared_in_the_spec() {
     }
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// `--split cold-items`: a fifth of the items held out entirely; the cold-item metrics
+/// come with their baselines. Ids alone know nothing of a cold item; genres and a history
+/// place it.
+#[test]
+fn cold_items_are_ranked_by_what_is_known_of_them() {
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let (_tmp, spec) = spec_in(
+        "cold",
+        "[query]\nfeatures = [{ kind = \"history\", last = 10, dim = 16 }]\n\
+         [candidate]\nfeatures = [{ kind = \"multi\", column = \"genres\", dim = 16 }]\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--split", "cold-items", "--data-dir", data];
+        args.extend(["--show-user", "", "--json"]);
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let ids = run(&["--preset", "ids", "--epochs", "1"]);
+    let cold = &ids["cold_items"];
+    // 20% of the 1,682 rated movies.
+    assert_eq!(cold["candidates"], 336);
+    assert_eq!(cold["popularity"]["auc"], 0.5);
+    let auc = |v: &Value| v["auc"].as_f64().unwrap();
+    assert!((auc(&cold["model"]) - 0.5).abs() < 0.1, "{cold}");
+    assert_eq!(ids["auc"], cold["model"]["auc"]);
+    let genre_match = auc(&cold["genre_match"]);
+    assert!(genre_match > 0.6, "{cold}");
+    let content = run(&["--towers", spec.to_str().unwrap(), "--epochs", "2"]);
+    assert!(auc(&content) > 0.6, "{}", content["cold_items"]);
+    assert!(auc(&content) > auc(&cold["model"]) + 0.1);
+    // Training never saw a cold item, so the popularity baseline ranks none of them.
+    assert_eq!(content["popularity"]["factorized_top_k"]["100"], 0.0);
+    fails_with(
+        &[
+            "train",
+            "--split",
+            "cold-items",
+            "--cold-fraction",
+            "1.5",
+            "--data-dir",
+            data,
+        ],
+        &["--cold-fraction"],
+    );
+}

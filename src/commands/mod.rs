@@ -30,7 +30,9 @@ pub struct DataSplitArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Split: an official fold of MovieLens 100K (u1..u5, ua, ub), `random`, `last` (each
-    /// user's last --n interactions by time) or `time` (before --before).
+    /// user's last --n interactions by time), `time` (before --before) or `cold-items` (every
+    /// interaction of a seeded --cold-fraction of the items is test; training never sees
+    /// them).
     #[arg(long, default_value = "u1")]
     pub split: String,
     /// With `--split last`: test interactions per user.
@@ -42,9 +44,12 @@ pub struct DataSplitArgs {
     /// With `--split random`: the fraction of ratings held out for testing.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
-    /// With `--split random`: the shuffle seed.
+    /// With `--split random` or `cold-items`: the shuffle seed.
     #[arg(long, default_value_t = 42)]
     pub split_seed: u64,
+    /// With `--split cold-items`: the fraction of the items held out.
+    #[arg(long, default_value_t = 0.2)]
+    pub cold_fraction: f64,
     /// An interaction log instead of a MovieLens folder: CSV, TSV or Parquet (by extension),
     /// one row per interaction with integer user and item ids (every row a positive).
     #[arg(long, value_name = "FILE", conflicts_with = "train")]
@@ -90,6 +95,7 @@ impl DataSplitArgs {
             seed: self.split_seed,
             n: self.n,
             before: self.before,
+            cold_fraction: self.cold_fraction,
         };
         SplitSpec::named(&self.split, params).with_context(|| format!("--split {}", self.split))
     }

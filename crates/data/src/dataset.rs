@@ -185,6 +185,9 @@ impl Dataset {
             }
             SplitSpec::LastPerUser { n } => crate::split::last_per_user(&self.ratings, *n)?,
             SplitSpec::TimeBefore { cut } => crate::split::time_cut(&self.ratings, *cut)?,
+            SplitSpec::ColdItems { fraction, seed } => {
+                crate::split::cold_items(&self.ratings, *fraction, *seed)?
+            }
         };
         Ok((train, test))
     }

@@ -25,6 +25,9 @@ pub enum SplitSpec {
     LastPerUser { n: usize },
     /// Interactions before `cut` (a Unix timestamp) train, the rest test.
     TimeBefore { cut: i64 },
+    /// Every interaction of a seeded `fraction` of the items is the test set: training
+    /// never sees those items (see [`cold_items`]).
+    ColdItems { fraction: f64, seed: u64 },
 }
 
 /// What a split by name may need besides its name (see [`SplitSpec::named`]).
@@ -37,6 +40,8 @@ pub struct SplitParams {
     pub n: usize,
     /// `time`: the Unix timestamp where test begins.
     pub before: Option<i64>,
+    /// `cold-items`: the fraction of the items held out (with `seed`).
+    pub cold_fraction: f64,
 }
 
 impl Default for SplitParams {
@@ -47,6 +52,7 @@ impl Default for SplitParams {
             seed: 42,
             n: 1,
             before: None,
+            cold_fraction: 0.2,
         }
     }
 }
@@ -61,6 +67,10 @@ impl SplitSpec {
                 seed: p.seed,
             }),
             "last" => Ok(SplitSpec::LastPerUser { n: p.n }),
+            "cold-items" => Ok(SplitSpec::ColdItems {
+                fraction: p.cold_fraction,
+                seed: p.seed,
+            }),
             "time" => p
                 .before
                 .map(|cut| SplitSpec::TimeBefore { cut })
@@ -69,7 +79,7 @@ impl SplitSpec {
                 }),
             f if FOLDS.contains(&f) => Ok(SplitSpec::Fold(f.into())),
             other => Err(DataError::Invalid(format!(
-                "split {}: expected one of {}, `random`, `last` or `time`",
+                "split {}: expected one of {}, `random`, `last`, `time` or `cold-items`",
                 crate::shown(other),
                 FOLDS.join(", ")
             ))),
@@ -89,6 +99,9 @@ impl SplitSpec {
             }
             SplitSpec::LastPerUser { n } => format!("last {n} per user"),
             SplitSpec::TimeBefore { cut } => format!("time before {cut}"),
+            SplitSpec::ColdItems { fraction, seed } => {
+                format!("cold-items(cold_fraction={fraction}, seed={seed})")
+            }
         }
     }
 }
@@ -171,6 +184,36 @@ pub fn last_per_user(
     nonempty(train, test, &format!("leaving the last {n} per user out"))
 }
 
+/// Cold items: the distinct items of `rows` (in id order) are shuffled with `seed`; the
+/// first `round(fraction × items)` (at least one) are cold, and every interaction with a
+/// cold item is the test set. Training never sees a cold item.
+pub fn cold_items(
+    rows: &[Interaction],
+    fraction: f64,
+    seed: u64,
+) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(DataError::Invalid(format!(
+            "--cold-fraction must be between 0 and 1 (exclusive), got {fraction}"
+        )));
+    }
+    let mut items: Vec<u32> = rows.iter().map(|r| r.item).collect();
+    items.sort_unstable();
+    items.dedup();
+    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let n_cold = ((items.len() as f64 * fraction).round() as usize).max(1);
+    let mut cold: Vec<u32> = items.into_iter().take(n_cold).collect();
+    cold.sort_unstable();
+    let (test, train): (Vec<Interaction>, Vec<Interaction>) = rows
+        .iter()
+        .partition(|r| cold.binary_search(&r.item).is_ok());
+    nonempty(
+        train,
+        test,
+        &format!("holding out a fraction of {fraction} of the items"),
+    )
+}
+
 /// Global time cut: interactions with `timestamp < cut` train, the others test.
 pub fn time_cut(rows: &[Interaction], cut: i64) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
     let (train, test): (Vec<Interaction>, Vec<Interaction>) =
@@ -191,6 +234,32 @@ mod tests {
                 timestamp: 0,
             })
             .collect()
+    }
+
+    #[test]
+    fn cold_items_never_reach_training() {
+        let all: Vec<Interaction> = (0..2000)
+            .map(|i| Interaction {
+                user: i % 37,
+                item: i % 50,
+                rating: 1.0,
+                timestamp: 0,
+            })
+            .collect();
+        let (train, test) = cold_items(&all, 0.2, 7).unwrap();
+        assert_eq!(train.len() + test.len(), all.len());
+        let items = |rows: &[Interaction]| {
+            let mut v: Vec<u32> = rows.iter().map(|r| r.item).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let (seen, cold) = (items(&train), items(&test));
+        assert_eq!(cold.len(), 10);
+        assert!(cold.iter().all(|i| seen.binary_search(i).is_err()));
+        assert_eq!(cold_items(&all, 0.2, 7).unwrap().1, test);
+        assert_ne!(items(&cold_items(&all, 0.2, 8).unwrap().1), cold);
+        assert!(cold_items(&all, 1.0, 7).is_err());
     }
 
     #[test]

@@ -366,7 +366,7 @@ pub fn evaluate_retrieved(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Retrieval from fixed scores: the exact ranking, so it must match [`evaluate`].
@@ -394,7 +394,8 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    struct Fixed(Vec<Vec<f32>>);
+    /// Fixed scores: row `u` for user `u`.
+    pub(crate) struct Fixed(pub Vec<Vec<f32>>);
     impl Scorer for Fixed {
         fn scores(&self, users: &[u32]) -> Vec<f32> {
             users

@@ -42,6 +42,7 @@ impl FeatureExperiment {
         files: FeatureFiles,
     ) -> Result<Self> {
         let (mut train, mut test) = ml.split(split)?;
+        let held_out = crate::pipeline::cold_rows(ml, split, &test);
         let mut label = split.label();
         if let Some(f) = validation {
             (train, test) = random_split(&train, f, config.seed)
@@ -51,8 +52,14 @@ impl FeatureExperiment {
         let (model, trainer) = FeatureModel::new(config, towers, ml, &train, files)?;
         let mut dataset = DatasetInfo::of(ml, &train, test.len());
         dataset.split = label;
+        let mut eval_split = SplitEval::new(ml, &train, &test)?;
+        eval_split.mark_cold(ml, split, validation);
+        let mut trainer = trainer;
+        if let Some(rows) = held_out {
+            trainer.exclude_candidates(rows, ml.movies.len());
+        }
         Ok(FeatureExperiment {
-            split: SplitEval::new(ml, &train, &test)?,
+            split: eval_split,
             test_times: test.iter().map(|r| r.timestamp).collect(),
             model,
             trainer,
@@ -127,6 +134,8 @@ impl FeatureExperiment {
     ) -> Result<TrainReport<'_>> {
         let start = Instant::now();
         let metrics = self.evaluate()?;
+        let scorer = self.model.scorer(&self.split.test, &self.test_times)?;
+        let cold_items = self.split.cold_report(&scorer);
         let eval_seconds = start.elapsed().as_secs_f64();
         let recommendations = match show {
             Some((user, k)) => {
@@ -149,6 +158,8 @@ impl FeatureExperiment {
             model_dir: None,
             max_examples: None,
             eval_sample: None,
+            auc: cold_items.as_ref().map(|c| c.model.auc),
+            cold_items,
         })
     }
 

@@ -28,7 +28,7 @@ use crate::nn::{
 use crate::optimizer::TowerOptimizer;
 use crate::spec::{Columns, FeatureSpec, HistoryFrom, TowersSpec};
 use crate::towers::{year_of, Catalogue};
-use crate::trainer::{add_l2, logq_bias, within_budget, EpochStats};
+use crate::trainer::{add_l2, exclude, logq_bias, within_budget, EpochStats};
 use crate::{ModelError, Result};
 
 /// What the query tower can know: users' features and their training interactions by time.
@@ -495,6 +495,12 @@ impl FeatureTrainer {
     /// True when there are no examples (never, after [`FeatureModel::new`]).
     pub fn is_empty(&self) -> bool {
         self.examples.is_empty()
+    }
+
+    /// Leaves the catalogue rows `rows` (of `n`) out of training: never a negative (a
+    /// cold-items split's held-out items, which training must not see).
+    pub fn exclude_candidates(&mut self, rows: impl IntoIterator<Item = u32>, n: usize) {
+        exclude(&mut self.logq_bias, rows, n);
     }
 
     /// Stops training after `max_examples` examples in all (`None`: no cap); the epoch
@@ -991,7 +997,7 @@ pub(crate) mod tests {
     use twotower_data::feature_table::Numbering;
     use twotower_data::Format;
 
-    fn tiny() -> Dataset {
+    pub(crate) fn tiny() -> Dataset {
         let genres = ["Action", "Drama", "Comedy"];
         let movies: Vec<Movie> = (1..=12)
             .map(|i| Movie {

@@ -26,6 +26,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cold;
 pub mod config;
 pub mod embedding;
 mod error;

@@ -42,6 +42,25 @@ pub struct SplitEval {
     /// Every training interaction's row.
     pub train_rows: Vec<u32>,
     n_rows: usize,
+    /// On a cold-items split, the cold rows (every test row) and the genre-match
+    /// baseline (see [`SplitEval::mark_cold`]).
+    cold: Option<(Vec<u32>, crate::cold::GenreMatch)>,
+}
+
+/// On a cold-items split, the catalogue rows of its held-out items (those of `test`, the
+/// split's test side): training leaves them out of its softmax, so it never sees them.
+pub(crate) fn cold_rows(ml: &Dataset, spec: &SplitSpec, test: &[Interaction]) -> Option<Vec<u32>> {
+    if !matches!(spec, SplitSpec::ColdItems { .. }) {
+        return None;
+    }
+    let row_of = ml.row_of_id();
+    let mut rows: Vec<u32> = test
+        .iter()
+        .filter_map(|r| row_of.get(&r.item).map(|&x| x as u32))
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    Some(rows)
 }
 
 /// Refuses data whose catalogue is not the model's `catalogue` (rows and ids alike).
@@ -88,6 +107,36 @@ impl SplitEval {
             seen,
             train_rows,
             n_rows: ml.movies.len(),
+            cold: None,
+        })
+    }
+
+    /// Marks the test rows as cold items (a `cold-items` split, evaluated on its test
+    /// side: `spec` is the split and `validation` the carve, if any); `ml` gives the
+    /// genres of the genre-match baseline.
+    pub fn mark_cold(&mut self, ml: &Dataset, spec: &SplitSpec, validation: Option<f64>) {
+        if !matches!(spec, SplitSpec::ColdItems { .. }) || validation.is_some() {
+            return;
+        }
+        let mut rows: Vec<u32> = self.test.iter().map(|&(_, r)| r).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let baseline = crate::cold::GenreMatch::new(&ml.movies, &self.seen);
+        self.cold = Some((rows, baseline));
+    }
+
+    /// On a cold-items split, `scorer`'s cold-item metrics beside popularity's and the
+    /// genre-match baseline's.
+    pub fn cold_report(&self, scorer: &dyn crate::eval::Scorer) -> Option<crate::cold::ColdReport> {
+        use crate::cold::evaluate_cold;
+        let (rows, genre_match) = self.cold.as_ref()?;
+        let popularity = Popularity::new(self.n_rows, self.train_rows.iter().copied());
+        let on = |s: &dyn crate::eval::Scorer| evaluate_cold(s, self.n_rows, &self.test, rows);
+        Some(crate::cold::ColdReport {
+            candidates: rows.len(),
+            model: on(scorer),
+            popularity: on(&popularity),
+            genre_match: on(genre_match),
         })
     }
 
@@ -183,6 +232,7 @@ impl Experiment {
         config: TrainConfig,
     ) -> Result<Self> {
         let (mut train, mut test) = ml.split(spec)?;
+        let held_out = cold_rows(&ml, spec, &test);
         if validation.is_none() && !matches!(spec, SplitSpec::Files { .. }) {
             ml.ratings = Vec::new();
         }
@@ -194,6 +244,15 @@ impl Experiment {
         }
         let mut exp = Experiment::new(&ml, train, test, config)?;
         exp.dataset.split = label;
+        exp.split.mark_cold(&ml, spec, validation);
+        if let Some(rows) = held_out {
+            let keys: Vec<u32> = rows
+                .iter()
+                .map(|&r| exp.model.row_keys[r as usize])
+                .collect();
+            let n = exp.model.candidate.vocab.len();
+            exp.trainer.exclude_candidates(keys, n);
+        }
         Ok(exp)
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use twotower_index::Neighbor;
 
 use crate::checkpoint::{DatasetInfo, ModelCard, SavedModel};
+use crate::cold::ColdReport;
 use crate::eval::{Metrics, NDCG_KS, RECALL_KS, TOP_KS};
 use crate::pipeline::Experiment;
 use crate::towers::{Catalogue, ItemView, TwoTowerModel};
@@ -209,6 +210,12 @@ pub struct TrainReport<'a> {
     pub max_examples: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_sample: Option<EvalSample>,
+    /// On a cold-items split: the model's mean per-user AUC over the cold items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    /// On a cold-items split: the cold-item metrics of the model and its baselines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_items: Option<ColdReport>,
 }
 
 impl TrainReport<'_> {
@@ -247,6 +254,9 @@ impl fmt::Display for TrainReport<'_> {
             )?;
         }
         write!(f, "{}", self.table())?;
+        if let Some(c) = &self.cold_items {
+            write!(f, "{c}")?;
+        }
         if let Some(r) = &self.recommendations {
             let unknown = if r.known_user {
                 ""
@@ -278,6 +288,9 @@ impl Experiment {
     pub fn report(&self, train_seconds: f64, show: Option<(&str, usize)>) -> TrainReport<'_> {
         let start = std::time::Instant::now();
         let metrics = self.evaluate();
+        let cold_items = self
+            .split
+            .cold_report(&crate::eval::ModelScorer::new(&self.model));
         let eval_seconds = start.elapsed().as_secs_f64();
         let recommendations = show.map(|(user, k)| {
             let r = self
@@ -299,6 +312,8 @@ impl Experiment {
             model_dir: None,
             max_examples: None,
             eval_sample: None,
+            auc: cold_items.as_ref().map(|c| c.model.auc),
+            cold_items,
         }
     }
 

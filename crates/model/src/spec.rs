@@ -875,6 +875,11 @@ features = [
                 &ml,
             ),
             (
+                "movielens-cold",
+                include_str!("../../../towers/movielens-cold.toml"),
+                &ml,
+            ),
+            (
                 "lastfm-history",
                 include_str!("../../../towers/lastfm-history.toml"),
                 &lastfm,

@@ -77,7 +77,8 @@ pub struct Trainer {
     cand_opt: TowerOptimizer,
     users: UniqueIds,
     cands: UniqueIds,
-    /// −ln(sampling probability) per candidate index, for the logQ correction.
+    /// −ln(sampling probability) per candidate index, for the logQ correction, and
+    /// [`EXCLUDED`] for candidates left out of training (empty: no bias).
     logq_bias: Vec<f32>,
     /// Scratch for the batch's logits matrix, reused across batches.
     logits: Vec<f32>,
@@ -97,6 +98,24 @@ pub(crate) fn within_budget<'a, T>(budget: &mut Option<usize>, chunk: &'a [T]) -
             Some(&chunk[..take])
         }
         None => Some(chunk),
+    }
+}
+
+/// The logit bias of a candidate excluded from training's softmax: its probability is 0
+/// (the fast `exp` is exactly 0 this far below the positive's logit), so it gets no
+/// gradient, as if it were not in the catalogue.
+pub(crate) const EXCLUDED: f32 = -1e4;
+
+/// Sets `bias` (empty, or one entry per candidate) to [`EXCLUDED`] at `ids`, for a
+/// catalogue of `n` candidates.
+pub(crate) fn exclude(bias: &mut Vec<f32>, ids: impl IntoIterator<Item = u32>, n: usize) {
+    if bias.is_empty() {
+        *bias = vec![0.0; n];
+    }
+    for id in ids {
+        if let Some(b) = bias.get_mut(id as usize) {
+            *b = EXCLUDED;
+        }
     }
 }
 
@@ -219,6 +238,12 @@ impl Trainer {
             product_gflops_per_second: flops / product_seconds.max(1e-12) / 1e9,
             metrics: None,
         }
+    }
+
+    /// Leaves the candidates `ids` (vocabulary indices, of `n`) out of training: never a
+    /// negative (a cold-items split's held-out items, which training must not see).
+    pub fn exclude_candidates(&mut self, ids: impl IntoIterator<Item = u32>, n: usize) {
+        exclude(&mut self.logq_bias, ids, n);
     }
 
     /// Caps the examples trained on from now on, over all epochs (the last batch is cut

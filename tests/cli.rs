@@ -410,10 +410,25 @@ fn a_new_user_is_answered_from_their_history() {
     let out = run_ok(&["recommend", "--model", model, "--history", "50,99999,181"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("99999") && err.contains("skipped"), "{err}");
-    fails_with(
-        &["recommend", "--model", model, "--history", "99999"],
-        &["none of its ids"],
+    // No known id: the most popular movies of training (u1.base: 50, 181, 258), said so.
+    let out = run_ok(&[
+        "recommend",
+        "--model",
+        model,
+        "--history",
+        "99999",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("none of its ids") && err.contains("most popular"),
+        "{err}"
     );
+    let popular: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first: Vec<&str> = (0..3)
+        .map(|i| popular["items"][i]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ["50", "181", "258"]);
     let ids = tmp.join("ids");
     train_u1_once(data, ids.to_str().unwrap(), &["--preset", "ids"]);
     fails_with(

@@ -147,6 +147,10 @@ fn every_route_and_every_bad_request() {
     assert_error(c, &b, 400, "parameter k");
     let (c, b) = s.post("/v1/recommend", r#"{"users": ["42"], "kk": 3}"#);
     assert_error(c, &b, 422, "kk");
+    let (c, b) = s.post("/v1/recommend", r#"{"history": [50, 181]}"#);
+    assert_error(c, &b, 400, "id model");
+    let (c, b) = s.post("/v1/recommend", r#"{"k": 3}"#);
+    assert_error(c, &b, 400, "`history`");
     let (c, b) = s.post_declaring("/v1/recommend", 100_000);
     assert_error(c, &b, 413, "over the limit");
     let (c, b) = s.get("/v1/nothing-here");
@@ -255,6 +259,40 @@ fn a_feature_model_is_served() {
     let (code, card) = s.get("/v1/model");
     assert_eq!(code, 200);
     assert_eq!(card["card"]["format_version"], 2);
+    assert!(card["card"]["towers"].as_str().unwrap().contains("history"));
+    // A new user by their history: the same answer as `recommend --history`; unknown ids
+    // listed and skipped; none known, the most popular items, said so.
+    let visitor = common::ok_json(&[
+        "recommend",
+        "--model",
+        model.to_str().unwrap(),
+        "--history",
+        "3,10,17",
+        "-k",
+        "5",
+        "--json",
+    ]);
+    let (code, v) = s.post(
+        "/v1/recommend",
+        r#"{"history": [3, "10", 999, 17], "k": 5}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(ids(&v["items"]), ids(&visitor["items"]));
+    assert_eq!(v["known_user"], false);
+    assert_eq!(v["history"]["used"], 3);
+    assert_eq!(v["history"]["skipped"], serde_json::json!(["999"]));
+    let (code, v) = s.post("/v1/recommend", r#"{"history": [999], "k": 3}"#);
+    assert_eq!(code, 200, "{v}");
+    assert!(v["note"].as_str().unwrap().contains("most popular"), "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 3);
+    for bad in [
+        r#"{"history": []}"#,
+        r#"{"users": [3], "history": [3]}"#,
+        r#"{"history": [[3]]}"#,
+    ] {
+        let (code, body) = s.post("/v1/recommend", bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
     let (code, body) = s.get("/v1/recommend?user=x3");
     assert_error(code, &body, 400, "not an integer id");
     let (code, body) = s.get("/v1/recommend?user=3&approximate=true");

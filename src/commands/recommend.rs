@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use twotower_index::Index;
 use twotower_model::feature_answer::{feature_user, AnyModel};
-use twotower_model::towers::Catalogue;
 use twotower_model::IndexedModel;
 
 #[derive(Args)]
@@ -72,9 +71,22 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                     .pop()
                     .context("no answer for the user")?,
                 None => {
-                    let rows = history_rows(&m.catalogue, &args.history)?;
-                    known_history = rows.len();
-                    m.recommend_visitor(&index, &rows, args.k, args.exclude_seen)?
+                    let answer =
+                        m.recommend_history(&index, &args.history, args.k, args.exclude_seen)?;
+                    for id in &answer.skipped {
+                        eprintln!(
+                            "warning: --history: no movie with id {}; skipped",
+                            twotower_data::shown(id)
+                        );
+                    }
+                    if answer.popularity {
+                        eprintln!(
+                            "warning: --history: none of its ids is in the model's catalogue; \
+                             answering with the most popular movies"
+                        );
+                    }
+                    known_history = answer.used;
+                    answer.recommendations
                 }
             };
             (saved.model.catalogue, recs)
@@ -99,23 +111,4 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     }
     print!("{}", catalogue.ranked(&recs.items));
     Ok(())
-}
-
-/// The catalogue rows of `--history`'s ids, in order; an id not in the catalogue is said
-/// and skipped, and a history with none left is an error.
-fn history_rows(catalogue: &Catalogue, ids: &[String]) -> Result<Vec<u32>> {
-    let mut rows = Vec::new();
-    for id in ids {
-        match catalogue.find(id.trim()) {
-            Some(r) => rows.push(r as u32),
-            None => eprintln!(
-                "warning: --history: no movie with id {}; skipped",
-                twotower_data::shown(id)
-            ),
-        }
-    }
-    if rows.is_empty() {
-        bail!("--history: none of its ids is in the model's catalogue");
-    }
-    Ok(rows)
 }

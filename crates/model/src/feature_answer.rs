@@ -85,6 +85,19 @@ impl FeatureModel {
         k: usize,
         exclude_given: bool,
     ) -> Result<Recommendations> {
+        self.require_history_tower()?;
+        let q = self.query_vectors(&[Query::visitor(rows, self.data.latest_time() + 1)])?;
+        let seen: &[u32] = if exclude_given { rows } else { &[] };
+        let d = self.candidate.tower.output_width();
+        let mut ranked = search(index, &q, d, k.min(self.catalogue.len()), &[seen])?;
+        Ok(Recommendations {
+            known_user: false,
+            items: ranked.pop().unwrap_or_default(),
+        })
+    }
+
+    /// An error unless the query tower reads a history (what describes a visitor).
+    fn require_history_tower(&self) -> Result<()> {
         let reads_history = self
             .spec
             .query
@@ -98,14 +111,51 @@ impl FeatureModel {
                     .into(),
             ));
         }
-        let q = self.query_vectors(&[Query::visitor(rows, self.data.latest_time() + 1)])?;
-        let seen: &[u32] = if exclude_given { rows } else { &[] };
-        let d = self.candidate.tower.output_width();
-        let mut ranked = search(index, &q, d, k.min(self.catalogue.len()), &[seen])?;
-        Ok(Recommendations {
-            known_user: false,
-            items: ranked.pop().unwrap_or_default(),
+        Ok(())
+    }
+
+    /// A visitor described by the item ids `ids` (oldest first): ids not in the catalogue
+    /// are skipped (and listed in the answer); when none is left, the answer is the most
+    /// popular items of training, and says so. See [`FeatureModel::recommend_visitor`].
+    pub fn recommend_history(
+        &self,
+        index: &Index,
+        ids: &[String],
+        k: usize,
+        exclude_given: bool,
+    ) -> Result<VisitorAnswer> {
+        let (rows, skipped) = self.catalogue.rows_of_ids(ids);
+        if rows.is_empty() {
+            self.require_history_tower()?;
+            return Ok(VisitorAnswer {
+                recommendations: self.popular(k),
+                used: 0,
+                skipped,
+                popularity: true,
+            });
+        }
+        Ok(VisitorAnswer {
+            recommendations: self.recommend_visitor(index, &rows, k, exclude_given)?,
+            used: rows.len(),
+            skipped,
+            popularity: false,
         })
+    }
+
+    /// The `k` items most often interacted with in training (scored by that count).
+    pub fn popular(&self, k: usize) -> Recommendations {
+        let mut counts = vec![0f32; self.catalogue.len()];
+        for u in self.data.user_ids() {
+            for r in self.data.rows_of(u) {
+                if let Some(c) = counts.get_mut(r as usize) {
+                    *c += 1.0;
+                }
+            }
+        }
+        Recommendations {
+            known_user: false,
+            items: twotower_index::top_k(&counts, k, &[]),
+        }
     }
 
     /// [`FeatureModel::recommend_batch`] for one user, with an index built for it.
@@ -158,6 +208,18 @@ impl IndexedModel for SavedFeatureModel {
     fn own_queries(&self, n: usize, seed: u64) -> Result<Vec<f32>> {
         self.model.sample_queries(n, seed)
     }
+}
+
+/// The answer to a visitor's history (see [`FeatureModel::recommend_history`]).
+#[derive(Debug, Clone)]
+pub struct VisitorAnswer {
+    pub recommendations: Recommendations,
+    /// How many of the history's ids are in the catalogue (and were read).
+    pub used: usize,
+    /// The ids that are not.
+    pub skipped: Vec<String>,
+    /// True when no id was known and the answer is the most popular items.
+    pub popularity: bool,
 }
 
 /// A model folder of either format.

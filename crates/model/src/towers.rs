@@ -158,6 +158,19 @@ impl Catalogue {
         }
     }
 
+    /// The rows of the item ids `ids`, in order, and the ids not in the catalogue.
+    pub fn rows_of_ids(&self, ids: &[String]) -> (Vec<u32>, Vec<String>) {
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.ids.iter().position(|x| x == id.trim()) {
+                Some(r) => rows.push(r as u32),
+                None => unknown.push(id.clone()),
+            }
+        }
+        (rows, unknown)
+    }
+
     /// The row of an id, or else of an exact title.
     pub fn find(&self, id_or_title: &str) -> Option<usize> {
         self.ids

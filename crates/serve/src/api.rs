@@ -27,6 +27,8 @@ pub const MAX_K: usize = 1000;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most users one batched request may name.
 const MAX_USERS: usize = 1000;
+/// Most items a new user's history may list.
+const MAX_HISTORY: usize = 1000;
 /// The most results (users × k) one request may ask for: 1,000 users × k = 20, or 20
 /// users × k = 1,000. Larger requests are answered 400 naming the limit.
 pub const MAX_RESULTS: usize = 20_000;
@@ -318,7 +320,11 @@ async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecommendBody {
-    users: Vec<Value>,
+    #[serde(default)]
+    users: Option<Vec<Value>>,
+    /// A new user's items, oldest first (instead of `users`).
+    #[serde(default)]
+    history: Option<Vec<Value>>,
     #[serde(default)]
     k: Option<Value>,
     #[serde(default)]
@@ -338,30 +344,26 @@ async fn recommend_post(
     })?;
     let loaded = ready(&state)?;
     choose_index(&loaded, body.approximate)?;
-    if body.users.is_empty() || body.users.len() > MAX_USERS {
-        return Err(ApiError::bad(format!(
-            "field users must list 1 to {MAX_USERS} user ids, got {}",
-            body.users.len()
-        )));
-    }
-    let users: Vec<String> = body
-        .users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| match u {
-            Value::String(s) => check_name(s, &format!("users[{i}]")).map(|_| s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            _ => Err(ApiError::bad(format!(
-                "field users[{i}] must be a string or number"
-            ))),
-        })
-        .collect::<Result<_, _>>()?;
     let k_text = match &body.k {
         None => None,
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => Some(other.to_string()),
     };
     let (k, note) = parse_k(k_text.as_deref(), "k", 10)?;
+    let users = match (&body.users, &body.history) {
+        (Some(users), None) => users,
+        (None, Some(history)) => {
+            let ids = names(history, "history", MAX_HISTORY)?;
+            return recommend_history(&state, loaded, ids, k, &body, note).await;
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "the body needs one of `users` (known users' ids) or `history` (a new \
+                 user's item ids, oldest first)",
+            ))
+        }
+    };
+    let users = names(users, "users", MAX_USERS)?;
     check_budget(users.len(), k)?;
     let (approximate, exclude_seen) = (body.approximate, body.exclude_seen);
     let flops = loaded.scan_flops(users.len());
@@ -384,6 +386,67 @@ async fn recommend_post(
     let mut out = json!({ "results": results });
     if let Some(n) = note {
         out["note"] = json!(n);
+    }
+    Ok(Json(out))
+}
+
+/// The strings or numbers of field `field` (1 to `max` of them) as names.
+fn names(values: &[Value], field: &str, max: usize) -> Result<Vec<String>, ApiError> {
+    if values.is_empty() || values.len() > max {
+        return Err(ApiError::bad(format!(
+            "field {field} must list 1 to {max} ids, got {}",
+            values.len()
+        )));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, u)| match u {
+            Value::String(s) => check_name(s, &format!("{field}[{i}]")).map(|_| s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(ApiError::bad(format!(
+                "field {field}[{i}] must be a string or number"
+            ))),
+        })
+        .collect()
+}
+
+/// `POST /v1/recommend` with a `history`: a new user's answer, the history's unknown ids
+/// listed, and a note when none was known (the most popular items then).
+async fn recommend_history(
+    state: &Arc<AppState>,
+    loaded: Arc<Loaded>,
+    ids: Vec<String>,
+    k: usize,
+    body: &RecommendBody,
+    note: Option<String>,
+) -> ApiResult {
+    let (approximate, exclude_given) = (body.approximate, body.exclude_seen);
+    let flops = loaded.scan_flops(1);
+    let mut out = compute(state, flops, move || {
+        // Checked before the job was queued: the fallback is never taken.
+        let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
+        let answer = loaded
+            .recommend_history(index, &ids, k, exclude_given)
+            .map_err(|e| ApiError::bad(format!("field history: {e}")))?;
+        let mut v = json!(loaded
+            .catalogue()
+            .user_items("visitor", &answer.recommendations));
+        v["history"] = json!({ "used": answer.used, "skipped": answer.skipped });
+        if answer.popularity {
+            v["note"] = json!(
+                "none of the history's ids is in the catalogue: the most popular items of \
+                 training"
+            );
+        }
+        Ok::<_, ApiError>(v)
+    })
+    .await??;
+    if let Some(n) = note {
+        out["note"] = match out["note"].as_str() {
+            Some(first) => json!(format!("{first}; {n}")),
+            None => json!(n),
+        };
     }
     Ok(Json(out))
 }

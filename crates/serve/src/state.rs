@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 use twotower_index::{BruteForceIndex, Index, Neighbor};
-use twotower_model::feature_answer::{feature_user, AnyModel};
+use twotower_model::feature_answer::{feature_user, AnyModel, VisitorAnswer};
 use twotower_model::feature_folder::SavedFeatureModel;
 use twotower_model::towers::Catalogue;
 use twotower_model::{IndexedModel, Recommendations, Result, SavedModel, TitleIndex};
@@ -87,6 +87,26 @@ impl Loaded {
                     .recommend_batch(index, &ids, k, exclude_seen)
                     .map_err(|e| e.to_string())
             }
+        }
+    }
+
+    /// A visitor described by item ids, oldest first (see
+    /// `FeatureModel::recommend_history`); an id model has no history tower to read them.
+    pub fn recommend_history(
+        &self,
+        index: &Index,
+        ids: &[String],
+        k: usize,
+        exclude_given: bool,
+    ) -> std::result::Result<VisitorAnswer, String> {
+        match &self.served {
+            Served::Ids(_) => Err("this is an id model: its query tower reads no history; \
+                 describe known users by `users`"
+                .into()),
+            Served::Features(m, _) => m
+                .model
+                .recommend_history(index, ids, k, exclude_given)
+                .map_err(|e| e.to_string()),
         }
     }
 

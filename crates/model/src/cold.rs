@@ -277,7 +277,7 @@ mod tests {
 
     /// On a cold-items split, training never touches a held-out item: its id row (in
     /// either kind of model) is still its initial value after training, though the full
-    /// softmax ranges over the catalogue.
+    /// softmax ranges over the catalogue; a feature model has no row of its own for it.
     #[test]
     fn held_out_items_stay_untrained() {
         use crate::feature_experiment::FeatureExperiment;
@@ -332,6 +332,8 @@ mod tests {
             panic!("item ids");
         };
         for (row, &key) in ids.ids.iter().enumerate() {
+            // A held-out item is not in the vocabulary: it reads the (untrained) OOV row.
+            assert_eq!(key == 0, cold.contains(&row), "feature model, row {row}");
             let same = before.row(key as usize) == after.row(key as usize);
             assert_eq!(same, cold.contains(&row), "feature model, row {row}");
         }

@@ -49,15 +49,12 @@ impl FeatureExperiment {
                 .map_err(|e| ModelError::Config(format!("validation fraction {f}: {e}")))?;
             label = format!("{label} training side, validation fraction {f}");
         }
-        let (model, trainer) = FeatureModel::new(config, towers, ml, &train, files)?;
+        let held: &[u32] = held_out.as_deref().unwrap_or_default();
+        let (model, trainer) = FeatureModel::new_without(config, towers, ml, &train, files, held)?;
         let mut dataset = DatasetInfo::of(ml, &train, test.len());
         dataset.split = label;
         let mut eval_split = SplitEval::new(ml, &train, &test)?;
         eval_split.mark_cold(ml, split, validation);
-        let mut trainer = trainer;
-        if let Some(rows) = held_out {
-            trainer.exclude_candidates(rows, ml.movies.len());
-        }
         Ok(FeatureExperiment {
             split: eval_split,
             test_times: test.iter().map(|r| r.timestamp).collect(),

@@ -313,7 +313,8 @@ pub struct FeatureTrainer {
     rng: rand_chacha::ChaCha8Rng,
     query_opt: TowerOptimizer,
     cand_opt: TowerOptimizer,
-    /// −log of each catalogue row's share of the positives, with the logQ correction.
+    /// −log of each catalogue row's share of the positives, with the logQ correction, and
+    /// `trainer::EXCLUDED` for rows left out of training (empty: no bias).
     logq_bias: Vec<f32>,
     /// Histories that read the candidate tower's item table.
     ties: Vec<Tie>,
@@ -331,6 +332,21 @@ impl FeatureModel {
         ml: &Dataset,
         train: &[Interaction],
         files: FeatureFiles,
+    ) -> Result<(Self, FeatureTrainer)> {
+        Self::new_without(config, spec, ml, train, files, &[])
+    }
+
+    /// [`FeatureModel::new`] for a catalogue whose rows `held_out` training must never
+    /// see (a cold-items split): the candidate tower's preprocessing (vocabularies, text
+    /// tokens, statistics) is fitted on the other rows, so a held-out item's id is out of
+    /// vocabulary, and the softmax leaves those rows out.
+    pub fn new_without(
+        config: TrainConfig,
+        spec: TowersSpec,
+        ml: &Dataset,
+        train: &[Interaction],
+        files: FeatureFiles,
+        held_out: &[u32],
     ) -> Result<(Self, FeatureTrainer)> {
         spec.check(&spec.with_declared(columns_of(ml))?)?;
         let config = config.for_catalogue(ml.movies.len());
@@ -356,10 +372,17 @@ impl FeatureModel {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
         let movies = ml.movies.clone();
         let n = movies.len();
+        let mut cold = vec![false; n];
+        for &r in held_out {
+            if let Some(c) = cold.get_mut(r as usize) {
+                *c = true;
+            }
+        }
+        let known: Vec<usize> = (0..n).filter(|&r| !cold[r]).collect();
         let candidate = FeatureTower::fit(
             &spec.candidate,
-            n,
-            &|r, c| item_value(&movies[r], &item_features, c),
+            known.len(),
+            &|i, c| item_value(&movies[known[i]], &item_features, c),
             n,
             &mut rng,
         )?;
@@ -373,18 +396,22 @@ impl FeatureModel {
         let mut model =
             FeatureModel::from_parts(config, spec, query, candidate, movies, item_features, data);
         let ties = Tie::all(&mut model)?;
+        let mut logit_bias =
+            if model.config.logq_correction && model.config.negatives != Negatives::Full {
+                logq_bias(examples.iter().map(|&(_, row, _)| row), n)
+            } else {
+                Vec::new()
+            };
+        if !held_out.is_empty() {
+            exclude(&mut logit_bias, held_out.iter().copied(), n);
+        }
         let config = &model.config;
-        let n = model.movies.len();
         let trainer = FeatureTrainer {
             ties,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_5eed),
             query_opt: TowerOptimizer::new(config.optimizer, &model.query.tower),
             cand_opt: TowerOptimizer::new(config.optimizer, &model.candidate.tower),
-            logq_bias: if config.logq_correction && config.negatives != Negatives::Full {
-                logq_bias(examples.iter().map(|&(_, row, _)| row), n)
-            } else {
-                Vec::new()
-            },
+            logq_bias: logit_bias,
             examples,
             epoch: 0,
             budget: None,
@@ -495,12 +522,6 @@ impl FeatureTrainer {
     /// True when there are no examples (never, after [`FeatureModel::new`]).
     pub fn is_empty(&self) -> bool {
         self.examples.is_empty()
-    }
-
-    /// Leaves the catalogue rows `rows` (of `n`) out of training: never a negative (a
-    /// cold-items split's held-out items, which training must not see).
-    pub fn exclude_candidates(&mut self, rows: impl IntoIterator<Item = u32>, n: usize) {
-        exclude(&mut self.logq_bias, rows, n);
     }
 
     /// Stops training after `max_examples` examples in all (`None`: no cap); the epoch

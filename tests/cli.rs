@@ -410,6 +410,27 @@ fn a_new_user_is_answered_from_their_history() {
     let out = run_ok(&["recommend", "--model", model, "--history", "50,99999,181"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("99999") && err.contains("skipped"), "{err}");
+    // This tower reads no user feature, so a described one is an error naming it.
+    let with_features = |f: &str| {
+        fails_with(
+            &[
+                "recommend",
+                "--model",
+                model,
+                "--history",
+                "50",
+                "--features",
+                f,
+            ],
+            &[if f.contains('=') {
+                "feature \"age\": the query tower reads no such user feature"
+            } else {
+                "--features: \"age\" is not name=value"
+            }],
+        )
+    };
+    with_features("age=25");
+    with_features("age");
     // No known id: the most popular movies of training (u1.base: 50, 181, 258), said so.
     let out = run_ok(&[
         "recommend",

@@ -285,6 +285,13 @@ fn a_feature_model_is_served() {
     assert_eq!(code, 200, "{v}");
     assert!(v["note"].as_str().unwrap().contains("most popular"), "{v}");
     assert_eq!(v["items"].as_array().unwrap().len(), 3);
+    let (code, body) = s.post(
+        "/v1/recommend",
+        r#"{"history": [3], "features": {"shoe": 9}}"#,
+    );
+    assert_error(code, &body, 400, "shoe");
+    let (code, body) = s.post("/v1/recommend", r#"{"users": [3], "features": {"age": 9}}"#);
+    assert_error(code, &body, 400, "add `history`");
     for bad in [
         r#"{"history": []}"#,
         r#"{"users": [3], "history": [3]}"#,

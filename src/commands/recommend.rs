@@ -22,6 +22,11 @@ pub struct RecommendArgs {
     /// history answers them without retraining. Ids not in the catalogue are skipped.
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     history: Vec<String>,
+    /// With --history: the new user's features as the query tower reads them, e.g.
+    /// `age=25,occupation=writer` (a multi-valued one `a|b`). An unknown feature or value
+    /// is an error naming it.
+    #[arg(long, value_name = "NAME=VALUE,...", requires = "history")]
+    features: Option<String>,
     /// How many movies.
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
@@ -71,8 +76,14 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                     .pop()
                     .context("no answer for the user")?,
                 None => {
-                    let answer =
-                        m.recommend_history(&index, &args.history, args.k, args.exclude_seen)?;
+                    let features = parse_features(&args.features)?;
+                    let answer = m.recommend_history(
+                        &index,
+                        &args.history,
+                        &features,
+                        args.k,
+                        args.exclude_seen,
+                    )?;
                     for id in &answer.skipped {
                         eprintln!(
                             "warning: --history: no movie with id {}; skipped",
@@ -111,4 +122,23 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     }
     print!("{}", catalogue.ranked(&recs.items));
     Ok(())
+}
+
+/// `--features name=value,…` as pairs; a pair without `=` is an error naming it.
+fn parse_features(text: &Option<String>) -> Result<Vec<(String, String)>> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => bail!(
+                "--features: {} is not name=value (e.g. age=25,occupation=writer)",
+                twotower_data::shown(pair)
+            ),
+        })
+        .collect()
 }

@@ -8,13 +8,14 @@
 
 use std::path::Path;
 
-use twotower_data::{Dataset, SplitSpec};
+use twotower_data::{shown, Dataset, SplitSpec};
 use twotower_index::{BruteForceIndex, Index, Neighbor};
 
 use crate::checkpoint::{declared_version, IndexedModel};
 use crate::eval::Metrics;
 use crate::feature_folder::{SavedFeatureModel, FEATURE_FORMAT_VERSION};
 use crate::feature_model::{FeatureModel, Query};
+use crate::features::{Column, Input};
 use crate::pipeline::{same_catalogue, SplitEval};
 use crate::report::{SimilarItems, UserItems};
 use crate::retrieve::search;
@@ -82,11 +83,13 @@ impl FeatureModel {
         &self,
         index: &Index,
         rows: &[u32],
+        described: &[(String, Column)],
         k: usize,
         exclude_given: bool,
     ) -> Result<Recommendations> {
         self.require_history_tower()?;
-        let q = self.query_vectors(&[Query::visitor(rows, self.data.latest_time() + 1)])?;
+        let now = self.data.latest_time() + 1;
+        let q = self.query_vectors(&[Query::visitor(rows, described, now)])?;
         let seen: &[u32] = if exclude_given { rows } else { &[] };
         let d = self.candidate.tower.output_width();
         let mut ranked = search(index, &q, d, k.min(self.catalogue.len()), &[seen])?;
@@ -94,6 +97,73 @@ impl FeatureModel {
             known_user: false,
             items: ranked.pop().unwrap_or_default(),
         })
+    }
+
+    /// A visitor's user features `(column, value)` as the query tower reads them: the
+    /// column must be one it reads (not the user id, which a visitor has none of); a
+    /// category must be one it knows (each of a `|`-separated multi value), a number a
+    /// number. Errors name the feature and the value.
+    pub fn describe(&self, features: &[(String, String)]) -> Result<Vec<(String, Column)>> {
+        let tower = &self.query;
+        let read: Vec<&str> = tower
+            .spec
+            .features
+            .iter()
+            .filter_map(|f| f.get_ref().column())
+            .filter(|c| *c != "user_id")
+            .collect();
+        let mut out: Vec<(String, Column)> = Vec::new();
+        for (name, value) in features {
+            let bad = |m: String| ModelError::Config(format!("feature {}: {m}", shown(name)));
+            if out.iter().any(|(c, _)| c == name) {
+                return Err(bad("given twice".into()));
+            }
+            let Some(k) = tower
+                .spec
+                .features
+                .iter()
+                .position(|f| f.get_ref().column() == Some(name.as_str()) && name != "user_id")
+            else {
+                return Err(bad(format!(
+                    "the query tower reads no such user feature (it reads: {})",
+                    if read.is_empty() {
+                        "none".to_string()
+                    } else {
+                        read.join(", ")
+                    }
+                )));
+            };
+            let unknown = |v: &str| {
+                bad(format!(
+                    "{} is not a value the model knows (values come from the training users)",
+                    shown(v)
+                ))
+            };
+            let column = match &tower.inputs[k] {
+                Input::Lookup { vocab } => {
+                    if vocab.get(value).is_none() {
+                        return Err(unknown(value));
+                    }
+                    Column::Str(value.clone())
+                }
+                Input::Multi { vocab } => {
+                    let parts: Vec<String> = value.split('|').map(str::to_string).collect();
+                    if let Some(p) = parts.iter().find(|p| vocab.get(p).is_none()) {
+                        return Err(unknown(p));
+                    }
+                    Column::Strs(parts)
+                }
+                Input::Hashed { .. } => Column::Str(value.clone()),
+                Input::Text { .. } => Column::Text(value.clone()),
+                Input::Number { .. } => match value.trim().parse::<f32>() {
+                    Ok(x) if x.is_finite() => Column::Number(Some(x)),
+                    _ => return Err(bad(format!("{} is not a number", shown(value)))),
+                },
+                Input::History { .. } => return Err(bad("not a user feature".into())),
+            };
+            out.push((name.clone(), column));
+        }
+        Ok(out)
     }
 
     /// An error unless the query tower reads a history (what describes a visitor).
@@ -121,9 +191,11 @@ impl FeatureModel {
         &self,
         index: &Index,
         ids: &[String],
+        features: &[(String, String)],
         k: usize,
         exclude_given: bool,
     ) -> Result<VisitorAnswer> {
+        let described = self.describe(features)?;
         let (rows, skipped) = self.catalogue.rows_of_ids(ids);
         if rows.is_empty() {
             self.require_history_tower()?;
@@ -135,7 +207,7 @@ impl FeatureModel {
             });
         }
         Ok(VisitorAnswer {
-            recommendations: self.recommend_visitor(index, &rows, k, exclude_given)?,
+            recommendations: self.recommend_visitor(index, &rows, &described, k, exclude_given)?,
             used: rows.len(),
             skipped,
             popularity: false,

@@ -149,6 +149,12 @@ impl QueryData {
         if let (Some(given), "history" | "history_others") = (q.given, column) {
             return Column::Items(given.to_vec());
         }
+        if let Some((_, v)) = q
+            .described
+            .and_then(|d| d.iter().find(|(c, _)| c == column))
+        {
+            return v.clone();
+        }
         match column {
             "user_id" => Column::Str(q.user.to_string()),
             "age" => Column::Number(u.map(|u| u.age as f32)),
@@ -177,13 +183,14 @@ impl QueryData {
 
 /// A query: a user at a time; in training, also the example's item (its `target`), which a
 /// `history_others` leaves out; for a visitor, the history they `given` (catalogue rows,
-/// oldest first) in place of one from training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// oldest first) in place of one from training, and the user features they `described`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Query<'a> {
     pub user: u32,
     pub time: i64,
     pub target: Option<u32>,
     pub given: Option<&'a [u32]>,
+    pub described: Option<&'a [(String, Column)]>,
 }
 
 /// The user id of a visitor (a log whose users include this id would lend them that
@@ -198,17 +205,19 @@ impl<'a> Query<'a> {
             time,
             target: None,
             given: None,
+            described: None,
         }
     }
 
     /// A visitor's query at `time`: unknown to the model, with the history `rows` (oldest
-    /// first).
-    pub fn visitor(rows: &'a [u32], time: i64) -> Self {
+    /// first) and the user features `described` (column, value).
+    pub fn visitor(rows: &'a [u32], described: &'a [(String, Column)], time: i64) -> Self {
         Query {
             user: VISITOR,
             time,
             target: None,
             given: Some(rows),
+            described: Some(described),
         }
     }
 
@@ -219,6 +228,7 @@ impl<'a> Query<'a> {
             time,
             target: Some(row),
             given: None,
+            described: None,
         }
     }
 }
@@ -1390,6 +1400,70 @@ features = [
         }
     }
 
+    /// A visitor described by a training user's features and history gets exactly that
+    /// user's query; unknown features and values are errors naming them.
+    #[test]
+    fn a_visitor_with_a_users_features_and_history_is_that_user() {
+        let ml = tiny();
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        let spec = TowersSpec::parse(
+            "t.toml",
+            r#"
+[query]
+features = [
+  { kind = "categorical", column = "occupation", dim = 4 },
+  { kind = "numeric", column = "age", buckets = 3, dim = 3 },
+  { kind = "history", last = 5, dim = 8 },
+]
+[candidate]
+features = [
+  { kind = "id", column = "item_id", dim = 8 },
+  { kind = "multi", column = "genres", dim = 8 },
+]
+"#,
+        )
+        .unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
+        trainer.run_epoch(&mut model).unwrap();
+        let user = &ml.users[4];
+        let pairs = |p: &[(&str, String)]| -> Vec<(String, String)> {
+            p.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        };
+        let given = pairs(&[
+            ("occupation", user.occupation.clone()),
+            ("age", user.age.to_string()),
+        ]);
+        let described = model.describe(&given).unwrap();
+        let rows = model.data.rows_of(user.id);
+        let now = model.data.latest_time() + 1;
+        let as_user = model
+            .query_vectors(&[Query::at(user.id, model.data.last_time(user.id) + 1)])
+            .unwrap();
+        let as_visitor = model
+            .query_vectors(&[Query::visitor(&rows, &described, now)])
+            .unwrap();
+        assert_eq!(as_user, as_visitor);
+        let bare = model
+            .query_vectors(&[Query::visitor(&rows, &[], now)])
+            .unwrap();
+        assert_ne!(bare, as_visitor, "the features move the query");
+        for (bad, needle) in [
+            (pairs(&[("shoe", "9".into())]), "shoe"),
+            (pairs(&[("user_id", "3".into())]), "user_id"),
+            (pairs(&[("occupation", "astronaut".into())]), "astronaut"),
+            (pairs(&[("age", "old".into())]), "not a number"),
+            (
+                pairs(&[("age", "3".into()), ("age", "4".into())]),
+                "given twice",
+            ),
+        ] {
+            let e = model.describe(&bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
     #[test]
     fn history_holds_only_what_came_strictly_before() {
         let d = QueryData::new(&[], &[(1, 5, 100), (1, 6, 200), (1, 7, 200), (2, 9, 50)]);
@@ -1404,7 +1478,7 @@ features = [
         assert_eq!(d.last_time(1), 200);
         assert_eq!(d.value(&at(1, 0), "age"), Column::Number(None));
         // A visitor's history is the one given, whatever the time or the training data.
-        let visitor = Query::visitor(&[9, 5], 150);
+        let visitor = Query::visitor(&[9, 5], &[], 150);
         assert_eq!(d.value(&visitor, "history"), Column::Items(vec![9, 5]));
         assert_eq!(
             d.value(&visitor, "history_others"),

@@ -325,6 +325,9 @@ struct RecommendBody {
     /// A new user's items, oldest first (instead of `users`).
     #[serde(default)]
     history: Option<Vec<Value>>,
+    /// With `history`: the new user's features, by column.
+    #[serde(default)]
+    features: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     k: Option<Value>,
     #[serde(default)]
@@ -350,6 +353,11 @@ async fn recommend_post(
         Some(other) => Some(other.to_string()),
     };
     let (k, note) = parse_k(k_text.as_deref(), "k", 10)?;
+    if body.features.is_some() && body.history.is_none() {
+        return Err(ApiError::bad(
+            "field features describes a new user, with their history: add `history`",
+        ));
+    }
     let users = match (&body.users, &body.history) {
         (Some(users), None) => users,
         (None, Some(history)) => {
@@ -422,13 +430,28 @@ async fn recommend_history(
     note: Option<String>,
 ) -> ApiResult {
     let (approximate, exclude_given) = (body.approximate, body.exclude_seen);
+    let mut features = Vec::new();
+    for (name, v) in body.features.iter().flatten() {
+        check_name(name, "features")?;
+        let value = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "field features.{name} must be a string or number"
+                )))
+            }
+        };
+        check_name(&value, &format!("features.{name}"))?;
+        features.push((name.clone(), value));
+    }
     let flops = loaded.scan_flops(1);
     let mut out = compute(state, flops, move || {
         // Checked before the job was queued: the fallback is never taken.
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let answer = loaded
-            .recommend_history(index, &ids, k, exclude_given)
-            .map_err(|e| ApiError::bad(format!("field history: {e}")))?;
+            .recommend_history(index, &ids, &features, k, exclude_given)
+            .map_err(|e| ApiError::bad(format!("field history/features: {e}")))?;
         let mut v = json!(loaded
             .catalogue()
             .user_items("visitor", &answer.recommendations));

@@ -90,12 +90,13 @@ impl Loaded {
         }
     }
 
-    /// A visitor described by item ids, oldest first (see
+    /// A visitor described by item ids, oldest first, and user features (see
     /// `FeatureModel::recommend_history`); an id model has no history tower to read them.
     pub fn recommend_history(
         &self,
         index: &Index,
         ids: &[String],
+        features: &[(String, String)],
         k: usize,
         exclude_given: bool,
     ) -> std::result::Result<VisitorAnswer, String> {
@@ -105,7 +106,7 @@ impl Loaded {
                 .into()),
             Served::Features(m, _) => m
                 .model
-                .recommend_history(index, ids, k, exclude_given)
+                .recommend_history(index, ids, features, k, exclude_given)
                 .map_err(|e| e.to_string()),
         }
     }

@@ -979,3 +979,42 @@ fn cold_items_are_ranked_by_what_is_known_of_them() {
         &["--cold-fraction"],
     );
 }
+
+/// `--split cold-users`: a fifth of the users held out, each given their first 5
+/// interactions; the item-kNN baseline is scored from those, and a history tower reads
+/// them (ids alone know nothing of these users).
+#[test]
+fn cold_users_are_answered_from_their_first_interactions() {
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let (_tmp, spec) = spec_in(
+        "cold-users",
+        "[query]\nfeatures = [{ kind = \"history\", last = 5, dim = 16 }]\n\
+         [candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 16 }]\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--split", "cold-users", "--data-dir", data];
+        args.extend(["--show-user", "", "--json"]);
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let ids = run(&["--preset", "ids", "--epochs", "1"]);
+    // 20% of the 943 users; their first 5 interactions are not test ones.
+    assert_eq!(ids["test_users"], 189);
+    let recall = |v: &Value| v["recall"]["20"].as_f64().unwrap();
+    let knn = &ids["item_knn"];
+    assert!(recall(knn) > recall(&ids["popularity"]), "{knn}");
+    let history = run(&["--towers", spec.to_str().unwrap(), "--epochs", "2"]);
+    assert_eq!(history["item_knn"], ids["item_knn"]);
+    assert!(
+        recall(&history) > 2.0 * recall(&ids),
+        "{} vs {}",
+        recall(&history),
+        recall(&ids)
+    );
+    let given = run(&["--preset", "ids", "--epochs", "1", "--history", "10"]);
+    assert_eq!(
+        given["test_interactions"].as_u64().unwrap() + 5 * 189,
+        ids["test_interactions"].as_u64().unwrap()
+    );
+}

@@ -30,9 +30,10 @@ pub struct DataSplitArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Split: an official fold of MovieLens 100K (u1..u5, ua, ub), `random`, `last` (each
-    /// user's last --n interactions by time), `time` (before --before) or `cold-items` (every
+    /// user's last --n interactions by time), `time` (before --before), `cold-items` (every
     /// interaction of a seeded --cold-fraction of the items is test; training never sees
-    /// them).
+    /// them) or `cold-users` (likewise for users, each given their first --history
+    /// interactions).
     #[arg(long, default_value = "u1")]
     pub split: String,
     /// With `--split last`: test interactions per user.
@@ -44,12 +45,17 @@ pub struct DataSplitArgs {
     /// With `--split random`: the fraction of ratings held out for testing.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
-    /// With `--split random` or `cold-items`: the shuffle seed.
+    /// With `--split random`, `cold-items` or `cold-users`: the shuffle seed.
     #[arg(long, default_value_t = 42)]
     pub split_seed: u64,
-    /// With `--split cold-items`: the fraction of the items held out.
+    /// With `--split cold-items` or `cold-users`: the fraction of the items or users held
+    /// out.
     #[arg(long, default_value_t = 0.2)]
     pub cold_fraction: f64,
+    /// With `--split cold-users`: each held-out user's first interactions by time given as
+    /// their history (the rest are their test interactions).
+    #[arg(long, default_value_t = 5)]
+    pub history: usize,
     /// An interaction log instead of a MovieLens folder: CSV, TSV or Parquet (by extension),
     /// one row per interaction with integer user and item ids (every row a positive).
     #[arg(long, value_name = "FILE", conflicts_with = "train")]
@@ -96,6 +102,7 @@ impl DataSplitArgs {
             n: self.n,
             before: self.before,
             cold_fraction: self.cold_fraction,
+            history: self.history,
         };
         SplitSpec::named(&self.split, params).with_context(|| format!("--split {}", self.split))
     }

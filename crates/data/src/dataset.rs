@@ -188,6 +188,9 @@ impl Dataset {
             SplitSpec::ColdItems { fraction, seed } => {
                 crate::split::cold_items(&self.ratings, *fraction, *seed)?
             }
+            SplitSpec::ColdUsers { fraction, seed, .. } => {
+                crate::split::cold_users(&self.ratings, *fraction, *seed)?
+            }
         };
         Ok((train, test))
     }

@@ -44,5 +44,8 @@ pub use error::{escaped, shown, DataError, Result};
 pub use locate::{resolve_data_dir, DataDirSource};
 pub use movielens::{read_interactions, read_movies, read_users};
 pub use record::{Interaction, Movie, User, GENRES};
-pub use split::{cold_items, last_per_user, random_split, time_cut, SplitParams, SplitSpec, FOLDS};
+pub use split::{
+    cold_items, cold_users, first_per_user, last_per_user, random_split, time_cut, SplitParams,
+    SplitSpec, FOLDS,
+};
 pub use vocab::{Vocabulary, OOV_TOKEN};

@@ -28,6 +28,14 @@ pub enum SplitSpec {
     /// Every interaction of a seeded `fraction` of the items is the test set: training
     /// never sees those items (see [`cold_items`]).
     ColdItems { fraction: f64, seed: u64 },
+    /// Every interaction of a seeded `fraction` of the users is the test side, of which
+    /// each user's first `history` by time are given as their history (see [`cold_users`]
+    /// and [`first_per_user`]).
+    ColdUsers {
+        fraction: f64,
+        history: usize,
+        seed: u64,
+    },
 }
 
 /// What a split by name may need besides its name (see [`SplitSpec::named`]).
@@ -40,8 +48,11 @@ pub struct SplitParams {
     pub n: usize,
     /// `time`: the Unix timestamp where test begins.
     pub before: Option<i64>,
-    /// `cold-items`: the fraction of the items held out (with `seed`).
+    /// `cold-items`, `cold-users`: the fraction of the items or users held out (with
+    /// `seed`).
     pub cold_fraction: f64,
+    /// `cold-users`: interactions given to each held-out user as their history.
+    pub history: usize,
 }
 
 impl Default for SplitParams {
@@ -53,6 +64,7 @@ impl Default for SplitParams {
             n: 1,
             before: None,
             cold_fraction: 0.2,
+            history: 5,
         }
     }
 }
@@ -71,6 +83,11 @@ impl SplitSpec {
                 fraction: p.cold_fraction,
                 seed: p.seed,
             }),
+            "cold-users" => Ok(SplitSpec::ColdUsers {
+                fraction: p.cold_fraction,
+                history: p.history,
+                seed: p.seed,
+            }),
             "time" => p
                 .before
                 .map(|cut| SplitSpec::TimeBefore { cut })
@@ -79,7 +96,8 @@ impl SplitSpec {
                 }),
             f if FOLDS.contains(&f) => Ok(SplitSpec::Fold(f.into())),
             other => Err(DataError::Invalid(format!(
-                "split {}: expected one of {}, `random`, `last`, `time` or `cold-items`",
+                "split {}: expected one of {}, `random`, `last`, `time`, `cold-items` or \
+                 `cold-users`",
                 crate::shown(other),
                 FOLDS.join(", ")
             ))),
@@ -102,6 +120,11 @@ impl SplitSpec {
             SplitSpec::ColdItems { fraction, seed } => {
                 format!("cold-items(cold_fraction={fraction}, seed={seed})")
             }
+            SplitSpec::ColdUsers {
+                fraction,
+                history,
+                seed,
+            } => format!("cold-users(cold_fraction={fraction}, history={history}, seed={seed})"),
         }
     }
 }
@@ -192,26 +215,72 @@ pub fn cold_items(
     fraction: f64,
     seed: u64,
 ) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+    held_out_by(rows, fraction, seed, |r| r.item, "items")
+}
+
+/// Cold users: the distinct users of `rows` (in id order) are shuffled with `seed`; the
+/// first `round(fraction × users)` (at least one) are cold, and all their interactions are
+/// the test side (whose first ones [`first_per_user`] gives as history). Training never
+/// sees a cold user.
+pub fn cold_users(
+    rows: &[Interaction],
+    fraction: f64,
+    seed: u64,
+) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
+    held_out_by(rows, fraction, seed, |r| r.user, "users")
+}
+
+/// The interactions of a seeded `fraction` of the distinct `key`s (items or users) as the
+/// test side, the rest as training.
+fn held_out_by(
+    rows: &[Interaction],
+    fraction: f64,
+    seed: u64,
+    key: fn(&Interaction) -> u32,
+    what: &str,
+) -> Result<(Vec<Interaction>, Vec<Interaction>)> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(DataError::Invalid(format!(
             "--cold-fraction must be between 0 and 1 (exclusive), got {fraction}"
         )));
     }
-    let mut items: Vec<u32> = rows.iter().map(|r| r.item).collect();
-    items.sort_unstable();
-    items.dedup();
-    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-    let n_cold = ((items.len() as f64 * fraction).round() as usize).max(1);
-    let mut cold: Vec<u32> = items.into_iter().take(n_cold).collect();
+    let mut keys: Vec<u32> = rows.iter().map(key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let n_cold = ((keys.len() as f64 * fraction).round() as usize).max(1);
+    let mut cold: Vec<u32> = keys.into_iter().take(n_cold).collect();
     cold.sort_unstable();
     let (test, train): (Vec<Interaction>, Vec<Interaction>) = rows
         .iter()
-        .partition(|r| cold.binary_search(&r.item).is_ok());
+        .partition(|r| cold.binary_search(&key(r)).is_ok());
     nonempty(
         train,
         test,
-        &format!("holding out a fraction of {fraction} of the items"),
+        &format!("holding out a fraction of {fraction} of the {what}"),
     )
+}
+
+/// Each user's first `n` interactions by time (ties broken by item id) — a cold user's
+/// given history — and the rest: `(given, rest)`, each in `rows`' order.
+pub fn first_per_user(rows: &[Interaction], n: usize) -> (Vec<Interaction>, Vec<Interaction>) {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (rows[i].user, rows[i].timestamp, rows[i].item, i));
+    let mut given = vec![false; rows.len()];
+    for group in order.chunk_by(|&a, &b| rows[a].user == rows[b].user) {
+        for &i in group.iter().take(n) {
+            given[i] = true;
+        }
+    }
+    let (mut first, mut rest) = (Vec::new(), Vec::new());
+    for (r, g) in rows.iter().zip(given) {
+        if g {
+            first.push(*r)
+        } else {
+            rest.push(*r)
+        }
+    }
+    (first, rest)
 }
 
 /// Global time cut: interactions with `timestamp < cut` train, the others test.
@@ -260,6 +329,44 @@ mod tests {
         assert_eq!(cold_items(&all, 0.2, 7).unwrap().1, test);
         assert_ne!(items(&cold_items(&all, 0.2, 8).unwrap().1), cold);
         assert!(cold_items(&all, 1.0, 7).is_err());
+    }
+
+    #[test]
+    fn cold_users_are_all_test_and_give_their_first_interactions() {
+        let all: Vec<Interaction> = (0..600)
+            .map(|i| Interaction {
+                user: i % 20,
+                item: (i * 7) % 31,
+                rating: 1.0,
+                timestamp: 1000 - i as i64 / 20,
+            })
+            .collect();
+        let (train, test) = cold_users(&all, 0.25, 3).unwrap();
+        let users = |rows: &[Interaction]| {
+            let mut v: Vec<u32> = rows.iter().map(|r| r.user).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let cold = users(&test);
+        assert_eq!(cold.len(), 5);
+        assert!(users(&train).iter().all(|u| cold.binary_search(u).is_err()));
+        let (given, rest) = first_per_user(&test, 4);
+        assert_eq!((given.len(), rest.len()), (20, test.len() - 20));
+        // The given ones are each user's earliest.
+        for u in &cold {
+            let latest_given = given
+                .iter()
+                .filter(|r| r.user == *u)
+                .map(|r| r.timestamp)
+                .max();
+            let earliest_rest = rest
+                .iter()
+                .filter(|r| r.user == *u)
+                .map(|r| r.timestamp)
+                .min();
+            assert!(latest_given <= earliest_rest, "user {u}");
+        }
     }
 
     #[test]

@@ -41,13 +41,15 @@ impl FeatureExperiment {
         towers: TowersSpec,
         files: FeatureFiles,
     ) -> Result<Self> {
-        let (mut train, mut test) = ml.split(split)?;
+        let (mut train, test) = ml.split(split)?;
         let held_out = crate::pipeline::cold_rows(ml, split, &test);
+        let (mut given, mut test) = crate::pipeline::given_histories(split, test);
         let mut label = split.label();
         if let Some(f) = validation {
             (train, test) = random_split(&train, f, config.seed)
                 .map_err(|e| ModelError::Config(format!("validation fraction {f}: {e}")))?;
             label = format!("{label} training side, validation fraction {f}");
+            given.clear();
         }
         let held: &[u32] = held_out.as_deref().unwrap_or_default();
         let (model, trainer) = FeatureModel::new_without(config, towers, ml, &train, files, held)?;
@@ -55,6 +57,7 @@ impl FeatureExperiment {
         dataset.split = label;
         let mut eval_split = SplitEval::new(ml, &train, &test)?;
         eval_split.mark_cold(ml, split, validation);
+        eval_split.mark_visitors(ml, &given)?;
         Ok(FeatureExperiment {
             split: eval_split,
             test_times: test.iter().map(|r| r.timestamp).collect(),
@@ -113,7 +116,10 @@ impl FeatureExperiment {
 
     /// Both protocols on the test side, each test interaction under its own query.
     pub fn evaluate(&self) -> Result<Metrics> {
-        let scorer = self.model.scorer(&self.split.test, &self.test_times)?;
+        let scorer = self
+            .model
+            .scorer(&self.split.test, &self.test_times)?
+            .with_visitors(self.split.visitors.as_ref());
         Ok(crate::eval::evaluate(
             &scorer,
             self.model.catalogue.len(),
@@ -131,7 +137,10 @@ impl FeatureExperiment {
     ) -> Result<TrainReport<'_>> {
         let start = Instant::now();
         let metrics = self.evaluate()?;
-        let scorer = self.model.scorer(&self.split.test, &self.test_times)?;
+        let scorer = self
+            .model
+            .scorer(&self.split.test, &self.test_times)?
+            .with_visitors(self.split.visitors.as_ref());
         let cold_items = self.split.cold_report(&scorer);
         let eval_seconds = start.elapsed().as_secs_f64();
         let recommendations = match show {
@@ -157,6 +166,7 @@ impl FeatureExperiment {
             eval_sample: None,
             auc: cold_items.as_ref().map(|c| c.model.auc),
             cold_items,
+            item_knn: self.split.item_knn(),
         })
     }
 

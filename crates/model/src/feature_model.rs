@@ -519,6 +519,7 @@ impl FeatureModel {
             )?,
             test,
             times,
+            visitors: None,
         })
     }
 }
@@ -867,6 +868,41 @@ pub struct FeatureScorer<'a> {
     candidates: twotower_index::BruteForceIndex,
     test: &'a [(u32, u32)],
     times: &'a [i64],
+    /// Users described by a given history instead of training (a cold-users split).
+    visitors: Option<&'a crate::pipeline::Visitors>,
+}
+
+impl<'a> FeatureScorer<'a> {
+    /// Asks about the users of `visitors` with their given histories.
+    pub fn with_visitors(mut self, visitors: Option<&'a crate::pipeline::Visitors>) -> Self {
+        self.visitors = visitors;
+        self
+    }
+
+    /// User `user`'s query at `time`: with their given history if they have one.
+    fn query(&self, user: u32, time: i64) -> Query<'a> {
+        match self.visitors.and_then(|v| v.rows.get(&user)) {
+            Some(rows) => Query {
+                given: Some(rows),
+                ..Query::at(user, time)
+            },
+            None => Query::at(user, time),
+        }
+    }
+
+    /// The times a user's per-user scores ask at: after their last interaction (training
+    /// or given) when the query does not depend on the time or the user is a visitor;
+    /// else up to [`TIME_POINTS`] of their training times.
+    fn user_times(&self, user: u32) -> Vec<i64> {
+        let data = &self.model.data;
+        if let Some(t) = self.visitors.and_then(|v| v.last_time.get(&user)) {
+            return vec![t + 1];
+        }
+        if !self.model.per_interaction() {
+            return vec![data.last_time(user) + 1];
+        }
+        data.time_points(user, TIME_POINTS)
+    }
 }
 
 impl Scorer for FeatureScorer<'_> {
@@ -874,13 +910,17 @@ impl Scorer for FeatureScorer<'_> {
     /// over their timeline, so the user's scores are the model's softmax marginalised over
     /// it: the mean of the softmax probabilities of the queries at up to
     /// [`TIME_POINTS`] of their training times (evenly spaced), each query being what
-    /// training saw at that time. Otherwise, the one query after their last interaction.
+    /// training saw at that time. Otherwise, the one query after their last interaction
+    /// (a visitor's: after the last of their given history).
     fn scores(&self, users: &[u32]) -> Vec<f32> {
-        let data = &self.model.data;
         if !self.model.per_interaction() {
             let q: Vec<Query> = users
                 .iter()
-                .map(|&u| Query::at(u, data.last_time(u) + 1))
+                .flat_map(|&u| {
+                    self.user_times(u)
+                        .into_iter()
+                        .map(move |t| self.query(u, t))
+                })
                 .collect();
             let v = self.model.query_vectors(&q).expect("users encode");
             return self
@@ -900,8 +940,8 @@ impl Scorer for FeatureScorer<'_> {
             let mut queries = Vec::new();
             let mut owner = Vec::new();
             for (k, &u) in block.iter().enumerate() {
-                for t in data.time_points(u, TIME_POINTS) {
-                    queries.push(Query::at(u, t));
+                for t in self.user_times(u) {
+                    queries.push(self.query(u, t));
                     owner.push(k);
                 }
             }
@@ -939,7 +979,7 @@ impl Scorer for FeatureScorer<'_> {
     fn interaction_scores(&self, interactions: &[usize]) -> Vec<f32> {
         let q: Vec<Query> = interactions
             .iter()
-            .map(|&i| Query::at(self.test[i].0, self.times[i]))
+            .map(|&i| self.query(self.test[i].0, self.times[i]))
             .collect();
         let v = self.model.query_vectors(&q).expect("interactions encode");
         self.candidates
@@ -991,14 +1031,12 @@ impl FeatureRetriever<'_> {
 
 impl crate::eval::Retriever for FeatureRetriever<'_> {
     fn retrieve(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
-        let model = self.scorer.model;
-        if !model.per_interaction() {
-            let now = Query::at(user, model.data.last_time(user) + 1);
-            return self.search(&[now], k, exclude).concat();
-        }
-        let points: Vec<Query> = (model.data.time_points(user, TIME_POINTS).into_iter())
-            .map(|t| Query::at(user, t))
+        let points: Vec<Query> = (self.scorer.user_times(user).into_iter())
+            .map(|t| self.scorer.query(user, t))
             .collect();
+        if points.len() == 1 {
+            return self.search(&points, k, exclude).concat();
+        }
         let mut found = self.search(&points, k, exclude).concat();
         found.sort_unstable();
         found.dedup();
@@ -1016,7 +1054,10 @@ impl crate::eval::Retriever for FeatureRetriever<'_> {
     fn retrieve_interactions(&self, interactions: &[usize], k: usize) -> Vec<Vec<u32>> {
         let queries: Vec<Query> = interactions
             .iter()
-            .map(|&i| Query::at(self.scorer.test[i].0, self.scorer.times[i]))
+            .map(|&i| {
+                self.scorer
+                    .query(self.scorer.test[i].0, self.scorer.times[i])
+            })
             .collect();
         self.search(&queries, k, &[])
     }
@@ -1462,6 +1503,42 @@ features = [
             let e = model.describe(&bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");
         }
+    }
+
+    /// A cold user (a visitor with a given history) is scored from that history, after
+    /// its last item; without it, they would be an unknown user with no history.
+    #[test]
+    fn cold_users_are_scored_from_their_given_history() {
+        let (model, _) = trained();
+        let mut visitors = crate::pipeline::Visitors::default();
+        visitors.rows.insert(77, vec![2, 5, 8]);
+        visitors.last_time.insert(77, 1_050);
+        let plain = model.scorer(&[], &[]).unwrap();
+        let with = model
+            .scorer(&[], &[])
+            .unwrap()
+            .with_visitors(Some(&visitors));
+        let q = Query {
+            given: Some(&[2, 5, 8]),
+            ..Query::at(77, 1_051)
+        };
+        let v = model.query_vectors(&[q]).unwrap();
+        // The query depends on the time: per-user scores are softmax probabilities (of one
+        // query here, the visitor's after their last given item).
+        assert!(model.per_interaction());
+        let logits = model.exact_index().unwrap().scores(&v).unwrap();
+        let t = model.spec.temperature.unwrap_or(model.config.temperature);
+        let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let e: Vec<f32> = logits.iter().map(|&x| ((x - max) / t).exp()).collect();
+        let z: f32 = e.iter().sum();
+        let want: Vec<f32> = e.iter().map(|x| x / z).collect();
+        let close = |a: &[f32]| a.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(
+            close(&with.scores(&[77])),
+            "{:?} vs {want:?}",
+            with.scores(&[77])
+        );
+        assert!(!close(&plain.scores(&[77])));
     }
 
     #[test]

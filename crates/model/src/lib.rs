@@ -57,7 +57,7 @@ pub use config::{
 pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};
 pub use loss::InBatchSoftmax;
-pub use pipeline::{Experiment, FitEvent, SplitEval};
+pub use pipeline::{Experiment, FitEvent, SplitEval, Visitors};
 pub use report::{MetricsTable, Ranked, SimilarItems, TrainReport, UserItems};
 pub use retrieve::Recommendations;
 pub use titles::{TitleIndex, MAX_QUERY_CHARS};

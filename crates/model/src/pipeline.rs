@@ -45,6 +45,29 @@ pub struct SplitEval {
     /// On a cold-items split, the cold rows (every test row) and the genre-match
     /// baseline (see [`SplitEval::mark_cold`]).
     cold: Option<(Vec<u32>, crate::cold::GenreMatch)>,
+    /// On a cold-users split, the users' given histories (see [`SplitEval::mark_visitors`]).
+    pub visitors: Option<Visitors>,
+    /// Each training user's rows, for the item-kNN baseline of cold users.
+    knn: Option<crate::cold::ItemKnn>,
+}
+
+/// Cold users' given histories: each user's rows, oldest first, and the time of the last.
+#[derive(Debug, Clone, Default)]
+pub struct Visitors {
+    pub rows: HashMap<u32, Vec<u32>>,
+    pub last_time: HashMap<u32, i64>,
+}
+
+/// On a cold-users split, its test side divided into each user's given history and their
+/// test interactions: `(given, test)` (`given` empty for other splits).
+pub(crate) fn given_histories(
+    spec: &SplitSpec,
+    test: Vec<Interaction>,
+) -> (Vec<Interaction>, Vec<Interaction>) {
+    match spec {
+        SplitSpec::ColdUsers { history, .. } => twotower_data::first_per_user(&test, *history),
+        _ => (Vec::new(), test),
+    }
 }
 
 /// On a cold-items split, the catalogue rows of its held-out items (those of `test`, the
@@ -108,7 +131,41 @@ impl SplitEval {
             train_rows,
             n_rows: ml.movies.len(),
             cold: None,
+            visitors: None,
+            knn: None,
         })
+    }
+
+    /// Gives the test users the histories `given` (a cold-users split): Protocol 2 then
+    /// excludes those rows instead of training ones, a feature model's queries read them,
+    /// and the item-kNN baseline scores from them.
+    pub fn mark_visitors(&mut self, ml: &Dataset, given: &[Interaction]) -> Result<()> {
+        if given.is_empty() {
+            return Ok(());
+        }
+        let row_of = ml.row_of_id();
+        let mut ordered: Vec<&Interaction> = given.iter().collect();
+        ordered.sort_by_key(|r| (r.user, r.timestamp, r.item));
+        let mut v = Visitors::default();
+        for r in ordered {
+            let row = row_of.get(&r.item).map(|&x| x as u32).ok_or_else(|| {
+                ModelError::Config(format!("movie id {} is not in the catalogue", r.item))
+            })?;
+            v.rows.entry(r.user).or_default().push(row);
+            v.last_time.insert(r.user, r.timestamp);
+        }
+        self.knn = Some(crate::cold::ItemKnn::new(self.n_rows, &self.seen, &v.rows));
+        for (u, rows) in &v.rows {
+            self.seen.insert(*u, rows.clone());
+        }
+        self.visitors = Some(v);
+        Ok(())
+    }
+
+    /// On a cold-users split, the item-kNN baseline's metrics.
+    pub fn item_knn(&self) -> Option<Metrics> {
+        let knn = self.knn.as_ref()?;
+        Some(evaluate(knn, self.n_rows, &self.test, &self.seen))
     }
 
     /// Marks the test rows as cold items (a `cold-items` split, evaluated on its test
@@ -231,8 +288,9 @@ impl Experiment {
         validation: Option<f64>,
         config: TrainConfig,
     ) -> Result<Self> {
-        let (mut train, mut test) = ml.split(spec)?;
+        let (mut train, test) = ml.split(spec)?;
         let held_out = cold_rows(&ml, spec, &test);
+        let (mut given, mut test) = given_histories(spec, test);
         if validation.is_none() && !matches!(spec, SplitSpec::Files { .. }) {
             ml.ratings = Vec::new();
         }
@@ -241,10 +299,12 @@ impl Experiment {
             (train, test) = random_split(&train, f, config.seed)
                 .map_err(|e| ModelError::Config(format!("validation fraction {f}: {e}")))?;
             label = format!("{label} training side, validation fraction {f}");
+            given.clear();
         }
         let mut exp = Experiment::new(&ml, train, test, config)?;
         exp.dataset.split = label;
         exp.split.mark_cold(&ml, spec, validation);
+        exp.split.mark_visitors(&ml, &given)?;
         if let Some(rows) = held_out {
             let keys: Vec<u32> = rows
                 .iter()

@@ -216,6 +216,9 @@ pub struct TrainReport<'a> {
     /// On a cold-items split: the cold-item metrics of the model and its baselines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_items: Option<ColdReport>,
+    /// On a cold-users split: the item-kNN baseline, scored from the given histories.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_knn: Option<Metrics>,
 }
 
 impl TrainReport<'_> {
@@ -256,6 +259,21 @@ impl fmt::Display for TrainReport<'_> {
         write!(f, "{}", self.table())?;
         if let Some(c) = &self.cold_items {
             write!(f, "{c}")?;
+        }
+        if let Some(m) = &self.item_knn {
+            let top = |k: usize| m.factorized_top_k.get(&k).copied().unwrap_or(0.0);
+            let p2 =
+                |v: &std::collections::BTreeMap<usize, f64>, k| v.get(&k).copied().unwrap_or(0.0);
+            writeln!(
+                f,
+                "item-kNN from the given histories: top-10 {:.4}, top-50 {:.4}, top-100 {:.4}; \
+                 Recall@20 {:.4}, NDCG@10 {:.4}",
+                top(10),
+                top(50),
+                top(100),
+                p2(&m.recall, 20),
+                p2(&m.ndcg, 10)
+            )?;
         }
         if let Some(r) = &self.recommendations {
             let unknown = if r.known_user {
@@ -314,6 +332,7 @@ impl Experiment {
             eval_sample: None,
             auc: cold_items.as_ref().map(|c| c.model.auc),
             cold_items,
+            item_knn: self.split.item_knn(),
         }
     }
 

@@ -880,6 +880,11 @@ features = [
                 &ml,
             ),
             (
+                "movielens-visitor",
+                include_str!("../../../towers/movielens-visitor.toml"),
+                &ml,
+            ),
+            (
                 "lastfm-history",
                 include_str!("../../../towers/lastfm-history.toml"),
                 &lastfm,

@@ -1012,6 +1012,18 @@ fn cold_users_are_answered_from_their_first_interactions() {
         recall(&history),
         recall(&ids)
     );
+    fails_with(
+        &[
+            "eval",
+            "--model",
+            "m",
+            "--split",
+            "cold-users",
+            "--data-dir",
+            data,
+        ],
+        &["--split cold-users", "twotower train"],
+    );
     let given = run(&["--preset", "ids", "--epochs", "1", "--history", "10"]);
     assert_eq!(
         given["test_interactions"].as_u64().unwrap() + 5 * 189,

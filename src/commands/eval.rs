@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
+use twotower_data::SplitSpec;
 use twotower_model::feature_answer::AnyModel;
 use twotower_model::IndexedModel;
 use twotower_model::{MetricsTable, SplitEval};
@@ -29,6 +30,17 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let spec = args.data.spec()?;
+    if matches!(
+        spec,
+        SplitSpec::ColdItems { .. } | SplitSpec::ColdUsers { .. }
+    ) {
+        bail!(
+            "--split {}: the cold-start protocols (their held-out items or users, given \
+             histories and baselines) are reported by `twotower train` on that split; `eval` \
+             does not compute them yet",
+            args.data.split
+        );
+    }
     let saved = super::load_model(&args.model)?;
     let ml = args.data.open()?;
     let (metrics, popularity) = match saved {

@@ -35,6 +35,9 @@ enum Command {
     Recommend(commands::recommend::RecommendArgs),
     /// Movies similar to a movie, from the candidate tower of a saved model.
     Similar(commands::similar::SimilarArgs),
+    /// Add items training never saw to a copy of a feature model, their vectors from their
+    /// features (title, genres, year).
+    Embed(commands::embed::EmbedArgs),
     /// Serve a saved model over HTTP: JSON API, metrics and a web page.
     Serve(commands::serve::ServeArgs),
     /// Exact and approximate (ScaNN-style) vector indexes: build, search, bench, synth.
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Recommend(a) => commands::recommend::run(a),
         Command::Similar(a) => commands::similar::run(a),
+        Command::Embed(a) => commands::embed::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Index(a) => commands::index::run(a),
         Command::Bench(a) => commands::bench::run(a),

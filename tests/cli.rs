@@ -1030,3 +1030,92 @@ fn cold_users_are_answered_from_their_first_interactions() {
         ids["test_interactions"].as_u64().unwrap()
     );
 }
+
+/// `embed`: items training never saw, added to a copy of a feature model from their
+/// features; the items it had keep their vectors, and the new ones can be recommended,
+/// compared and named in a new user's history.
+#[test]
+fn new_items_are_embedded_from_their_features() {
+    let tmp = scratch("embed");
+    let (m, m2) = (common::tiny_feature_model(&tmp), tmp.join("m2"));
+    let new = tmp.join("new.csv");
+    std::fs::write(
+        &new,
+        "item_id,title,genres\n100,New One,G1\n101,New Two,G2|G3\n",
+    )
+    .unwrap();
+    let (m, m2, new) = (
+        m.to_str().unwrap(),
+        m2.to_str().unwrap(),
+        new.to_str().unwrap(),
+    );
+    let r = ok_json(&["embed", "--model", m, "--items", new, "--out", m2, "--json"]);
+    assert_eq!(
+        (r["added"].as_u64(), r["catalogue_rows"].as_u64()),
+        (Some(2), Some(32))
+    );
+    let all = |model: &str| {
+        let v = ok_json(&[
+            "recommend",
+            "--model",
+            model,
+            "--user",
+            "3",
+            "-k",
+            "40",
+            "--json",
+        ]);
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    i["score"].as_f64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (before, after) = (all(m), all(m2));
+    assert_eq!((before.len(), after.len()), (30, 32));
+    for (id, score) in &before {
+        let again = after.iter().find(|(i, _)| i == id).map(|(_, s)| *s);
+        assert_eq!(again, Some(*score), "item {id}");
+    }
+    assert!(after.iter().any(|(i, _)| i == "100") && after.iter().any(|(i, _)| i == "101"));
+    let sim = ok_json(&[
+        "similar", "--model", m2, "--item", "100", "-k", "3", "--json",
+    ]);
+    assert_eq!(sim["items"].as_array().unwrap().len(), 3);
+    let visitor = ok_json(&["recommend", "--model", m2, "--history", "100,3", "--json"]);
+    assert_eq!(visitor["items"].as_array().unwrap().len(), 10);
+    // Mistakes: an id the model has, the model itself as --out, an id model.
+    let dup = tmp.join("dup.csv");
+    std::fs::write(&dup, "item_id,title\n3,Again\n").unwrap();
+    let m3 = tmp.join("m3");
+    let (dup, m3) = (dup.to_str().unwrap(), m3.to_str().unwrap());
+    fails_with(
+        &["embed", "--model", m, "--items", dup, "--out", m3],
+        &["item id 3 is already"],
+    );
+    fails_with(
+        &["embed", "--model", m, "--items", new, "--out", m],
+        &["not --model itself"],
+    );
+    std::fs::create_dir_all(tmp.join("ids")).unwrap();
+    let ids = common::tiny_model(&tmp.join("ids"));
+    fails_with(
+        &[
+            "embed",
+            "--model",
+            ids.to_str().unwrap(),
+            "--items",
+            new,
+            "--out",
+            m3,
+        ],
+        &["id model"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

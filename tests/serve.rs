@@ -196,29 +196,7 @@ fn a_missing_model_stops_the_server_with_a_clear_error() {
 #[test]
 fn a_feature_model_is_served() {
     let tmp = scratch("serve-features");
-    let (log, items) = common::tiny_log(&tmp);
-    let spec = tmp.join("towers.toml");
-    std::fs::write(
-        &spec,
-        "[query]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
-         { kind = \"history\", last = 5, dim = 8 },\n]\n[candidate]\nfeatures = [\n  \
-         { kind = \"id\", column = \"item_id\", dim = 8 },\n  \
-         { kind = \"multi\", column = \"genres\", dim = 8 },\n]\n",
-    )
-    .unwrap();
-    let model = tmp.join("m");
-    let mut args = common::tiny_train(&log, &model);
-    args.extend(
-        [
-            "--items",
-            items.to_str().unwrap(),
-            "--towers",
-            spec.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    common::run_ok(&refs);
+    let model = common::tiny_feature_model(&tmp);
     let cli = common::ok_json(&[
         "recommend",
         "--model",

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod embed;
 pub mod eval;
 pub mod index;
 pub mod recommend;

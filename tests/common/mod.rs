@@ -297,3 +297,30 @@ pub fn item_ids(v: &serde_json::Value) -> Vec<String> {
         .map(|i| i["id"].to_string())
         .collect()
 }
+
+/// Trains a feature model (user id and history; item id and genres) on the tiny log into
+/// `dir/m` and returns that folder.
+pub fn tiny_feature_model(dir: &Path) -> PathBuf {
+    let (log, items) = tiny_log(dir);
+    let spec = dir.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[query]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
+         { kind = \"history\", last = 5, dim = 8 },\n]\n[candidate]\nfeatures = [\n  \
+         { kind = \"id\", column = \"item_id\", dim = 8 },\n  \
+         { kind = \"multi\", column = \"genres\", dim = 8 },\n]\n",
+    )
+    .unwrap();
+    let model = dir.join("m");
+    let mut args = tiny_train(&log, &model);
+    let extra = [
+        "--items",
+        items.to_str().unwrap(),
+        "--towers",
+        spec.to_str().unwrap(),
+    ];
+    args.extend(extra.map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&refs);
+    model
+}

@@ -166,6 +166,53 @@ impl FeatureModel {
         Ok(out)
     }
 
+    /// This model with `new` items (which training never saw) added to its catalogue:
+    /// their candidate vectors come from what the candidate tower reads of them (their id is
+    /// out of vocabulary; title words, genres and year as for any item). A history table
+    /// grows a zero row per new item (a visitor may list one; it adds nothing to the pooled
+    /// history until the model is retrained). An id already in the catalogue, or twice among
+    /// `new`, is an error naming it; so are items for a model whose spec declares item
+    /// columns of its own (`--item-features`), which a catalogue file does not carry.
+    pub fn with_new_items(&self, new: Vec<twotower_data::Movie>) -> Result<FeatureModel> {
+        if !self.item_features.columns.is_empty() {
+            return Err(ModelError::Config(
+                "this model reads item columns from --item-features; adding items to it is \
+                 not supported yet"
+                    .into(),
+            ));
+        }
+        let mut known: std::collections::HashSet<u32> = self.movies.iter().map(|m| m.id).collect();
+        for m in &new {
+            if !known.insert(m.id) {
+                return Err(ModelError::Config(format!(
+                    "item id {} is already in the model's catalogue (or given twice)",
+                    m.id
+                )));
+            }
+        }
+        let added = new.len();
+        let mut model = self.clone();
+        model.movies.extend(new);
+        model.catalogue = crate::towers::Catalogue::from_movies(&model.movies);
+        for k in 0..model.query.inputs.len() {
+            let Some((encoder, _)) = model.query.table_of_feature(k) else {
+                continue;
+            };
+            if let Input::History { items, .. } = &mut model.query.inputs[k] {
+                *items += added;
+                if let Some(crate::nn::Encoder::Bag(b)) =
+                    model.query.tower.encoders.get_mut(encoder)
+                {
+                    b.table
+                        .data
+                        .extend(std::iter::repeat_n(0.0, added * b.table.dim));
+                    b.table.rows += added;
+                }
+            }
+        }
+        Ok(model)
+    }
+
     /// An error unless the query tower reads a history (what describes a visitor).
     fn require_history_tower(&self) -> Result<()> {
         let reads_history = self

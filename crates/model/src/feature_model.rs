@@ -311,7 +311,7 @@ pub struct FeatureModel {
     pub query: FeatureTower,
     pub candidate: FeatureTower,
     pub catalogue: Catalogue,
-    movies: Vec<Movie>,
+    pub(crate) movies: Vec<Movie>,
     /// The items' columns from `--item-features`.
     pub item_features: FeatureColumns,
     pub data: QueryData,

@@ -2,7 +2,8 @@
 //! ephemeral loopback port. Opens the page for user 42 (the page's `#user=42` address runs
 //! the same code as typing 42 and pressing Show), reads the rendered recommendation list,
 //! compares it with `GET /v1/recommend`, and saves a screenshot to
-//! `target/browser/page.png`.
+//! `target/browser/page.png`; and the new-visitor mode of a feature model (`#visitor=…`
+//! picks those movies), compared with `POST /v1/recommend {"history"}`.
 //!
 //! Needs `chromium` (`apt-get install -y chromium`; `.ci/run` installs it). Without it the
 //! test is skipped with a message, except under CI (`CI=true`), where it fails.
@@ -12,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{quick_model, scratch, Server};
+use common::{quick_model, scratch, tiny_feature_model, Server};
 
 fn chromium() -> Option<PathBuf> {
     let candidates = [
@@ -121,6 +122,54 @@ fn the_page_shows_the_recommendations_of_the_api() {
     );
     let bytes = std::fs::read(&png).expect("a screenshot was written");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000);
+    drop(server);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The data-ids of each `<li class="visitor-rec">` of the new-visitor list.
+fn rendered_visitor(dom: &str) -> Vec<String> {
+    let list = dom
+        .split("id=\"visitor-recs\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</ol>").next())
+        .expect("the page has the new-visitor list");
+    list.split("<li class=\"visitor-rec\" data-id=\"")
+        .skip(1)
+        .map(|li| li.split('"').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_new_visitor_mode_answers_from_the_picked_movies() {
+    let Some(exe) = chromium() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "chromium is not installed; .ci/run installs it with apt-get install -y chromium"
+        );
+        eprintln!("SKIPPED: no chromium (apt-get install -y chromium, or set TWOTOWER_CHROMIUM)");
+        return;
+    };
+    let tmp = scratch("browser-visitor");
+    let model = tiny_feature_model(&tmp);
+    let server = Server::start(&model);
+    let url = format!("{}/#visitor=3,10,17", server.base);
+    let out = run_chromium(&exe, &tmp.join("profile"), &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let shown = rendered_visitor(&dom);
+    let (code, api) = server.post(
+        "/v1/recommend",
+        r#"{"history": ["3", "10", "17"], "k": 20, "exclude_seen": true}"#,
+    );
+    assert_eq!(code, 200, "{api}");
+    let expected: Vec<String> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(expected.len(), 20);
+    assert_eq!(shown, expected);
+    assert!(dom.contains("from 3 movies"), "visitor status missing");
     drop(server);
     std::fs::remove_dir_all(&tmp).unwrap();
 }

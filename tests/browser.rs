@@ -44,15 +44,35 @@ fn run_chromium(exe: &Path, profile: &Path, extra: &[&str], url: &str) -> std::p
         .expect("chromium runs")
 }
 
-/// `(data-id, title)` of each `<li class="rec">` in the rendered list.
-fn rendered_recommendations(dom: &str) -> Vec<(String, String)> {
+/// The text after `data-id="` of each `<li class="{class}">` in the rendered list `id`.
+fn list_items<'a>(dom: &'a str, id: &str, class: &str) -> Vec<&'a str> {
     let list = dom
-        .split("id=\"recs\"")
+        .split(&format!("id=\"{id}\""))
         .nth(1)
         .and_then(|rest| rest.split("</ol>").next())
-        .expect("the page has the recommendations list");
-    list.split("<li class=\"rec\" data-id=\"")
+        .unwrap_or_else(|| panic!("the page has the list {id}"));
+    list.split(&format!("<li class=\"{class}\" data-id=\""))
         .skip(1)
+        .collect()
+}
+
+/// Chromium, or `None` (the test is skipped) outside CI, where it must be installed.
+fn browser() -> Option<PathBuf> {
+    let exe = chromium();
+    if exe.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "chromium is not installed; .ci/run installs it with apt-get install -y chromium"
+        );
+        eprintln!("SKIPPED: no chromium (apt-get install -y chromium, or set TWOTOWER_CHROMIUM)");
+    }
+    exe
+}
+
+/// `(data-id, title)` of each `<li class="rec">` in the rendered list.
+fn rendered_recommendations(dom: &str) -> Vec<(String, String)> {
+    list_items(dom, "recs", "rec")
+        .into_iter()
         .map(|li| {
             let id = li.split('"').next().unwrap().to_string();
             let title = li
@@ -71,12 +91,7 @@ fn rendered_recommendations(dom: &str) -> Vec<(String, String)> {
 
 #[test]
 fn the_page_shows_the_recommendations_of_the_api() {
-    let Some(exe) = chromium() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "chromium is not installed; .ci/run installs it with apt-get install -y chromium"
-        );
-        eprintln!("SKIPPED: no chromium (apt-get install -y chromium, or set TWOTOWER_CHROMIUM)");
+    let Some(exe) = browser() else {
         return;
     };
     let tmp = scratch("browser");
@@ -128,25 +143,15 @@ fn the_page_shows_the_recommendations_of_the_api() {
 
 /// The data-ids of each `<li class="visitor-rec">` of the new-visitor list.
 fn rendered_visitor(dom: &str) -> Vec<String> {
-    let list = dom
-        .split("id=\"visitor-recs\"")
-        .nth(1)
-        .and_then(|rest| rest.split("</ol>").next())
-        .expect("the page has the new-visitor list");
-    list.split("<li class=\"visitor-rec\" data-id=\"")
-        .skip(1)
+    list_items(dom, "visitor-recs", "visitor-rec")
+        .into_iter()
         .map(|li| li.split('"').next().unwrap_or_default().to_string())
         .collect()
 }
 
 #[test]
 fn the_new_visitor_mode_answers_from_the_picked_movies() {
-    let Some(exe) = chromium() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "chromium is not installed; .ci/run installs it with apt-get install -y chromium"
-        );
-        eprintln!("SKIPPED: no chromium (apt-get install -y chromium, or set TWOTOWER_CHROMIUM)");
+    let Some(exe) = browser() else {
         return;
     };
     let tmp = scratch("browser-visitor");

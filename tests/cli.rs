@@ -933,6 +933,14 @@ fn generic_logs_take_feature_files_declared_in_the_spec() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// `train --split SPLIT --json` on MovieLens 100K with `extra` arguments, nobody's list shown.
+fn train_split_json(data: &str, split: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["train", "--split", split, "--data-dir", data];
+    args.extend(["--show-user", "", "--json"]);
+    args.extend_from_slice(extra);
+    ok_json(&args)
+}
+
 /// `--split cold-items`: a fifth of the items held out entirely; the cold-item metrics
 /// come with their baselines. Ids alone know nothing of a cold item; genres and a history
 /// place it.
@@ -945,12 +953,7 @@ fn cold_items_are_ranked_by_what_is_known_of_them() {
         "[query]\nfeatures = [{ kind = \"history\", last = 10, dim = 16 }]\n\
          [candidate]\nfeatures = [{ kind = \"multi\", column = \"genres\", dim = 16 }]\n",
     );
-    let run = |extra: &[&str]| {
-        let mut args = vec!["train", "--split", "cold-items", "--data-dir", data];
-        args.extend(["--show-user", "", "--json"]);
-        args.extend_from_slice(extra);
-        ok_json(&args)
-    };
+    let run = |extra: &[&str]| train_split_json(data, "cold-items", extra);
     let ids = run(&["--preset", "ids", "--epochs", "1"]);
     let cold = &ids["cold_items"];
     // 20% of the 1,682 rated movies.
@@ -992,12 +995,7 @@ fn cold_users_are_answered_from_their_first_interactions() {
         "[query]\nfeatures = [{ kind = \"history\", last = 5, dim = 16 }]\n\
          [candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 16 }]\n",
     );
-    let run = |extra: &[&str]| {
-        let mut args = vec!["train", "--split", "cold-users", "--data-dir", data];
-        args.extend(["--show-user", "", "--json"]);
-        args.extend_from_slice(extra);
-        ok_json(&args)
-    };
+    let run = |extra: &[&str]| train_split_json(data, "cold-users", extra);
     let ids = run(&["--preset", "ids", "--epochs", "1"]);
     // 20% of the 943 users; their first 5 interactions are not test ones.
     assert_eq!(ids["test_users"], 189);

@@ -263,14 +263,9 @@ impl FeatureModel {
 
     /// The `k` items most often interacted with in training (scored by that count).
     pub fn popular(&self, k: usize) -> Recommendations {
-        let mut counts = vec![0f32; self.catalogue.len()];
-        for u in self.data.user_ids() {
-            for r in self.data.rows_of(u) {
-                if let Some(c) = counts.get_mut(r as usize) {
-                    *c += 1.0;
-                }
-            }
-        }
+        use crate::eval::Scorer;
+        let rows = (self.data.user_ids().into_iter()).flat_map(|u| self.data.rows_of(u));
+        let counts = crate::eval::Popularity::new(self.catalogue.len(), rows).scores(&[0]);
         Recommendations {
             known_user: false,
             items: twotower_index::top_k(&counts, k, &[]),

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use twotower_data::SplitSpec;
-use twotower_model::feature_answer::AnyModel;
-use twotower_model::IndexedModel;
-use twotower_model::{MetricsTable, SplitEval};
+use twotower_model::MetricsTable;
 
 use super::DataSplitArgs;
 
@@ -43,26 +41,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let saved = super::load_model(&args.model)?;
     let ml = args.data.open()?;
-    let (metrics, popularity) = match saved {
-        AnyModel::Ids(saved) => {
-            let split = SplitEval::for_model(&saved.model, &ml, &spec)?;
-            let metrics = if args.approximate {
-                let ann = saved.require_index(&args.model)?;
-                split.model_approximate(&saved.model, &ann)
-            } else {
-                split.model(&saved.model)
-            };
-            (metrics, split.popularity())
-        }
-        AnyModel::Features(saved) => {
-            let ann = if args.approximate {
-                Some(saved.require_index(&args.model)?)
-            } else {
-                None
-            };
-            saved.model.evaluate_on(&ml, &spec, ann.as_ref())?
-        }
+    let ann = if args.approximate {
+        Some(saved.require_index(&args.model)?)
+    } else {
+        None
     };
+    let (metrics, popularity) = saved.evaluate(&ml, &spec, ann.as_ref())?;
     let table = MetricsTable {
         model: &metrics,
         popularity: &popularity,

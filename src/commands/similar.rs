@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use twotower_model::feature_answer::AnyModel;
 
 #[derive(Args)]
 pub struct SimilarArgs {
@@ -25,10 +24,7 @@ pub struct SimilarArgs {
 pub fn run(args: SimilarArgs) -> Result<()> {
     super::check_k(args.k)?;
     let saved = super::load_model(&args.model)?;
-    let catalogue = match &saved {
-        AnyModel::Ids(m) => &m.model.catalogue,
-        AnyModel::Features(m) => &m.model.catalogue,
-    };
+    let catalogue = saved.catalogue();
     let Some(row) = catalogue.find(&args.item) else {
         let close = twotower_model::TitleIndex::new(&catalogue.titles).suggest(&args.item, 5);
         bail!(
@@ -41,10 +37,7 @@ pub fn run(args: SimilarArgs) -> Result<()> {
                 .join(", ")
         );
     };
-    let items = match &saved {
-        AnyModel::Ids(m) => m.model.similar(&m.model.cosine_index(), row, args.k),
-        AnyModel::Features(m) => m.model.similar(&m.model.cosine_index()?, row, args.k),
-    };
+    let items = saved.similar(&[row], args.k)?.pop().unwrap_or_default();
     if args.json {
         return super::print_json(&catalogue.similar_items(row, &items));
     }

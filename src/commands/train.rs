@@ -6,13 +6,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use twotower_data::feature_table::{FeatureTable, Side};
-use twotower_data::Format;
-use twotower_model::feature_experiment::FeatureExperiment;
-use twotower_model::feature_model::FeatureFiles;
+use twotower_model::job::TrainJob;
 use twotower_model::spec::TowersSpec;
-use twotower_model::{
-    Experiment, FitEvent, Negatives, OptimizerKind, Overrides, SavedModel, TrainConfig, TrainReport,
-};
+use twotower_model::{FitEvent, Negatives, OptimizerKind, Overrides, SavedModel, TrainReport};
 
 use super::DataSplitArgs;
 
@@ -108,9 +104,10 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The preset for a catalogue of `candidates` rows, with the overrides applied.
-    fn config(&self, candidates: usize) -> Result<TrainConfig> {
-        let overrides = Overrides {
+    /// The job these arguments describe (without the feature tables, read later).
+    fn job(&self) -> Result<TrainJob> {
+        let mut job = TrainJob::new(&self.preset);
+        job.overrides = Overrides {
             epochs: self.epochs,
             batch_size: self.batch_size,
             embedding_dim: self.dim,
@@ -123,16 +120,16 @@ impl TrainArgs {
             remove_accidental_hits: self.remove_accidental_hits,
             logq_correction: self.logq,
         };
-        Ok(TrainConfig::preset_for(&self.preset, candidates)?.with_overrides(&overrides)?)
+        job.towers = self.towers.as_deref().map(TowersSpec::read).transpose()?;
+        job.timestamps = self.timestamps;
+        job.validation = self.validation;
+        job.eval_sample = self.eval_sample;
+        job.max_examples = self.max_examples;
+        Ok(job)
     }
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    // Fail on bad hyper-parameters and a refused --out before reading a large log.
-    args.config(usize::MAX)?;
-    if let Some(out) = &args.out {
-        SavedModel::check_destination(out)?;
-    }
     if let Some(f) = args.validation {
         if !(f > 0.0 && f < 1.0) {
             bail!("--validation must be a fraction between 0 and 1 (exclusive), got {f}");
@@ -141,64 +138,34 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.eval_sample == Some(0) {
         bail!("--eval-sample must be at least 1 (it is the number of test interactions evaluated)");
     }
-    let spec = args.data.spec()?;
-    let mut towers = match (
-        &args.towers,
-        TowersSpec::preset(&args.preset, args.timestamps),
-    ) {
-        (Some(file), _) => Some(TowersSpec::read(file)?),
-        (None, preset) => preset.transpose()?,
-    };
-    if !args.timestamps && TowersSpec::preset(&args.preset, false).is_none() {
+    // Fail on bad hyper-parameters and a refused --out before reading a large log.
+    let mut job = args.job()?;
+    // The job's own checks, worded with the flags.
+    if !args.timestamps && !job.tutorial_features() {
         bail!("--timestamps applies to the tfrs-context and tfrs-deep presets");
     }
-    let default_towers = towers.is_none() && args.preset == "default";
-    if args.dim.is_some() && (towers.is_some() || default_towers) {
+    if args.dim.is_some() && job.feature_towers() {
         bail!(
             "--dim sets the size of id towers; feature towers take their sizes from the spec \
              (the default preset's are in towers/; `--preset ids` trains id towers of --dim)"
         );
     }
-    let tables = feature_tables(&args)?;
-    let ml = args.data.open()?;
-    if default_towers {
-        // What the data offers: a history before each interaction when it has times, the
-        // user's other items when it has none.
-        let has_time = ml.format != (Format::Log { has_time: false });
-        towers = Some(TowersSpec::default_for(has_time)?);
+    job.check()?;
+    if let Some(out) = &args.out {
+        SavedModel::check_destination(out)?;
     }
-    let config = args.config(ml.movies.len())?;
+    let spec = args.data.spec()?;
+    (job.user_features, job.item_features) = feature_tables(&args)?;
+    let ml = args.data.open()?;
     let start = Instant::now();
     let show = (!args.show_user.is_empty()).then_some((args.show_user.as_str(), args.k));
-    if let Some(towers) = towers {
-        let epochs = config.epochs;
-        let files = FeatureFiles::typed(&towers, tables.0.as_ref(), tables.1.as_ref())?;
-        let mut exp =
-            FeatureExperiment::prepare(&ml, &spec, args.validation, config, towers, files)?;
-        let sampled = args.eval_sample.and_then(|n| exp.sample_test(n));
-        exp.trainer.set_example_budget(args.max_examples);
-        exp.fit(args.eval_every_epoch, &mut progress(epochs))?;
-        let mut report = exp.report(start.elapsed().as_secs_f64(), show)?;
-        if let Some(out) = &args.out {
-            exp.save(&report, out)?;
-            report.model_dir = Some(out.display().to_string());
-        }
-        report.max_examples = args.max_examples;
-        report.eval_sample = sampled;
-        return print_report(&report, args.json);
-    }
-    let mut exp = Experiment::prepare(ml, &spec, args.validation, config)?;
-    let sampled = args.eval_sample.and_then(|n| exp.sample_test(n));
-    let epochs = exp.model.config.epochs;
-    exp.trainer.set_example_budget(args.max_examples);
-    exp.fit(args.eval_every_epoch, &mut progress(epochs))?;
-    let mut report = exp.report(start.elapsed().as_secs_f64(), show);
+    let mut run = job.prepare(ml, &spec)?;
+    run.fit(args.eval_every_epoch, &mut progress(run.epochs()))?;
+    let mut report = run.report(start.elapsed().as_secs_f64(), show)?;
     if let Some(out) = &args.out {
-        exp.save(&report, out)?;
+        run.save(&report, out)?;
         report.model_dir = Some(out.display().to_string());
     }
-    report.max_examples = args.max_examples;
-    report.eval_sample = sampled;
     print_report(&report, args.json)
 }
 

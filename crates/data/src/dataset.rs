@@ -137,6 +137,59 @@ impl Dataset {
         })
     }
 
+    /// A dataset from interactions already in memory (the Python package's data frames),
+    /// named `name`: a log whose items are `items` (every interaction's item must be
+    /// listed, once) or, with `None`, titled by their ids. `has_time`: the interactions'
+    /// timestamps are real times (temporal splits and history towers may use them).
+    /// Problems name the row (0-based) of `interactions` or `items`.
+    pub fn from_interactions(
+        name: &str,
+        interactions: Vec<Interaction>,
+        items: Option<Vec<Movie>>,
+        has_time: bool,
+    ) -> Result<Self> {
+        if interactions.is_empty() {
+            return Err(DataError::Invalid(format!("{name}: no interactions")));
+        }
+        let items = match items {
+            Some(items) => {
+                let mut rows = std::collections::HashMap::with_capacity(items.len());
+                for (i, m) in items.iter().enumerate() {
+                    if let Some(first) = rows.insert(m.id, i) {
+                        return Err(DataError::Invalid(format!(
+                            "{name}: items row {i}: item id {} is listed twice (first in row \
+                             {first})",
+                            m.id
+                        )));
+                    }
+                    if m.title.contains(['\t', '\n', '\r']) {
+                        return Err(DataError::Invalid(format!(
+                            "{name}: items row {i}: the title {} holds a tab or line break",
+                            crate::shown(&m.title)
+                        )));
+                    }
+                }
+                if let Some((i, r)) =
+                    (interactions.iter().enumerate()).find(|(_, r)| !rows.contains_key(&r.item))
+                {
+                    return Err(DataError::Invalid(format!(
+                        "{name}: row {i}: item {} is not in the items table",
+                        r.item
+                    )));
+                }
+                items
+            }
+            None => crate::log::titled_by_ids(&interactions),
+        };
+        Ok(Dataset {
+            dir: PathBuf::from(name),
+            format: Format::Log { has_time },
+            ratings: interactions,
+            movies: items,
+            users: Vec::new(),
+        })
+    }
+
     /// A short name for model cards.
     pub fn name(&self) -> String {
         let folder = self

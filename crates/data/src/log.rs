@@ -50,27 +50,27 @@ pub fn read_log(path: &Path, items: Option<&Path>, columns: &LogColumns) -> Resu
     } else {
         read_delimited(path, columns, known.as_ref(), items)?
     };
-    let items = match catalogue {
-        Some(c) => c,
-        None => {
-            let mut ids: Vec<u32> = interactions.iter().map(|r| r.item).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids.into_iter()
-                .map(|id| Movie {
-                    id,
-                    title: format!("item {id}"),
-                    release_date: String::new(),
-                    genres: Vec::new(),
-                })
-                .collect()
-        }
-    };
+    let items = catalogue.unwrap_or_else(|| titled_by_ids(&interactions));
     Ok(Log {
         interactions,
         items,
         has_time,
     })
+}
+
+/// A catalogue of the items of `interactions`, each titled by its id (`item 7`), by id.
+pub(crate) fn titled_by_ids(interactions: &[Interaction]) -> Vec<Movie> {
+    let mut ids: Vec<u32> = interactions.iter().map(|r| r.item).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| Movie {
+            id,
+            title: format!("item {id}"),
+            release_date: String::new(),
+            genres: Vec::new(),
+        })
+        .collect()
 }
 
 /// The delimiter of a text table: by extension, else by the first line.

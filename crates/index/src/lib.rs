@@ -154,6 +154,14 @@ impl Index {
         }
     }
 
+    /// Writes the index folder `dir` (replacing only an index folder, atomically).
+    pub fn save(&self, dir: &Path) -> Result<(), IndexError> {
+        match self {
+            Index::Exact(i) => i.save(dir),
+            Index::Approximate(i) => i.save(dir),
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         match self {

@@ -18,6 +18,9 @@ pub enum ModelError {
     Config(String),
     #[error("{0}")]
     Diverged(String),
+    /// Training was stopped from outside (its budget's stop flag).
+    #[error("interrupted")]
+    Interrupted,
     /// A tower spec with a mistake, named by file and line.
     #[error("{0}")]
     Spec(String),

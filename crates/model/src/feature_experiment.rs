@@ -93,7 +93,7 @@ impl FeatureExperiment {
                 report(FitEvent::EpochEnd(last));
             }
         }
-        Ok(())
+        self.trainer.budget.check_stopped()
     }
 
     /// Evaluates on a seeded random sample of `n` test interactions from now on (their
@@ -172,6 +172,12 @@ impl FeatureExperiment {
 
     /// Saves the model (format 2) with `report`'s metrics and the history to `out`.
     pub fn save(&self, report: &TrainReport, out: &std::path::Path) -> Result<()> {
+        self.saved(report).save(out)
+    }
+
+    /// The trained model with its card (holding `report`'s metrics) and history, as
+    /// [`FeatureExperiment::save`] writes it.
+    pub fn saved(&self, report: &TrainReport) -> SavedFeatureModel {
         let mut card =
             FeatureCard::describe(&self.model, self.dataset.clone(), report.train_seconds);
         card.metrics =
@@ -182,6 +188,5 @@ impl FeatureExperiment {
             history: self.history.clone(),
             warnings: Vec::new(),
         }
-        .save(out)
     }
 }

@@ -28,7 +28,7 @@ use crate::nn::{
 use crate::optimizer::TowerOptimizer;
 use crate::spec::{Columns, FeatureSpec, HistoryFrom, TowersSpec};
 use crate::towers::{year_of, Catalogue};
-use crate::trainer::{add_l2, exclude, logq_bias, within_budget, EpochStats};
+use crate::trainer::{add_l2, exclude, logq_bias, Budget, EpochStats};
 use crate::{ModelError, Result};
 
 /// What the query tower can know: users' features and their training interactions by time.
@@ -329,8 +329,8 @@ pub struct FeatureTrainer {
     /// Histories that read the candidate tower's item table.
     ties: Vec<Tie>,
     epoch: usize,
-    /// Examples left to train on (`None`: no cap).
-    budget: Option<usize>,
+    /// The example cap and stop flag.
+    pub budget: Budget,
 }
 
 impl FeatureModel {
@@ -424,7 +424,7 @@ impl FeatureModel {
             logq_bias: logit_bias,
             examples,
             epoch: 0,
-            budget: None,
+            budget: Budget::default(),
         };
         Ok((model, trainer))
     }
@@ -538,12 +538,12 @@ impl FeatureTrainer {
     /// Stops training after `max_examples` examples in all (`None`: no cap); the epoch
     /// that reaches it is cut short.
     pub fn set_example_budget(&mut self, max_examples: Option<usize>) {
-        self.budget = max_examples;
+        self.budget.set_cap(max_examples);
     }
 
-    /// Whether the cap set by [`FeatureTrainer::set_example_budget`] has been used up.
+    /// Whether no more batches will run (the cap is used up or training was stopped).
     pub fn budget_spent(&self) -> bool {
-        self.budget == Some(0)
+        self.budget.spent()
     }
 
     /// One pass over the shuffled examples (up to the example budget).
@@ -560,7 +560,7 @@ impl FeatureTrainer {
         let (mut total, mut done) = (0.0f64, 0usize);
         let mut result = Ok(());
         for batch in examples.chunks(cfg.batch_size) {
-            let Some(batch) = within_budget(&mut self.budget, batch) else {
+            let Some(batch) = self.budget.take(batch) else {
                 break;
             };
             match self.step(model, batch, &softmax) {

@@ -24,6 +24,7 @@
 //! println!("{:?}", exp.evaluate().factorized_top_k);
 //! ```
 
+pub mod answer;
 pub mod bench;
 pub mod checkpoint;
 pub mod cold;
@@ -37,6 +38,7 @@ pub mod feature_files;
 pub mod feature_folder;
 pub mod feature_model;
 pub mod features;
+pub mod job;
 pub use twotower_kernels::fastexp;
 pub mod loss;
 pub mod nn;

@@ -247,8 +247,10 @@ impl SplitEval {
     }
 }
 
-/// What [`Experiment::fit`] reports as it goes, for progress bars and logs.
-#[derive(Debug)]
+/// What [`Experiment::fit`] reports as it goes, for progress bars and logs (as JSON, an
+/// object whose `event` is `epoch_start`, `batch` or `epoch_end` beside the fields).
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum FitEvent<'a> {
     /// Epoch `epoch` of `epochs` starts, over `examples` examples.
     EpochStart {
@@ -342,7 +344,7 @@ impl Experiment {
                 report(FitEvent::EpochEnd(last));
             }
         }
-        Ok(())
+        self.trainer.budget.check_stopped()
     }
 
     /// Builds the vocabularies (users from all ratings and both sides of the split, as the

@@ -339,6 +339,12 @@ impl Experiment {
     /// Saves the trained model with its card (holding `report`'s metrics) and history to
     /// `out`, replacing only a model folder, atomically.
     pub fn save(&self, report: &TrainReport, out: &std::path::Path) -> Result<()> {
+        self.saved(report).save(out)
+    }
+
+    /// The trained model with its card (holding `report`'s metrics) and history, as
+    /// [`Experiment::save`] writes it.
+    pub fn saved(&self, report: &TrainReport) -> SavedModel {
         let mut card = ModelCard::describe(&self.model, self.dataset.clone(), report.train_seconds);
         card.metrics =
             serde_json::json!({ "model": report.metrics, "popularity": report.popularity });
@@ -348,7 +354,6 @@ impl Experiment {
             history: self.history.clone(),
             warnings: Vec::new(),
         }
-        .save(out)
     }
 }
 

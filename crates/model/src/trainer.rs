@@ -12,6 +12,8 @@
 //! # }
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -27,7 +29,7 @@ use crate::towers::TwoTowerModel;
 use crate::{ModelError, Result};
 
 /// Progress inside an epoch, reported after every batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct BatchProgress {
     pub epoch: usize,
     pub examples_done: usize,
@@ -83,21 +85,64 @@ pub struct Trainer {
     /// Scratch for the batch's logits matrix, reused across batches.
     logits: Vec<f32>,
     epoch: usize,
-    /// Examples still allowed in total (`--max-examples`), if capped.
-    budget: Option<usize>,
+    /// The example cap (`--max-examples`) and stop flag.
+    pub budget: Budget,
 }
 
-/// The part of `chunk` an example budget (`None`: no cap) still allows, the budget
-/// reduced by it; `None` once the budget is spent.
-pub(crate) fn within_budget<'a, T>(budget: &mut Option<usize>, chunk: &'a [T]) -> Option<&'a [T]> {
-    match *budget {
-        Some(0) => None,
-        Some(left) => {
-            let take = left.min(chunk.len());
-            *budget = Some(left - take);
-            Some(&chunk[..take])
+/// How much more a trainer may train: an example cap (`--max-examples`) and a stop flag
+/// another thread can raise (the Python package's Ctrl-C), both checked before each batch.
+#[derive(Debug, Clone, Default)]
+pub struct Budget {
+    /// Examples still allowed in total (`None`: no cap).
+    left: Option<usize>,
+    stop: Option<Arc<AtomicBool>>,
+    stopped: bool,
+}
+
+impl Budget {
+    /// The part of `chunk` the budget still allows, the budget reduced by it; `None` once
+    /// the cap is spent or the stop flag raised.
+    pub(crate) fn take<'a, T>(&mut self, chunk: &'a [T]) -> Option<&'a [T]> {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            self.stopped = true;
+            return None;
         }
-        None => Some(chunk),
+        match self.left {
+            Some(0) => None,
+            Some(left) => {
+                let take = left.min(chunk.len());
+                self.left = Some(left - take);
+                chunk.get(..take)
+            }
+            None => Some(chunk),
+        }
+    }
+
+    /// Caps the examples from now on (`None` lifts the cap).
+    pub fn set_cap(&mut self, max_examples: Option<usize>) {
+        self.left = max_examples;
+    }
+
+    /// Stops training before the next batch once `flag` is raised.
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// Whether no more batches will run: the cap is used up or training was stopped.
+    pub fn spent(&self) -> bool {
+        self.left == Some(0) || self.stopped
+    }
+
+    /// `Err(Interrupted)` when the stop flag ended training.
+    pub fn check_stopped(&self) -> Result<()> {
+        if self.stopped {
+            return Err(ModelError::Interrupted);
+        }
+        Ok(())
     }
 }
 
@@ -173,7 +218,7 @@ impl Trainer {
             logq_bias,
             logits: Vec::new(),
             epoch: 0,
-            budget: None,
+            budget: Budget::default(),
         })
     }
 
@@ -204,7 +249,7 @@ impl Trainer {
         let mut done = 0usize;
         let (mut flops, mut product_seconds) = (0.0f64, 0.0f64);
         for chunk in examples.chunks(cfg.batch_size) {
-            let Some(chunk) = within_budget(&mut self.budget, chunk) else {
+            let Some(chunk) = self.budget.take(chunk) else {
                 break;
             };
             let step = self.gradients(model, chunk);
@@ -249,12 +294,13 @@ impl Trainer {
     /// Caps the examples trained on from now on, over all epochs (the last batch is cut
     /// short); `None` lifts the cap.
     pub fn set_example_budget(&mut self, max_examples: Option<usize>) {
-        self.budget = max_examples;
+        self.budget.set_cap(max_examples);
     }
 
-    /// Whether a cap set by [`Trainer::set_example_budget`] has been used up.
+    /// Whether no more batches will run (the cap of [`Trainer::set_example_budget`] is
+    /// used up, or the budget's stop flag was raised).
     pub fn budget_spent(&self) -> bool {
-        self.budget == Some(0)
+        self.budget.spent()
     }
 
     /// Loss and gradients of one batch of `(user index, candidate index)` examples, on

@@ -305,6 +305,7 @@ async fn recommend_get(State(state): State<Arc<AppState>>, Query(p): Params) -> 
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let users = [user];
         let r = loaded
+            .served
             .recommend(index, &users, k, exclude_seen)
             .map_err(|e| ApiError::bad(format!("parameter user: {e}")))?;
         let r = r.first().ok_or_else(|| ApiError::bad("no answer"))?;
@@ -379,6 +380,7 @@ async fn recommend_post(
         // Checked before the job was queued: the fallback is never taken.
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let answers = loaded
+            .served
             .recommend(index, &users, k, exclude_seen)
             .map_err(|e| ApiError::bad(format!("field users: {e}")))?;
         let catalogue = loaded.catalogue();

@@ -6,24 +6,18 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 use twotower_index::{BruteForceIndex, Index, Neighbor};
-use twotower_model::feature_answer::{feature_user, AnyModel, VisitorAnswer};
-use twotower_model::feature_folder::SavedFeatureModel;
+use twotower_model::feature_answer::{AnyModel, VisitorAnswer};
 use twotower_model::towers::Catalogue;
-use twotower_model::{IndexedModel, Recommendations, Result, SavedModel, TitleIndex};
+use twotower_model::{IndexedModel, Result, TitleIndex};
 
 use crate::metrics::HttpMetrics;
 
-/// The model folder being served, of either format.
-pub enum Served {
-    /// Format 1: id towers.
-    Ids(Box<SavedModel>),
-    /// Format 2: feature towers, with the ids of the users it knows (sorted).
-    Features(Box<SavedFeatureModel>, Vec<u32>),
-}
-
 /// A model ready to answer: the saved folder plus the indexes built from it.
 pub struct Loaded {
-    pub served: Served,
+    /// The model folder being served, of either format.
+    pub served: AnyModel,
+    /// A feature model's known users, sorted (empty for id towers).
+    users: Vec<u32>,
     /// Exact dot-product index over the catalogue (recommendations).
     pub index: Index,
     /// The model folder's approximate index, when one was built and is sound
@@ -37,57 +31,19 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-fn served_catalogue(served: &Served) -> &Catalogue {
-    match served {
-        Served::Ids(m) => &m.model.catalogue,
-        Served::Features(m, _) => &m.model.catalogue,
-    }
-}
-
 /// A user's training item (catalogue row) and its rating, where the model keeps one.
 pub type Seen = (u32, Option<f32>);
 
 impl Loaded {
     /// The catalogue.
     pub fn catalogue(&self) -> &Catalogue {
-        served_catalogue(&self.served)
-    }
-
-    /// Width of the vectors.
-    fn dim(&self) -> usize {
-        match &self.served {
-            Served::Ids(m) => m.model.dim(),
-            Served::Features(m, _) => m.model.candidate.tower.output_width(),
-        }
+        self.served.catalogue()
     }
 
     /// Operations to score `queries` queries against every catalogue row (an upper bound
     /// for the approximate index too), for [`Compute::run`].
     pub fn scan_flops(&self, queries: usize) -> f64 {
-        queries as f64 * self.catalogue().len() as f64 * 2.0 * self.dim() as f64
-    }
-
-    /// Top-`k` for each of `users` through `index` (the exact or the approximate one). A
-    /// feature model keys users by integers: another id is an error naming it.
-    pub fn recommend(
-        &self,
-        index: &Index,
-        users: &[String],
-        k: usize,
-        exclude_seen: bool,
-    ) -> std::result::Result<Vec<Recommendations>, String> {
-        match (&self.served, index) {
-            (Served::Ids(m), _) => Ok(m.model.recommend_batch(index, users, k, exclude_seen)),
-            (Served::Features(m, _), _) => {
-                let ids = users
-                    .iter()
-                    .map(|u| feature_user(u).map_err(|e| e.to_string()))
-                    .collect::<std::result::Result<Vec<u32>, String>>()?;
-                m.model
-                    .recommend_batch(index, &ids, k, exclude_seen)
-                    .map_err(|e| e.to_string())
-            }
-        }
+        queries as f64 * self.catalogue().len() as f64 * 2.0 * self.served.dim() as f64
     }
 
     /// A visitor described by item ids, oldest first, and user features (see
@@ -101,10 +57,10 @@ impl Loaded {
         exclude_given: bool,
     ) -> std::result::Result<VisitorAnswer, String> {
         match &self.served {
-            Served::Ids(_) => Err("this is an id model: its query tower reads no history; \
+            AnyModel::Ids(_) => Err("this is an id model: its query tower reads no history; \
                  describe known users by `users`"
                 .into()),
-            Served::Features(m, _) => m
+            AnyModel::Features(m) => m
                 .model
                 .recommend_history(index, ids, features, k, exclude_given)
                 .map_err(|e| e.to_string()),
@@ -114,19 +70,20 @@ impl Loaded {
     /// The `k` rows closest in cosine to row `row`.
     pub fn similar(&self, row: usize, k: usize) -> Vec<Neighbor> {
         match &self.served {
-            Served::Ids(m) => m.model.similar(&self.cosine, row, k),
-            Served::Features(m, _) => m.model.similar(&self.cosine, row, k),
+            AnyModel::Ids(m) => m.model.similar(&self.cosine, row, k),
+            AnyModel::Features(m) => m.model.similar(&self.cosine, row, k),
         }
     }
 
     /// A user the model knows, picked by `seed`.
     pub fn some_user(&self, seed: usize) -> Option<String> {
         match &self.served {
-            Served::Ids(m) => {
+            AnyModel::Ids(m) => {
                 let vocab = &m.model.query.vocab;
                 (vocab.len() > 1).then(|| vocab.token(1 + seed % (vocab.len() - 1)).to_string())
             }
-            Served::Features(_, users) => {
+            AnyModel::Features(_) => {
+                let users = &self.users;
                 (!users.is_empty()).then(|| users[seed % users.len()].to_string())
             }
         }
@@ -135,7 +92,7 @@ impl Loaded {
     /// `user`'s training items (`None`: not a user the model knows).
     pub fn history(&self, user: &str) -> Option<Vec<Seen>> {
         match &self.served {
-            Served::Ids(m) => {
+            AnyModel::Ids(m) => {
                 let idx = m.model.query.vocab.get(user)?;
                 let (rows, ratings) = m.model.seen.of(idx);
                 Some(
@@ -145,9 +102,9 @@ impl Loaded {
                         .collect(),
                 )
             }
-            Served::Features(m, users) => {
+            AnyModel::Features(m) => {
                 let id: u32 = user.parse().ok()?;
-                users.binary_search(&id).ok()?;
+                self.users.binary_search(&id).ok()?;
                 Some(
                     m.model
                         .data
@@ -164,11 +121,11 @@ impl Loaded {
     pub fn card(&self) -> (serde_json::Value, serde_json::Value) {
         let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
         match &self.served {
-            Served::Ids(m) => (
+            AnyModel::Ids(m) => (
                 json(serde_json::to_value(&m.card)),
                 json(serde_json::to_value(&m.history)),
             ),
-            Served::Features(m, _) => (
+            AnyModel::Features(m) => (
                 json(serde_json::to_value(&m.card)),
                 json(serde_json::to_value(&m.history)),
             ),
@@ -179,25 +136,21 @@ impl Loaded {
     /// foreign approximate index is left out with a warning (requests then search
     /// exactly), since the model itself is sound.
     pub fn open(dir: &Path) -> Result<Self> {
-        let (served, index, cosine, found) = match AnyModel::load(dir)? {
-            AnyModel::Ids(saved) => {
-                let index = saved.model.exact_index();
-                let cosine = saved.model.cosine_index();
-                let found = saved.load_index(dir);
-                (Served::Ids(saved), index, cosine, found)
-            }
-            AnyModel::Features(saved) => {
-                let index = Index::Exact(saved.model.exact_index()?);
-                let cosine = saved.model.cosine_index()?;
-                let found = saved.load_index(dir);
-                let users = saved.model.data.user_ids();
-                (Served::Features(saved, users), index, cosine, found)
-            }
+        let served = AnyModel::load(dir)?;
+        let index = served.exact_index()?;
+        let (cosine, found, users) = match &served {
+            AnyModel::Ids(saved) => (
+                saved.model.cosine_index(),
+                saved.load_index(dir),
+                Vec::new(),
+            ),
+            AnyModel::Features(saved) => (
+                saved.model.cosine_index()?,
+                saved.load_index(dir),
+                saved.model.data.user_ids(),
+            ),
         };
-        let mut warnings = match &served {
-            Served::Ids(m) => m.warnings.clone(),
-            Served::Features(m, _) => m.warnings.clone(),
-        };
+        let mut warnings = served.warnings().to_vec();
         let approximate = match found {
             Ok(a) => a.map(Index::Approximate),
             Err(e) => {
@@ -207,9 +160,10 @@ impl Loaded {
                 None
             }
         };
-        let titles = TitleIndex::new(&served_catalogue(&served).titles);
+        let titles = TitleIndex::new(&served.catalogue().titles);
         Ok(Loaded {
             served,
+            users,
             index,
             approximate,
             cosine,

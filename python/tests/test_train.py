@@ -134,3 +134,44 @@ def test_from_pandas_equals_reading_the_same_file(ml100k, tmp_path):
         "--epochs", "3", "--show-user", "",
     )
     same_metrics(a.metrics, cli)
+
+
+SPEC = """
+[user_columns]
+region = "categorical"
+[item_columns]
+shelf = "multi"
+[query]
+features = [
+  { kind = "id", column = "user_id", dim = 8 },
+  { kind = "categorical", column = "region", dim = 4 },
+]
+[candidate]
+features = [
+  { kind = "id", column = "item_id", dim = 8 },
+  { kind = "multi", column = "shelf", dim = 4 },
+]
+"""
+
+
+def test_feature_tables_as_data_frames_equal_the_same_files(tmp_path):
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(
+        ml100k_path("u.data"), sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
+    )
+    df = df[df.user_id <= 200]
+    log = twotower.Interactions.from_pandas(df, time="timestamp")
+    users = pd.DataFrame({"user_id": range(1, 201)})
+    users["region"] = ["R%d" % (u % 3) for u in users.user_id]
+    items = pd.DataFrame({"item_id": range(1, 1683)})
+    items["shelf"] = [["S%d" % (i % 4), "T%d" % (i % 7)] for i in items.item_id]
+    users.to_csv(tmp_path / "users.csv", index=False)
+    items.assign(shelf=items.shelf.map("|".join)).to_csv(tmp_path / "items.csv", index=False)
+    common = dict(towers=SPEC, split="random", epochs=2, progress=False)
+    frames = twotower.train(log, user_features=users, item_features=items, **common)
+    files = twotower.train(
+        log, user_features=tmp_path / "users.csv", item_features=tmp_path / "items.csv", **common
+    )
+    assert frames.kind == "features"
+    assert frames.metrics == files.metrics
+    np.testing.assert_array_equal(frames.item_embeddings(), files.item_embeddings())

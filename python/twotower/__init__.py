@@ -21,6 +21,8 @@ and ``NotFoundError`` (also a ``FileNotFoundError``), carrying the command line'
 
 from __future__ import annotations
 
+import os
+import tempfile
 from os import PathLike
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -172,8 +174,8 @@ def train(
     remove_accidental_hits: bool = False,
     logq: bool = False,
     towers: Optional[str] = None,
-    user_features: Optional[_Path] = None,
-    item_features: Optional[_Path] = None,
+    user_features: Any = None,
+    item_features: Any = None,
     timestamps: bool = True,
     validation: Optional[float] = None,
     eval_sample: Optional[int] = None,
@@ -190,8 +192,10 @@ def train(
     ``random``, ``last``, ``time``, ``cold-items`` or ``cold-users``, with the options
     ``test_fraction``, ``split_seed``, ``n``, ``before``, ``cold_fraction`` and
     ``history``. The keyword overrides are the command line's flags; ``towers`` is a
-    TOML tower spec (a path, or the text). Same split and seed, same metrics as the
-    command line.
+    TOML tower spec (a path, or the text); ``user_features`` and ``item_features`` are the
+    tables its columns come from: DataFrames (the id column ``user_id`` / ``item_id`` or
+    ``id``, list values for multi-valued features) or CSV/TSV/Parquet files. Same split and
+    seed, same metrics as the command line.
 
     ``progress``: ``True`` shows a tqdm bar when tqdm is installed; a callable receives
     one dict per event: ``{"event": "epoch_start", "epoch", "epochs", "examples"}``,
@@ -206,7 +210,10 @@ def train(
     if unknown:
         raise TypeError(f"train() got unexpected keyword arguments: {', '.join(unknown)}")
     callback, close = _progress(progress)
+    tables = tempfile.TemporaryDirectory(prefix="twotower-features-")
     try:
+        user_features = _feature_file(user_features, tables.name, "user_features")
+        item_features = _feature_file(item_features, tables.name, "item_features")
         return _twotower.train(
             _dataset(interactions),
             preset,
@@ -235,6 +242,28 @@ def train(
         )
     finally:
         close()
+        tables.cleanup()
+
+
+def _feature_file(table: Any, folder: str, name: str) -> Any:
+    """A feature table as the path the native reader takes: a path as it is, a DataFrame
+    written to ``folder/name.csv`` (lists joined by ``|``; its rows are lines 2, 3, … of
+    that file in messages)."""
+    if table is None or isinstance(table, (str, PathLike)):
+        return table
+    if not hasattr(table, "to_csv"):
+        raise InvalidInputError(
+            f"{name} must be a pandas DataFrame or a file path, got {type(table).__name__}"
+        )
+    frame = table.copy()
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, (list, tuple))).any():
+            frame[column] = frame[column].map(
+                lambda v: "|".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+            )
+    path = os.path.join(folder, f"{name}.csv")
+    frame.to_csv(path, index=False)
+    return path
 
 
 def evaluate(

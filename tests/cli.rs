@@ -1117,3 +1117,123 @@ fn new_items_are_embedded_from_their_features() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn an_explicit_regime_works_on_a_large_catalogue() {
+    // Over 4,096 items the presets train in-batch with logQ; `--negatives full` is a full
+    // softmax without it, and `--logq false` keeps in-batch without it.
+    let tmp = scratch("regime");
+    let out = tmp.join("log");
+    let out = out.to_str().unwrap();
+    run_ok(&[
+        "data",
+        "synth",
+        "--users",
+        "300",
+        "--items",
+        "5000",
+        "--interactions",
+        "6000",
+        "--seed",
+        "5",
+        "--out",
+        out,
+    ]);
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--preset",
+            "ids",
+            "--dataset",
+            "movielens-csv",
+            "--data-dir",
+            out,
+            "--split",
+            "random",
+            "--epochs",
+            "1",
+            "--show-user",
+            "",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let regime = |v: &Value| {
+        let c = &v["config"];
+        (
+            c["negatives"].as_str().unwrap_or("").to_string(),
+            c["logq_correction"].as_bool(),
+            c["batch_size"].as_u64(),
+        )
+    };
+    let auto = train(&[]);
+    assert_eq!(
+        regime(&auto),
+        ("in-batch".into(), Some(true), Some(512)),
+        "{auto}"
+    );
+    let full = train(&["--negatives", "full"]);
+    assert_eq!(
+        regime(&full),
+        ("full".into(), Some(false), Some(1024)),
+        "{full}"
+    );
+    assert!(top(&full, "100") > 0.0, "{full}");
+    let plain = train(&["--logq", "false"]);
+    assert_eq!(
+        regime(&plain),
+        ("in-batch".into(), Some(false), Some(512)),
+        "{plain}"
+    );
+    // Asking for logQ with a full softmax is a contradiction, named as such.
+    fails_with(
+        &[
+            "train",
+            "--preset",
+            "ids",
+            "--dataset",
+            "movielens-csv",
+            "--data-dir",
+            out,
+            "--negatives",
+            "full",
+            "--logq",
+        ],
+        &["in-batch negatives only"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn bench_quality_alternates_with_another_command() {
+    let data = data_dir();
+    let against = r#"echo '{"factorized_top_k": {"10": 0.05, "100": 0.25}}'"#;
+    let mut args = vec![
+        "bench",
+        "quality",
+        "--runs",
+        "2",
+        "--against",
+        against,
+        "--json",
+        "--",
+    ];
+    args.extend_from_slice(&common::QUICK_TFRS);
+    args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+    let v = ok_json(&args);
+    assert_eq!(v["runs"], 2, "{v}");
+    assert!(v["twotower"]["top100"].as_f64().unwrap() > 0.05, "{v}");
+    assert!(v["twotower"]["examples"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["other"]["top100"], 0.25, "{v}");
+    assert_eq!(
+        v["wall_ratio_runs"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    // A command that prints no metrics is an error naming it.
+    let mut args = vec!["bench", "quality", "--runs", "1", "--against", "true", "--"];
+    args.extend_from_slice(&common::QUICK_TFRS);
+    args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+    fails_with(&args, &["`true`", "JSON"]);
+}

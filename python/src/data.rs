@@ -71,7 +71,8 @@ impl PyDataset {
     /// A log file (CSV, TSV or Parquet by extension) with an optional item catalogue;
     /// columns found by common names unless given.
     #[staticmethod]
-    #[pyo3(signature = (path, items = None, user = None, item = None, time = None, title = None))]
+    #[pyo3(signature = (path, items = None, user = None, item = None, time = None, title = None, items_id = None))]
+    #[allow(clippy::too_many_arguments)] // the Python keywords, one each
     fn log(
         py: Python<'_>,
         path: PathBuf,
@@ -80,12 +81,14 @@ impl PyDataset {
         item: Option<String>,
         time: Option<String>,
         title: Option<String>,
+        items_id: Option<String>,
     ) -> PyResult<Self> {
         let columns = LogColumns {
             user,
             item,
             time,
             title,
+            items_id,
         };
         let dataset = py.detach(|| Dataset::from_log(&path, items.as_deref(), &columns));
         Ok(PyDataset {

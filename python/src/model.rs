@@ -165,7 +165,7 @@ fn run_job(
 #[pyfunction]
 #[pyo3(signature = (data, preset, split, split_options = None, epochs = None, batch_size = None,
     dim = None, learning_rate = None, optimizer = None, negatives = None, temperature = None,
-    l2 = None, seed = None, remove_accidental_hits = false, logq = false, towers = None,
+    l2 = None, seed = None, remove_accidental_hits = None, logq = None, towers = None,
     user_features = None, item_features = None, timestamps = true, validation = None,
     eval_sample = None, eval_every_epoch = false, max_examples = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
@@ -184,8 +184,8 @@ pub fn train(
     temperature: Option<f32>,
     l2: Option<f32>,
     seed: Option<u64>,
-    remove_accidental_hits: bool,
-    logq: bool,
+    remove_accidental_hits: Option<bool>,
+    logq: Option<bool>,
     towers: Option<String>,
     user_features: Option<PathBuf>,
     item_features: Option<PathBuf>,

@@ -102,15 +102,17 @@ class Interactions:
         time: Optional[str] = None,
         items: Optional[_Path] = None,
         title: Optional[str] = None,
+        items_id: Optional[str] = None,
     ) -> "Interactions":
         """Interactions from a log file — CSV, TSV or Parquet, by extension — read natively
         (without pandas or pyarrow), as ``twotower train --interactions`` reads it.
 
         Columns are found by common names (``user_id``, ``userId``, ``item_id``,
         ``movieId``, ``timestamp``, …) unless named; ``items`` is a catalogue file
-        (CSV/TSV with an id and a title column, as ``--items``).
+        (CSV/TSV with an id and a title column, as ``--items``), its id column ``items_id``
+        when the log calls it differently.
         """
-        return cls(_twotower.Dataset.log(path, items, user, item, time, title))
+        return cls(_twotower.Dataset.log(path, items, user, item, time, title, items_id))
 
     @classmethod
     def from_parquet(cls, path: _Path, **columns: Any) -> "Interactions":
@@ -171,8 +173,8 @@ def train(
     temperature: Optional[float] = None,
     l2: Optional[float] = None,
     seed: Optional[int] = None,
-    remove_accidental_hits: bool = False,
-    logq: bool = False,
+    remove_accidental_hits: Optional[bool] = None,
+    logq: Optional[bool] = None,
     towers: Optional[str] = None,
     user_features: Any = None,
     item_features: Any = None,

@@ -22,6 +22,7 @@ class Dataset:
         item: Optional[str] = None,
         time: Optional[str] = None,
         title: Optional[str] = None,
+        items_id: Optional[str] = None,
     ) -> Dataset: ...
     @staticmethod
     def arrays(

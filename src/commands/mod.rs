@@ -69,14 +69,19 @@ pub struct DataSplitArgs {
     /// files without a header). Default: user_id, userId, user, uid, … else column 0.
     #[arg(long, value_name = "COLUMN", requires = "interactions")]
     pub user_col: Option<String>,
-    /// With --interactions: the item id column (also the id column of --items). Default:
-    /// item_id, itemId, movieId, item, … else column 1.
+    /// With --interactions: the item id column (also the id column of --items unless
+    /// --items-id-col names it). Default: item_id, itemId, movieId, item, … else column 1.
     #[arg(long, value_name = "COLUMN", requires = "interactions")]
     pub item_col: Option<String>,
     /// With --interactions: the Unix-time column (needed by --split last/time). Default:
     /// timestamp, time or ts when the header has one.
     #[arg(long, value_name = "COLUMN", requires = "interactions")]
     pub time_col: Option<String>,
+    /// With --items: its id column, when it differs from the log's (Last.fm: `--item-col
+    /// artistID --items-id-col id`). Default: --item-col's name, else item_id, movieId, …
+    /// or id.
+    #[arg(long, value_name = "COLUMN", requires = "items")]
+    pub items_id_col: Option<String>,
     /// With --items: the title column. Default: title, name or label.
     #[arg(long, value_name = "COLUMN", requires = "items")]
     pub title_col: Option<String>,
@@ -116,6 +121,7 @@ impl DataSplitArgs {
                 item: self.item_col.clone(),
                 time: self.time_col.clone(),
                 title: self.title_col.clone(),
+                items_id: self.items_id_col.clone(),
             };
             return Dataset::from_log(log, self.items.as_deref(), &columns)
                 .with_context(|| format!("reading the interaction log {}", log.display()));

@@ -82,8 +82,10 @@ pub struct TrainArgs {
     /// Override: optimizer, `adagrad` or `adam`.
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
-    /// Override: negatives: `in-batch` softmax, `full` softmax over the catalogue, or
-    /// `auto` (full up to 4,096 candidates, else in-batch with the logQ correction).
+    /// Override: the regime, as a whole: `full` softmax over the catalogue (no logQ, the
+    /// preset's full-softmax settings), `in-batch` negatives (the preset's in-batch regime:
+    /// for `default`/`ids`, batch 512, Adam 0.01, 3 epochs and the logQ correction), or
+    /// `auto` (full up to 4,096 candidates, else in-batch). Other flags apply after it.
     #[arg(long)]
     negatives: Option<Negatives>,
     /// Override: softmax temperature.
@@ -92,12 +94,13 @@ pub struct TrainArgs {
     /// Override: L2 penalty on touched embedding rows.
     #[arg(long)]
     l2: Option<f32>,
-    /// Mask in-batch duplicates of the positive (TFRS remove_accidental_hits).
-    #[arg(long)]
-    remove_accidental_hits: bool,
-    /// Correct in-batch logits by log sampling probability.
-    #[arg(long)]
-    logq: bool,
+    /// Mask in-batch duplicates of the positive (TFRS remove_accidental_hits); `--remove-accidental-hits false` turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    remove_accidental_hits: Option<bool>,
+    /// Correct in-batch logits by the log of each item's sampling probability (on in the
+    /// large-catalogue regime; `--logq false` turns it off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    logq: Option<bool>,
     /// Override: seed for initialisation and shuffling.
     #[arg(long)]
     seed: Option<u64>,

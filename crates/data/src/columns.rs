@@ -43,6 +43,10 @@ pub struct LogColumns {
     pub time: Option<String>,
     /// The title column of the `--items` catalogue.
     pub title: Option<String>,
+    /// The id column of the `--items` catalogue (`None`: `item`'s name, else a common
+    /// name or `id`), for catalogues that call it differently from the log (Last.fm's
+    /// `artists.dat` has `id` where `user_artists.dat` has `artistID`).
+    pub items_id: Option<String>,
 }
 
 pub(crate) fn normalise(s: &str) -> String {

@@ -264,17 +264,23 @@ pub fn read_items(path: &Path, columns: &LogColumns) -> Result<Vec<Movie>> {
     };
     // A catalogue's own id column is often just `id` (Last.fm's artists.dat).
     let id_names: Vec<&str> = ITEM_NAMES.iter().copied().chain(["id"]).collect();
-    let id = need(
-        find_column(
+    let (given, flag) = match &columns.items_id {
+        Some(c) => (Some(c.as_str()), "--items-id-col"),
+        None => (columns.item.as_deref(), "--item-col"),
+    };
+    let found = find_column(path, Some(&h), given, &id_names, flag).map_err(|e| match e {
+        DataError::Parse {
             path,
-            Some(&h),
-            columns.item.as_deref(),
-            &id_names,
-            "--item-col",
-        )?,
-        "item id",
-        "--item-col",
-    )?;
+            line,
+            message,
+        } if columns.items_id.is_none() => DataError::Parse {
+            path,
+            line,
+            message: format!("{message}; name the catalogue's own id column with --items-id-col"),
+        },
+        other => other,
+    })?;
+    let id = need(found, "item id", "--items-id-col")?;
     let title = need(
         find_column(
             path,

@@ -29,6 +29,7 @@ fn no_columns() -> LogColumns {
         item: None,
         time: None,
         title: None,
+        items_id: None,
     }
 }
 

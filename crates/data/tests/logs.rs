@@ -23,6 +23,7 @@ fn cols(user: &str, item: &str, time: Option<&str>) -> LogColumns {
         item: Some(item.into()),
         time: time.map(Into::into),
         title: None,
+        items_id: None,
     }
 }
 
@@ -280,6 +281,31 @@ fn a_lastfm_shaped_log_reads_by_common_names() {
     );
     let titles: Vec<(u32, &str)> = got.items.iter().map(|m| (m.id, m.title.as_str())).collect();
     assert_eq!(titles, vec![(51, "Duran Duran"), (52, "Morcheeba")]);
+    // Naming the log's item column names the catalogue's too, unless its own is named.
+    let named = cols("userID", "artistID", None);
+    let err = read_log(&log, Some(&items), &named)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("artists.dat:1:") && err.contains("artistID"),
+        "{err}"
+    );
+    assert!(err.contains("--items-id-col"), "{err}");
+    let own = LogColumns {
+        items_id: Some("id".into()),
+        ..named
+    };
+    let got = read_log(&log, Some(&items), &own).unwrap();
+    assert_eq!(got.items.len(), 2);
+    assert_eq!(triples(&got.interactions)[0], (2, 51, 0));
+    let wrong = LogColumns {
+        items_id: Some("nope".into()),
+        ..own
+    };
+    let err = read_log(&log, Some(&items), &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--items-id-col"), "{err}");
 }
 
 /// Feature tables (`--user-features`, `--item-features`): an id column by common name or

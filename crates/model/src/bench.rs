@@ -27,11 +27,50 @@ pub struct Usage {
     pub product_share: f64,
 }
 
-/// Runs `EXE --threads THREADS train ARGS… --json` and measures it.
-pub fn run_child(exe: &Path, args: &[String], threads: usize) -> Result<Usage> {
+/// What a finished child process cost, as the kernel accounted it, and what it printed.
+pub struct Measured {
+    pub wall: f64,
+    pub cpu: f64,
+    pub max_rss_mib: f64,
+    pub stdout: String,
+}
+
+/// Runs `cmd` (stdout read, stderr discarded) to its end and measures it; `what` names the
+/// command in errors (a failed run is an error: run it alone to see why).
+pub fn measure(cmd: &mut Command, what: &str) -> Result<Measured> {
     let start = Instant::now();
-    let mut child = Command::new(exe)
-        .arg("--threads")
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| failed(&format!("starting `{what}`: {e}")))?;
+    // Read the output while the child runs (a full pipe would block it).
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| failed("the child's output was not piped"))?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
+    let (cpu, max_rss_mib) = wait_measured(&mut child, what)?;
+    let wall = start.elapsed().as_secs_f64();
+    let stdout = reader
+        .join()
+        .map_err(|_| failed("reading the child's output panicked"))?
+        .map_err(|e| failed(&format!("reading the child's output: {e}")))?;
+    Ok(Measured {
+        wall,
+        cpu,
+        max_rss_mib,
+        stdout,
+    })
+}
+
+/// `EXE --threads THREADS train ARGS… --json --show-user ""`.
+pub(crate) fn train_command(exe: &Path, args: &[String], threads: usize) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--threads")
         .arg(threads.to_string())
         .arg("train")
         .args(args)
@@ -41,31 +80,19 @@ pub fn run_child(exe: &Path, args: &[String], threads: usize) -> Result<Usage> {
             &["--json"][..]
         })
         .arg("--show-user")
-        .arg("")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| ModelError::io(exe, e))?;
-    // Read the report while the child runs (a full pipe would block it).
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| failed("the child's output was not piped"))?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
-    });
-    let (cpu, max_rss_mib) = wait_measured(&mut child, args)?;
-    let wall = start.elapsed().as_secs_f64();
-    let report = reader
-        .join()
-        .map_err(|_| failed("reading the child's report panicked"))?
-        .map_err(|e| failed(&format!("reading the child's report: {e}")))?;
-    let t = throughput(&report)?;
+        .arg("");
+    cmd
+}
+
+/// Runs `EXE --threads THREADS train ARGS… --json` and measures it.
+pub fn run_child(exe: &Path, args: &[String], threads: usize) -> Result<Usage> {
+    let what = format!("twotower train {}", args.join(" "));
+    let m = measure(&mut train_command(exe, args, threads), &what)?;
+    let t = throughput(&m.stdout)?;
     Ok(Usage {
-        wall,
-        cpu,
-        max_rss_mib,
+        wall: m.wall,
+        cpu: m.cpu,
+        max_rss_mib: m.max_rss_mib,
         epoch_seconds: t.epoch_seconds,
         examples_per_second: t.examples_per_second,
         product_gflops: t.product_gflops,
@@ -73,10 +100,10 @@ pub fn run_child(exe: &Path, args: &[String], threads: usize) -> Result<Usage> {
     })
 }
 
-/// Waits for `child` (a `train` run with `args`) and returns its CPU seconds and peak
-/// resident memory in MiB, as the kernel accounted them (`wait4`).
+/// Waits for `child` (the command `what`) and returns its CPU seconds and peak resident
+/// memory in MiB, as the kernel accounted them (`wait4`).
 #[cfg(unix)]
-fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f64, f64)> {
+fn wait_measured(child: &mut std::process::Child, what: &str) -> Result<(f64, f64)> {
     let mut status = 0i32;
     // SAFETY: rusage is plain data, zero is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -89,10 +116,7 @@ fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f6
         )));
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(failed(&format!(
-            "`twotower train {}` failed; run it alone to see why",
-            args.join(" ")
-        )));
+        return Err(failed(&format!("`{what}` failed; run it alone to see why")));
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     // Linux reports ru_maxrss in KiB.
@@ -104,15 +128,12 @@ fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f6
 
 /// Without `wait4`, CPU time and peak memory are not measured (reported as NaN).
 #[cfg(not(unix))]
-fn wait_measured(child: &mut std::process::Child, args: &[String]) -> Result<(f64, f64)> {
+fn wait_measured(child: &mut std::process::Child, what: &str) -> Result<(f64, f64)> {
     let status = child
         .wait()
         .map_err(|e| failed(&format!("waiting for the child: {e}")))?;
     if !status.success() {
-        return Err(failed(&format!(
-            "`twotower train {}` failed; run it alone to see why",
-            args.join(" ")
-        )));
+        return Err(failed(&format!("`{what}` failed; run it alone to see why")));
     }
     Ok((f64::NAN, f64::NAN))
 }

@@ -209,13 +209,36 @@ impl TrainConfig {
     /// Adam 0.01 and 3 epochs (chosen by time to quality on a 5M-interaction synthetic log,
     /// see the README), so a step costs the same whatever the catalogue's size.
     pub fn preset_for(name: &str, candidates: usize) -> Result<Self> {
+        Self::preset_in_regime(name, candidates, None)
+    }
+
+    /// [`TrainConfig::preset_for`] in the regime `negatives` names (`None` or `Auto`: the
+    /// preset's choice for the catalogue's size), taken as a whole: `Full` is a full
+    /// softmax with neither the logQ correction nor accidental-hit removal, with the
+    /// preset's full-softmax settings; `InBatch` is the preset's in-batch regime (for a
+    /// preset that chooses by size, the large-catalogue settings, logQ included).
+    pub fn preset_in_regime(
+        name: &str,
+        candidates: usize,
+        negatives: Option<Negatives>,
+    ) -> Result<Self> {
         let mut c = Self::preset(name)?;
-        if c.negatives == Negatives::Auto && candidates > FULL_SOFTMAX_MAX_ITEMS {
+        let chosen = match negatives.unwrap_or(Negatives::Auto) {
+            Negatives::Auto => c.clone().for_catalogue(candidates).negatives,
+            explicit => explicit,
+        };
+        if c.negatives == Negatives::Auto && chosen == Negatives::InBatch {
             c.batch_size = 512;
             c.optimizer = OptimizerConfig::adam(0.01);
             c.epochs = 3;
+            c.logq_correction = true;
         }
-        Ok(c.for_catalogue(candidates))
+        if chosen == Negatives::Full {
+            c.logq_correction = false;
+            c.remove_accidental_hits = false;
+        }
+        c.negatives = chosen;
+        Ok(c)
     }
 
     /// Settles [`Negatives::Auto`] for a catalogue of `candidates` rows: a full softmax up
@@ -255,8 +278,9 @@ impl TrainConfig {
             && (self.remove_accidental_hits || self.logq_correction)
         {
             return fail(
-                "accidental-hit removal and logQ correction apply to in-batch negatives only \
-                 (pass --negatives in-batch)",
+                "accidental-hit removal and the logQ correction apply to in-batch negatives \
+                 only: a full softmax has every candidate in each row (pass --negatives \
+                 in-batch, or leave --logq and --remove-accidental-hits out)",
             );
         }
         Ok(())
@@ -284,7 +308,8 @@ impl std::str::FromStr for OptimizerKind {
 }
 
 /// Changes to a preset, as the command line and other front ends take them: every `None`
-/// keeps the preset's value; the two switches can only turn their option on.
+/// keeps the preset's value. `negatives` chooses the regime as a whole (see
+/// [`TrainConfig::preset_in_regime`]), applied before the others.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub epochs: Option<usize>,
@@ -297,8 +322,8 @@ pub struct Overrides {
     pub temperature: Option<f32>,
     pub l2: Option<f32>,
     pub seed: Option<u64>,
-    pub remove_accidental_hits: bool,
-    pub logq_correction: bool,
+    pub remove_accidental_hits: Option<bool>,
+    pub logq_correction: Option<bool>,
 }
 
 impl TrainConfig {
@@ -317,12 +342,13 @@ impl TrainConfig {
         if let Some(v) = o.learning_rate {
             self.optimizer = self.optimizer.with_learning_rate(v);
         }
-        self.negatives = o.negatives.unwrap_or(self.negatives);
         self.temperature = o.temperature.unwrap_or(self.temperature);
         self.l2 = o.l2.unwrap_or(self.l2);
         self.seed = o.seed.unwrap_or(self.seed);
-        self.remove_accidental_hits |= o.remove_accidental_hits;
-        self.logq_correction |= o.logq_correction;
+        self.remove_accidental_hits = o
+            .remove_accidental_hits
+            .unwrap_or(self.remove_accidental_hits);
+        self.logq_correction = o.logq_correction.unwrap_or(self.logq_correction);
         self.validate()?;
         Ok(self)
     }
@@ -378,7 +404,7 @@ mod override_tests {
         let o = Overrides {
             epochs: Some(7),
             optimizer: Some(OptimizerKind::Adam),
-            remove_accidental_hits: true,
+            remove_accidental_hits: Some(true),
             ..Overrides::default()
         };
         let c = base.clone().with_overrides(&o).unwrap();
@@ -396,5 +422,53 @@ mod override_tests {
         };
         let e = base.with_overrides(&o).unwrap_err().to_string();
         assert!(e.contains("learning rate must be a positive number"), "{e}");
+    }
+
+    #[test]
+    fn an_explicit_regime_is_taken_as_a_whole() {
+        let big = 17_632;
+        let regime = |n: Option<Negatives>, logq: Option<bool>| {
+            let o = Overrides {
+                negatives: n,
+                logq_correction: logq,
+                ..Overrides::default()
+            };
+            TrainConfig::preset_in_regime("default", big, o.negatives)
+                .and_then(|c| c.with_overrides(&o))
+        };
+        // A full softmax on a large catalogue: no logQ, the full-softmax settings.
+        let full = regime(Some(Negatives::Full), None).unwrap();
+        assert_eq!(full.negatives, Negatives::Full);
+        assert!(!full.logq_correction && !full.remove_accidental_hits);
+        assert_eq!(
+            full.batch_size,
+            TrainConfig::preset("default").unwrap().batch_size
+        );
+        // In-batch on a small one: the in-batch regime, logQ on unless switched off.
+        let small = |logq| {
+            let o = Overrides {
+                negatives: Some(Negatives::InBatch),
+                logq_correction: logq,
+                ..Overrides::default()
+            };
+            TrainConfig::preset_in_regime("ids", 1682, o.negatives)
+                .and_then(|c| c.with_overrides(&o))
+                .unwrap()
+        };
+        assert!(small(None).logq_correction);
+        assert_eq!(small(None).batch_size, 512);
+        assert!(!small(Some(false)).logq_correction);
+        // The default regime for the size, with logQ switched off.
+        let plain = regime(None, Some(false)).unwrap();
+        assert_eq!(plain.negatives, Negatives::InBatch);
+        assert!(!plain.logq_correction);
+        // logQ asked for with a full softmax is a contradiction, said as such.
+        let e = regime(Some(Negatives::Full), Some(true))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in-batch negatives only"), "{e}");
+        // The tutorial keeps its regime; `full` drops nothing else.
+        let tfrs = TrainConfig::preset_in_regime("tfrs", big, Some(Negatives::Full)).unwrap();
+        assert_eq!((tfrs.negatives, tfrs.batch_size), (Negatives::Full, 8192));
     }
 }

@@ -69,7 +69,8 @@ impl TrainJob {
     /// an unknown preset or a bad value is an error before any data is read (pass
     /// `usize::MAX` when the catalogue is not known yet).
     pub fn config(&self, candidates: usize) -> Result<TrainConfig> {
-        TrainConfig::preset_for(&self.preset, candidates)?.with_overrides(&self.overrides)
+        TrainConfig::preset_in_regime(&self.preset, candidates, self.overrides.negatives)?
+            .with_overrides(&self.overrides)
     }
 
     /// Whether the towers are chosen by the data: the default preset without a spec.

@@ -45,6 +45,7 @@ pub mod nn;
 pub mod optimizer;
 mod pipeline;
 pub mod preprocess;
+pub mod quality_bench;
 pub mod report;
 mod retrieve;
 pub mod spec;

@@ -164,7 +164,7 @@ fn run_job(
 /// Trains a model (see `twotower.train` for the arguments).
 #[pyfunction]
 #[pyo3(signature = (data, preset, split, split_options = None, epochs = None, batch_size = None,
-    dim = None, learning_rate = None, optimizer = None, negatives = None, temperature = None,
+    dim = None, learning_rate = None, lr_decay = None, optimizer = None, negatives = None, temperature = None,
     l2 = None, seed = None, remove_accidental_hits = None, logq = None, towers = None,
     user_features = None, item_features = None, timestamps = true, validation = None,
     eval_sample = None, eval_every_epoch = false, max_examples = None, progress = None))]
@@ -179,6 +179,7 @@ pub fn train(
     batch_size: Option<usize>,
     dim: Option<usize>,
     learning_rate: Option<f32>,
+    lr_decay: Option<String>,
     optimizer: Option<String>,
     negatives: Option<String>,
     temperature: Option<f32>,
@@ -213,6 +214,7 @@ pub fn train(
     job.overrides.batch_size = batch_size;
     job.overrides.embedding_dim = dim;
     job.overrides.learning_rate = learning_rate;
+    job.overrides.lr_decay = lr_decay.map(|d| d.parse()).transpose().map_err(invalid)?;
     job.overrides.optimizer = optimizer.map(|o| o.parse()).transpose().map_err(invalid)?;
     job.overrides.negatives = negatives.map(|n| n.parse()).transpose().map_err(invalid)?;
     job.overrides.temperature = temperature;

@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Override: learning rate.
     #[arg(long)]
     lr: Option<f32>,
+    /// Override: the learning rate's decay over training, per batch: `constant`, `linear`
+    /// (to 0 at the last step) or `cosine`.
+    #[arg(long, value_name = "DECAY")]
+    lr_decay: Option<twotower_model::LrDecay>,
     /// Override: optimizer, `adagrad` or `adam`.
     #[arg(long)]
     optimizer: Option<OptimizerKind>,
@@ -116,6 +120,7 @@ impl TrainArgs {
             embedding_dim: self.dim,
             optimizer: self.optimizer,
             learning_rate: self.lr,
+            lr_decay: self.lr_decay,
             negatives: self.negatives,
             temperature: self.temperature,
             l2: self.l2,

@@ -142,8 +142,18 @@ impl BruteForceIndex {
             .enumerate()
             .map(|(bi, qb)| {
                 let nq = qb.len() / d;
-                let skips: Vec<&[u32]> = (0..nq)
-                    .map(|i| exclude.get(bi * QUERY_BLOCK + i).copied().unwrap_or(&[]))
+                // Sorted copies: `push_row` looks ids up by binary search, and callers
+                // pass lists in their own order (a user's items by time).
+                let skips: Vec<Vec<u32>> = (0..nq)
+                    .map(|i| {
+                        let mut s = exclude
+                            .get(bi * QUERY_BLOCK + i)
+                            .copied()
+                            .unwrap_or(&[])
+                            .to_vec();
+                        s.sort_unstable();
+                        s
+                    })
                     .collect();
                 let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
                 let mut scores = vec![0.0f32; nq * ROW_BLOCK];
@@ -237,6 +247,30 @@ pub fn exact_truth(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_exclusions_in_any_order_equal_single_searches() {
+        let dim = 4;
+        let v: Vec<f32> = (0..300 * dim)
+            .map(|i| ((i * 37 % 101) as f32).sin())
+            .collect();
+        let q: Vec<f32> = (0..3 * dim).map(|i| ((i * 13 % 17) as f32).cos()).collect();
+        let index = BruteForceIndex::new(v, dim).unwrap();
+        // The best rows of each query, excluded in descending (unsorted) order.
+        let plain = index.search_batch(&q, 6).unwrap();
+        let skips: Vec<Vec<u32>> = plain
+            .iter()
+            .map(|r| r.iter().take(3).map(|n| n.id).rev().collect())
+            .collect();
+        let refs: Vec<&[u32]> = skips.iter().map(Vec::as_slice).collect();
+        let batch = index.search_batch_excluding(&q, 5, &refs).unwrap();
+        for (i, got) in batch.iter().enumerate() {
+            let one = index.search(&q[i * dim..(i + 1) * dim], 5, refs[i]);
+            let ids = |r: &[Neighbor]| r.iter().map(|n| n.id).collect::<Vec<_>>();
+            assert_eq!(ids(got), ids(&one), "query {i}");
+            assert!(got.iter().all(|n| !skips[i].contains(&n.id)), "query {i}");
+        }
+    }
 
     #[test]
     fn agrees_with_a_naive_scan() {

@@ -592,7 +592,8 @@ impl Files<'_> {
         if crc32fast::hash(&bytes) != entry.crc32 {
             return Err(ModelError::bad(
                 &path,
-                "checksum mismatch: the file was altered or damaged since it was saved",
+                "checksum mismatch with the one model.json records: the file (or model.json) \
+                 was altered or damaged since it was saved",
             ));
         }
         Ok(bytes)

@@ -558,13 +558,23 @@ impl FeatureTrainer {
             remove_accidental_hits: cfg.remove_accidental_hits,
         };
         let (mut total, mut done) = (0.0f64, 0usize);
+        let (mut flops, mut product_seconds) = (0.0f64, 0.0f64);
         let mut result = Ok(());
+        let schedule = crate::trainer::Schedule::new(&cfg, self.epoch, examples.len());
         for batch in examples.chunks(cfg.batch_size) {
             let Some(batch) = self.budget.take(batch) else {
                 break;
             };
+            if let Some(lr) = schedule.rate(done) {
+                self.query_opt.set_learning_rate(lr);
+                self.cand_opt.set_learning_rate(lr);
+            }
             match self.step(model, batch, &softmax) {
-                Ok(loss) => total += loss,
+                Ok((loss, (f, s))) => {
+                    total += loss;
+                    flops += f;
+                    product_seconds += s;
+                }
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -591,8 +601,8 @@ impl FeatureTrainer {
             mean_loss: total / done.max(1) as f64,
             seconds,
             examples_per_second: done as f64 / seconds.max(1e-9),
-            product_seconds: 0.0,
-            product_gflops_per_second: 0.0,
+            product_seconds,
+            product_gflops_per_second: flops / product_seconds.max(1e-12) / 1e9,
             metrics: None,
         })
     }
@@ -604,8 +614,8 @@ impl FeatureTrainer {
         model: &mut FeatureModel,
         batch: &[(u32, u32, i64)],
         softmax: &InBatchSoftmax,
-    ) -> Result<f64> {
-        let (loss, mut q_grads, mut c_grads) =
+    ) -> Result<(f64, (f64, f64))> {
+        let (loss, mut q_grads, mut c_grads, products) =
             Self::gradients(model, batch, softmax, &self.logq_bias)?;
         for tie in &self.ties {
             tie.merge(&mut q_grads, &mut c_grads);
@@ -615,16 +625,17 @@ impl FeatureTrainer {
         for tie in &self.ties {
             tie.mirror(model, &c_grads);
         }
-        Ok(loss)
+        Ok((loss, products))
     }
 
-    /// Loss of one batch and both towers' gradients (each table's own).
+    /// Loss of one batch and both towers' gradients (each table's own), and the FLOPs and
+    /// seconds of the loss's matrix products.
     fn gradients(
         model: &FeatureModel,
         batch: &[(u32, u32, i64)],
         softmax: &InBatchSoftmax,
         logq_bias: &[f32],
-    ) -> Result<(f64, TowerGrads, TowerGrads)> {
+    ) -> Result<(f64, TowerGrads, TowerGrads, (f64, f64))> {
         // Query slots: one per example when queries differ, else one per user (the
         // softmax shares a user's log-partition across their rows, as for id towers).
         let per_example = model.per_example();
@@ -724,7 +735,12 @@ impl FeatureTrainer {
             .candidate
             .tower
             .backward(&c_in, &c_pass, out.grad_candidates);
-        Ok((loss, q_grads, c_grads))
+        Ok((
+            loss,
+            q_grads,
+            c_grads,
+            (out.product_flops, out.product_seconds),
+        ))
     }
 }
 
@@ -1176,7 +1192,8 @@ features = [
             remove_accidental_hits: false,
         };
         let batch: Vec<(u32, u32, i64)> = trainer.examples[..8].to_vec();
-        let (_, mut q, mut c) = FeatureTrainer::gradients(&model, &batch, &softmax, &[]).unwrap();
+        let (_, mut q, mut c, _) =
+            FeatureTrainer::gradients(&model, &batch, &softmax, &[]).unwrap();
         let read: Vec<u32> = q.sparse[tie.query.1]
             .rows
             .iter()

@@ -55,7 +55,8 @@ pub mod trainer;
 
 pub use checkpoint::{DatasetInfo, IndexedModel, ModelCard, SavedModel};
 pub use config::{
-    CandidateKey, Negatives, OptimizerConfig, OptimizerKind, Overrides, TrainConfig, PRESETS,
+    CandidateKey, LrDecay, Negatives, OptimizerConfig, OptimizerKind, Overrides, TrainConfig,
+    PRESETS,
 };
 pub use error::{ModelError, Result};
 pub use eval::{evaluate, Metrics, ModelScorer, Popularity, Scorer};

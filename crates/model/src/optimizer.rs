@@ -207,6 +207,18 @@ impl TowerOptimizer {
         }
     }
 
+    /// Sets the learning rate of every parameter's updates from now on (a schedule's).
+    pub fn set_learning_rate(&mut self, learning_rate: f32) {
+        let states = self.tables.iter_mut().chain(
+            self.layers
+                .iter_mut()
+                .flat_map(|(kernel, bias)| [kernel, bias]),
+        );
+        for s in states {
+            s.config = s.config.with_learning_rate(learning_rate);
+        }
+    }
+
     /// Applies `grads` (from [`Tower::backward`] of this tower) to `tower`.
     pub fn step(&mut self, tower: &mut Tower, grads: &TowerGrads) {
         let tables = tower.encoders.iter_mut().filter_map(|e| match e {
@@ -343,7 +355,9 @@ mod tests {
                 .sum()
         };
         let before = tower.clone();
-        let mut opt = TowerOptimizer::new(OptimizerConfig::adam(0.01), &tower);
+        let mut opt = TowerOptimizer::new(OptimizerConfig::adam(0.005), &tower);
+        // A schedule's rate replaces the configured one for every parameter.
+        opt.set_learning_rate(0.01);
         let first = loss(&tower);
         for step in 0..300 {
             let p = tower.forward(&ids, 8).unwrap();

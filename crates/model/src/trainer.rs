@@ -89,6 +89,37 @@ pub struct Trainer {
     pub budget: Budget,
 }
 
+/// The learning rate of each batch under the configuration's decay.
+pub(crate) struct Schedule {
+    base: f32,
+    decay: crate::LrDecay,
+    /// Examples before this epoch, and in all epochs.
+    before: usize,
+    total: usize,
+}
+
+impl Schedule {
+    /// The schedule of epoch `epoch` (1-based) of `per_epoch` examples.
+    pub(crate) fn new(cfg: &crate::TrainConfig, epoch: usize, per_epoch: usize) -> Self {
+        Schedule {
+            base: cfg.optimizer.learning_rate(),
+            decay: cfg.lr_decay,
+            before: epoch.saturating_sub(1) * per_epoch,
+            total: (cfg.epochs * per_epoch).max(1),
+        }
+    }
+
+    /// The rate for the batch after `done` examples of the epoch (`None`: constant, leave
+    /// the optimizer as it is).
+    pub(crate) fn rate(&self, done: usize) -> Option<f32> {
+        if self.decay == crate::LrDecay::Constant {
+            return None;
+        }
+        let progress = (self.before + done) as f64 / self.total as f64;
+        Some(self.base * self.decay.factor(progress))
+    }
+}
+
 /// How much more a trainer may train: an example cap (`--max-examples`) and a stop flag
 /// another thread can raise (the Python package's Ctrl-C), both checked before each batch.
 #[derive(Debug, Clone, Default)]
@@ -248,10 +279,15 @@ impl Trainer {
         let mut total = 0.0f64;
         let mut done = 0usize;
         let (mut flops, mut product_seconds) = (0.0f64, 0.0f64);
+        let schedule = Schedule::new(&cfg, self.epoch, examples.len());
         for chunk in examples.chunks(cfg.batch_size) {
             let Some(chunk) = self.budget.take(chunk) else {
                 break;
             };
+            if let Some(lr) = schedule.rate(done) {
+                self.query_opt.set_learning_rate(lr);
+                self.cand_opt.set_learning_rate(lr);
+            }
             let step = self.gradients(model, chunk);
             // The two towers' parameters and optimizer states are disjoint: update them at once.
             let (query_opt, cand_opt) = (&mut self.query_opt, &mut self.cand_opt);
@@ -421,6 +457,18 @@ mod tests {
     use crate::config::TrainConfig;
     use crate::towers::Catalogue;
     use twotower_data::Vocabulary;
+
+    #[test]
+    fn the_schedule_decays_over_all_epochs() {
+        let mut cfg = TrainConfig::preset("tfrs").unwrap();
+        cfg.epochs = 2;
+        assert_eq!(Schedule::new(&cfg, 1, 100).rate(0), None);
+        cfg.lr_decay = crate::LrDecay::Linear;
+        let lr = cfg.optimizer.learning_rate();
+        assert_eq!(Schedule::new(&cfg, 1, 100).rate(0), Some(lr));
+        let late = Schedule::new(&cfg, 2, 100).rate(50).unwrap();
+        assert!((late - 0.25 * lr).abs() < 1e-7, "{late}");
+    }
 
     fn tiny(negatives: Negatives, l2: f32) -> (TwoTowerModel, Vec<(u32, u32)>) {
         let mut cfg = TrainConfig::preset("tfrs").unwrap();

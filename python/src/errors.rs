@@ -10,10 +10,15 @@ pub type PyResult<T> = Result<T, PyErr>;
 
 /// `e` as the exception of its kind, with the command line's message.
 pub fn to_py(e: anyhow::Error) -> PyErr {
-    if let Some(interrupted) = e.downcast_ref::<twotower_model::ModelError>() {
-        if matches!(interrupted, twotower_model::ModelError::Interrupted) {
-            return pyo3::exceptions::PyKeyboardInterrupt::new_err("training interrupted");
-        }
+    let interrupted = matches!(
+        e.downcast_ref::<twotower_model::ModelError>(),
+        Some(twotower_model::ModelError::Interrupted)
+    ) || matches!(
+        e.downcast_ref::<twotower_index::IndexError>(),
+        Some(twotower_index::IndexError::Interrupted)
+    );
+    if interrupted {
+        return pyo3::exceptions::PyKeyboardInterrupt::new_err(format!("{e:#}"));
     }
     let class = if is_not_found(&e) {
         "NotFoundError"

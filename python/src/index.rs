@@ -3,6 +3,8 @@
 //! batch (numpy in, numpy out), save and load the index folders `twotower index` uses.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -12,6 +14,7 @@ use twotower_index::{
 };
 
 use crate::errors::{invalid, OrRaise, PyResult};
+use crate::interrupt::interruptible;
 
 /// A maximum-inner-product index: `"exact"` (every row scored) or `"ann"` (k-means
 /// leaves, anisotropic 4-bit product quantization, exact re-ranking; tuned to a target
@@ -40,7 +43,8 @@ impl PyIndex {
     /// `target_recall` on `tune_queries` (default: 1,000 sampled rows), unless
     /// `leaves_to_search` and `reorder` are given. `leaves` (default ≈ 2·√n), `subspaces`
     /// (default dim / 2), `anisotropic` (ScaNN's T), `kmeans_init` (`"random"` or
-    /// `"plusplus"`) and `seed` shape the build.
+    /// `"plusplus"`) and `seed` shape the build. The build runs with the GIL released;
+    /// Ctrl-C stops it at its next stage (`KeyboardInterrupt`).
     #[staticmethod]
     #[pyo3(signature = (vectors, kind = "ann", target_recall = 0.95, tune_queries = None,
         leaves = None, leaves_to_search = None, reorder = None, subspaces = None,
@@ -104,17 +108,19 @@ impl PyIndex {
                 ))
             }
         };
+        let stop = Arc::new(AtomicBool::new(false));
         let opts = BuildOptions {
             leaves,
             subspaces,
             anisotropic_threshold: anisotropic,
             kmeans_init: kmeans_init.parse::<KmeansInit>().map_err(invalid)?,
             seed,
+            stop: Some(stop.clone()),
             ..BuildOptions::default()
         };
-        let (inner, _) = py
-            .detach(|| AnnIndex::build_tuned(data, dim, &opts, setting, &mut |_| {}))
-            .or_raise()?;
+        let work =
+            |_: mpsc::Sender<()>| AnnIndex::build_tuned(data, dim, &opts, setting, &mut |_| {});
+        let (inner, _) = interruptible(py, &stop, work, |_, ()| Ok(()))?.or_raise()?;
         Ok(PyIndex {
             inner: Index::Approximate(inner),
         })

@@ -5,6 +5,7 @@
 mod data;
 mod errors;
 mod index;
+mod interrupt;
 mod model;
 
 use pyo3::prelude::*;

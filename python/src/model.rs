@@ -3,10 +3,10 @@
 //! it before the next batch), and [`PyModel`] answers as the model folder's commands do.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2};
@@ -22,6 +22,7 @@ use twotower_model::Metrics;
 
 use crate::data::PyDataset;
 use crate::errors::{invalid, OrRaise, PyResult};
+use crate::interrupt::interruptible;
 
 /// `value` as the Python object `json.loads` makes of it.
 pub fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
@@ -106,66 +107,32 @@ fn run_job(
     progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Trained> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    // Waited on with the GIL released, which asks for a Sync receiver.
-    let rx = Mutex::new(rx);
-    std::thread::scope(|s| {
-        let flag = stop.clone();
-        let ml = (*data.inner).clone();
-        let worker = s.spawn(move || -> anyhow::Result<Trained> {
-            let start = Instant::now();
-            let mut run = job.prepare(ml, spec)?;
-            run.set_stop_flag(flag);
-            run.fit(eval_every_epoch, &mut |e| {
-                let _ = tx.send(serde_json::to_value(&e).unwrap_or_default());
-            })?;
-            let report = run.report(start.elapsed().as_secs_f64(), None)?;
-            let json = serde_json::to_value(&report)?;
-            let (metrics, popularity) = (report.metrics.clone(), report.popularity.clone());
-            Ok((run.model(&report), json, metrics, popularity))
-        });
-        let mut failure: Option<PyErr> = None;
-        loop {
-            let got = py.detach(|| match rx.lock() {
-                Ok(rx) => rx.recv_timeout(Duration::from_millis(50)),
-                Err(_) => Err(RecvTimeoutError::Disconnected),
-            });
-            match got {
-                Ok(event) => {
-                    if let (Some(cb), None) = (progress, &failure) {
-                        if let Err(e) = json_to_py(py, &event).and_then(|d| cb.call1((d,))) {
-                            failure = Some(e);
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if failure.is_none() {
-                failure = py.check_signals().err();
-            }
-            if failure.is_some() {
-                stop.store(true, Ordering::Relaxed);
-            }
-        }
-        let outcome = py.detach(|| worker.join());
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        match outcome {
-            Ok(result) => result.or_raise(),
-            Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "training failed unexpectedly (a panic in the worker thread); please report it",
-            )),
-        }
-    })
+    let flag = stop.clone();
+    let ml = (*data.inner).clone();
+    let work = move |tx: mpsc::Sender<serde_json::Value>| -> anyhow::Result<Trained> {
+        let start = Instant::now();
+        let mut run = job.prepare(ml, spec)?;
+        run.set_stop_flag(flag);
+        run.fit(eval_every_epoch, &mut |e| {
+            let _ = tx.send(serde_json::to_value(&e).unwrap_or_default());
+        })?;
+        let report = run.report(start.elapsed().as_secs_f64(), None)?;
+        let json = serde_json::to_value(&report)?;
+        let (metrics, popularity) = (report.metrics.clone(), report.popularity.clone());
+        Ok((run.model(&report), json, metrics, popularity))
+    };
+    let on_event = |py: Python<'_>, event: serde_json::Value| match progress {
+        Some(cb) => json_to_py(py, &event).and_then(|d| cb.call1((d,)).map(drop)),
+        None => Ok(()),
+    };
+    interruptible(py, &stop, work, on_event)?.or_raise()
 }
 
 /// Trains a model (see `twotower.train` for the arguments).
 #[pyfunction]
 #[pyo3(signature = (data, preset, split, split_options = None, epochs = None, batch_size = None,
     dim = None, learning_rate = None, lr_decay = None, optimizer = None, negatives = None, temperature = None,
-    l2 = None, seed = None, remove_accidental_hits = None, logq = None, towers = None,
+    l2 = None, seed = None, remove_accidental_hits = None, logq = None, logq_weight = None, towers = None,
     user_features = None, item_features = None, timestamps = true, validation = None,
     eval_sample = None, eval_every_epoch = false, max_examples = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
@@ -187,6 +154,7 @@ pub fn train(
     seed: Option<u64>,
     remove_accidental_hits: Option<bool>,
     logq: Option<bool>,
+    logq_weight: Option<f32>,
     towers: Option<String>,
     user_features: Option<PathBuf>,
     item_features: Option<PathBuf>,
@@ -222,6 +190,7 @@ pub fn train(
     job.overrides.seed = seed;
     job.overrides.remove_accidental_hits = remove_accidental_hits;
     job.overrides.logq_correction = logq;
+    job.overrides.logq_weight = logq_weight;
     job.towers = towers.map(|t| tower_spec(&t)).transpose()?;
     job.timestamps = timestamps;
     job.validation = validation;

@@ -1,5 +1,8 @@
 """The index on any float32 matrix, against exact search done with numpy."""
 
+import _thread
+import threading
+
 import numpy as np
 import pytest
 
@@ -54,3 +57,15 @@ def test_k_beyond_the_rows_pads(vectors):
     index = twotower.Index.build(vectors[:3], kind="exact")
     ids, scores = index.search(vectors[0], k=5)
     assert list(ids[3:]) == [-1, -1] and np.all(np.isneginf(scores[3:]))
+
+
+def test_ctrl_c_interrupts_an_index_build():
+    # Large enough that the build (seconds) is still running when Ctrl-C comes.
+    big = np.random.default_rng(1).standard_normal((300_000, 32)).astype(np.float32)
+    timer = threading.Timer(0.3, _thread.interrupt_main)  # as Ctrl-C does
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            twotower.Index.build(big, kind="ann")
+    finally:
+        timer.cancel()

@@ -105,6 +105,10 @@ pub struct TrainArgs {
     /// large-catalogue regime; `--logq false` turns it off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     logq: Option<bool>,
+    /// The logQ correction's weight (1: exact; above 1 leaves more of each item's popularity
+    /// in the scores).
+    #[arg(long, value_name = "W")]
+    logq_weight: Option<f32>,
     /// Override: seed for initialisation and shuffling.
     #[arg(long)]
     seed: Option<u64>,
@@ -127,6 +131,7 @@ impl TrainArgs {
             seed: self.seed,
             remove_accidental_hits: self.remove_accidental_hits,
             logq_correction: self.logq,
+            logq_weight: self.logq_weight,
         };
         job.towers = self.towers.as_deref().map(TowersSpec::read).transpose()?;
         job.timestamps = self.timestamps;

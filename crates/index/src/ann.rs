@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::seq::index::sample;
@@ -54,6 +56,19 @@ pub struct BuildOptions {
     /// their own, which the highest recall levels need.
     pub kmeans_init: Init,
     pub seed: u64,
+    /// Raised from another thread (Ctrl-C in Python), it ends the build with
+    /// [`IndexError::Interrupted`] at the next stage or tuning step.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl BuildOptions {
+    /// `Err(Interrupted)` once the stop flag is raised.
+    pub(crate) fn check_stop(&self) -> Result<(), IndexError> {
+        match &self.stop {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(IndexError::Interrupted),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for BuildOptions {
@@ -66,6 +81,7 @@ impl Default for BuildOptions {
             kmeans_iters: 12,
             kmeans_init: Init::Random,
             seed: 0,
+            stop: None,
         }
     }
 }
@@ -168,6 +184,7 @@ impl AnnIndex {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
 
+        opts.check_stop()?;
         progress(&format!("partitioning {n} rows into {leaves} leaves"));
         let sample_n = (leaves * opts.sample_per_leaf.max(1)).clamp(leaves, n);
         let rows = sample(&mut rng, n, sample_n).into_vec();
@@ -182,9 +199,12 @@ impl AnnIndex {
             opts.kmeans_iters,
             opts.seed,
             opts.kmeans_init,
+            opts.stop.as_deref(),
         );
+        opts.check_stop()?;
         let labels = assign(vectors, dim, &centroids);
 
+        opts.check_stop()?;
         progress("training the product quantizer");
         let pq_n = n.min(65_536);
         let pq_rows = sample(&mut rng, n, pq_n).into_vec();
@@ -199,6 +219,7 @@ impl AnnIndex {
         let mut pq = ProductQuantizer::train(&residuals, dim, subspaces, 12, opts.seed ^ 0x5eed);
         let eta = eta(opts.anisotropic_threshold, dim);
         if eta != 1.0 {
+            opts.check_stop()?;
             progress("fitting the codebooks to the anisotropic loss");
             let originals: Vec<f32> = pq_rows
                 .iter()
@@ -207,6 +228,7 @@ impl AnnIndex {
             pq.refine_anisotropic(&originals, &residuals, eta, 3);
         }
 
+        opts.check_stop()?;
         progress("encoding rows");
         let mut members: Vec<Vec<u32>> = vec![Vec::new(); leaves];
         for (i, &l) in labels.iter().enumerate() {
@@ -697,6 +719,33 @@ mod tests {
             seed: 5,
         });
         (set.items, set.queries, 32)
+    }
+
+    #[test]
+    fn a_raised_stop_flag_ends_the_build_at_the_next_stage() {
+        let (items, _, dim) = small();
+        let flag = Arc::new(AtomicBool::new(false));
+        let opts = BuildOptions {
+            leaves: Some(20),
+            stop: Some(flag.clone()),
+            ..BuildOptions::default()
+        };
+        let mut stages = Vec::new();
+        let got = AnnIndex::build(&items, dim, &opts, &mut |s| {
+            stages.push(s.to_string());
+            if s.starts_with("training") {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        assert!(
+            matches!(got, Err(IndexError::Interrupted)),
+            "{:?}",
+            got.err()
+        );
+        assert_eq!(stages.len(), 2, "{stages:?}");
+        // Unraised, the same options build.
+        flag.store(false, Ordering::Relaxed);
+        assert!(AnnIndex::build(&items, dim, &opts, &mut |_| {}).is_ok());
     }
 
     #[test]

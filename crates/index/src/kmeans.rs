@@ -2,6 +2,8 @@
 //! blocked matrix product (`argmax_c x·c − ‖c‖²/2`). It trains the partitions of the
 //! approximate index and the codebooks of its product quantizer.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -111,9 +113,18 @@ impl std::str::FromStr for Init {
     }
 }
 
-/// `k` centroids of the rows of `data` after `iters` Lloyd iterations from `init`. A
-/// centroid left without rows is moved next to the largest one. Needs at least `k` rows.
-pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, init: Init) -> Vec<f32> {
+/// `k` centroids of the rows of `data` after `iters` Lloyd iterations from `init` (fewer
+/// once `stop` is raised). A centroid left without rows is moved next to the largest one.
+/// Needs at least `k` rows.
+pub fn kmeans(
+    data: &[f32],
+    dim: usize,
+    k: usize,
+    iters: usize,
+    seed: u64,
+    init: Init,
+    stop: Option<&AtomicBool>,
+) -> Vec<f32> {
     let n = data.len() / dim;
     assert!(k >= 1 && n >= k, "k-means of {n} rows into {k} clusters");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -125,6 +136,9 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, init:
             .collect(),
     };
     for _ in 0..iters {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
         let labels = assign(data, dim, &centroids);
         let (sums, counts) = data
             .par_chunks(dim * CHUNK)
@@ -184,7 +198,7 @@ mod tests {
             data.push(c[0] + rng.gen_range(-0.5..0.5));
             data.push(c[1] + rng.gen_range(-0.5..0.5));
         }
-        let found = kmeans(&data, 2, 3, 10, 7, Init::PlusPlus);
+        let found = kmeans(&data, 2, 3, 10, 7, Init::PlusPlus, None);
         for c in centres {
             let nearest = found
                 .chunks_exact(2)

@@ -60,6 +60,9 @@ pub enum IndexError {
     Format { path: PathBuf, problem: String },
     #[error("{0}")]
     Invalid(String),
+    /// The build's stop flag ([`BuildOptions::stop`]) was raised.
+    #[error("interrupted: the index build was stopped before it ended")]
+    Interrupted,
     #[error(transparent)]
     Folder(#[from] twotower_folder::FolderError),
 }

@@ -101,6 +101,7 @@ impl ProductQuantizer {
                     iters,
                     seed.wrapping_add(m as u64),
                     Init::PlusPlus,
+                    None,
                 )
             };
             let book = &mut pq.codebooks[CODEWORDS * s..CODEWORDS * (s + w)];

@@ -103,11 +103,13 @@ impl AnnIndex {
                 .flat_map(|i| vectors[i * dim..(i + 1) * dim].iter().copied())
                 .collect()
         });
+        opts.check_stop()?;
         progress(&format!(
             "tuning for recall@10 ≥ {target} on {} queries",
             queries.len() / dim
         ));
         let truth = crate::brute_force::exact_truth(vectors, dim, &queries, 10)?;
+        opts.check_stop()?;
         let report = index.tune(&queries, &truth, 10, target)?;
         Ok((index, Some(report)))
     }

@@ -408,7 +408,11 @@ impl FeatureModel {
         let ties = Tie::all(&mut model)?;
         let mut logit_bias =
             if model.config.logq_correction && model.config.negatives != Negatives::Full {
-                logq_bias(examples.iter().map(|&(_, row, _)| row), n)
+                logq_bias(
+                    examples.iter().map(|&(_, row, _)| row),
+                    n,
+                    model.config.logq_weight,
+                )
             } else {
                 Vec::new()
             };

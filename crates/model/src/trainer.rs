@@ -195,9 +195,13 @@ pub(crate) fn exclude(bias: &mut Vec<f32>, ids: impl IntoIterator<Item = u32>, n
     }
 }
 
-/// The logQ correction of each of `rows` candidate rows: −log of its share of `positives`
-/// (0 for a row never seen), added to its logits in the in-batch softmax.
-pub(crate) fn logq_bias(positives: impl Iterator<Item = u32>, rows: usize) -> Vec<f32> {
+/// The logQ correction of each of `rows` candidate rows: −`weight`·log of its share of
+/// `positives` (0 for a row never seen), added to its logits in the in-batch softmax.
+pub(crate) fn logq_bias(
+    positives: impl Iterator<Item = u32>,
+    rows: usize,
+    weight: f32,
+) -> Vec<f32> {
     let mut counts = vec![0f64; rows];
     let mut total = 0f64;
     for c in positives {
@@ -210,7 +214,7 @@ pub(crate) fn logq_bias(positives: impl Iterator<Item = u32>, rows: usize) -> Ve
         .iter()
         .map(|&n| {
             if n > 0.0 {
-                -(n / total).ln() as f32
+                -(n / total).ln() as f32 * weight
             } else {
                 0.0
             }
@@ -235,7 +239,7 @@ impl Trainer {
         }
         let cfg = &model.config;
         let logq_bias = if cfg.logq_correction {
-            logq_bias(examples.iter().map(|&(_, c)| c), nc)
+            logq_bias(examples.iter().map(|&(_, c)| c), nc, cfg.logq_weight)
         } else {
             Vec::new()
         };

@@ -115,6 +115,23 @@ def test_ctrl_c_interrupts_training(ml100k):
     assert 1 <= len(ended) < 10
 
 
+def test_from_parquet_equals_from_pandas(ml100k, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    df = pd.read_csv(
+        ml100k_path("u.data"), sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
+    )
+    df = df[df.user_id <= 200]
+    path = tmp_path / "log.parquet"
+    df.to_parquet(path, index=False)
+    frame = twotower.Interactions.from_pandas(df, time="timestamp")
+    from_file = twotower.Interactions.from_parquet(path)
+    assert len(from_file) == len(df) and from_file.has_time
+    a = twotower.train(frame, preset="ids", split="last", epochs=2, progress=False)
+    b = twotower.train(from_file, preset="ids", split="last", epochs=2, progress=False)
+    assert a.metrics == b.metrics
+
+
 def test_from_pandas_equals_reading_the_same_file(ml100k, tmp_path):
     pd = pytest.importorskip("pandas")
     df = pd.read_csv(

@@ -7,6 +7,7 @@ not excluded; EVALUATION.md), so `twotower bench quality` can run both alternate
     /tmp/als/bin/python bench/als_reference.py --data-dir ../shared/data          # ML-100K u1
     /tmp/als/bin/python bench/als_reference.py --data-dir ../shared/data --dataset lastfm \\
         --factors 32 --regularization 50 --alpha 20 --iterations 15
+    /tmp/als/bin/python bench/als_reference.py --dataset movielens-csv --data-dir SYNTH_DIR
 
 Prints one JSON object: the settings, fit seconds and factorized_top_k {1,5,10,50,100}.
 With --validation F, ALS is fitted on a seeded 1-F of the training side and scored on the
@@ -49,6 +50,21 @@ def lastfm(root, seed=42, test_fraction=0.2):
     return (train[:, 0], remap(train[:, 1])), (test[:, 0], remap(test[:, 1])), len(ids)
 
 
+def movielens_csv(folder, seed=42, test_fraction=0.2):
+    """A MovieLens CSV folder (ratings.csv, movies.csv; `twotower data synth` writes one),
+    a seeded random 80/20 split; items are the rows of movies.csv."""
+    pairs = np.loadtxt(os.path.join(folder, "ratings.csv"), dtype=np.int64, skiprows=1,
+                       usecols=(0, 1), delimiter=",")
+    movies = np.loadtxt(os.path.join(folder, "movies.csv"), dtype=np.int64, skiprows=1,
+                        usecols=0, delimiter=",", comments=None)
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    cut = int(round(len(pairs) * (1 - test_fraction)))
+    train, test = pairs[order[:cut]], pairs[order[cut:]]
+    ids = {m: i + 1 for i, m in enumerate(np.sort(movies))}
+    remap = np.vectorize(ids.get)
+    return (train[:, 0], remap(train[:, 1])), (test[:, 0], remap(test[:, 1])), len(ids)
+
+
 def factorized_top_k(user_f, item_f, users, items, ks=(1, 5, 10, 50, 100)):
     scores = user_f[users] @ item_f.T
     true = scores[np.arange(len(users)), items]
@@ -59,7 +75,7 @@ def factorized_top_k(user_f, item_f, users, items, ks=(1, 5, 10, 50, 100)):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.environ.get("TWOTOWER_DATA_DIR", "../shared/data"))
-    p.add_argument("--dataset", choices=["ml-100k", "lastfm"], default="ml-100k")
+    p.add_argument("--dataset", choices=["ml-100k", "lastfm", "movielens-csv"], default="ml-100k")
     p.add_argument("--fold", default="u1")
     p.add_argument("--factors", type=int, default=16)
     p.add_argument("--regularization", type=float, default=100.0)
@@ -74,8 +90,10 @@ def main():
 
     if a.dataset == "ml-100k":
         (tu, ti), (su, si), n_items = ml100k(a.data_dir, a.fold)
-    else:
+    elif a.dataset == "lastfm":
         (tu, ti), (su, si), n_items = lastfm(a.data_dir)
+    else:  # --data-dir is the folder itself, as twotower's --dataset movielens-csv takes it
+        (tu, ti), (su, si), n_items = movielens_csv(a.data_dir)
     if a.validation:
         order = np.random.default_rng(a.seed).permutation(len(tu))
         cut = int(round(len(tu) * (1 - a.validation)))

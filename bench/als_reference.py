@@ -42,12 +42,7 @@ def lastfm(root, seed=42, test_fraction=0.2):
         os.path.join(d, "artists.dat"), dtype=np.int64, skiprows=1, usecols=0, delimiter="\t",
         comments=None, encoding="utf-8",
     )
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    cut = int(round(len(pairs) * (1 - test_fraction)))
-    train, test = pairs[order[:cut]], pairs[order[cut:]]
-    ids = {a: i + 1 for i, a in enumerate(np.sort(artists))}
-    remap = np.vectorize(ids.get)
-    return (train[:, 0], remap(train[:, 1])), (test[:, 0], remap(test[:, 1])), len(ids)
+    return random_split(pairs, artists, seed, test_fraction)
 
 
 def movielens_csv(folder, seed=42, test_fraction=0.2):
@@ -57,10 +52,16 @@ def movielens_csv(folder, seed=42, test_fraction=0.2):
                        usecols=(0, 1), delimiter=",")
     movies = np.loadtxt(os.path.join(folder, "movies.csv"), dtype=np.int64, skiprows=1,
                         usecols=0, delimiter=",", comments=None)
+    return random_split(pairs, movies, seed, test_fraction)
+
+
+def random_split(pairs, item_ids, seed, test_fraction):
+    """(user, item) `pairs` shuffled with `seed` and cut into training and test sides; items
+    renumbered 1..n in the order of the sorted catalogue `item_ids`."""
     order = np.random.default_rng(seed).permutation(len(pairs))
     cut = int(round(len(pairs) * (1 - test_fraction)))
     train, test = pairs[order[:cut]], pairs[order[cut:]]
-    ids = {m: i + 1 for i, m in enumerate(np.sort(movies))}
+    ids = {a: i + 1 for i, a in enumerate(np.sort(item_ids))}
     remap = np.vectorize(ids.get)
     return (train[:, 0], remap(train[:, 1])), (test[:, 0], remap(test[:, 1])), len(ids)
 

@@ -118,8 +118,10 @@ impl PyIndex {
             stop: Some(stop.clone()),
             ..BuildOptions::default()
         };
-        let work =
-            |_: mpsc::Sender<()>| AnnIndex::build_tuned(data, dim, &opts, setting, &mut |_| {});
+        // No events; the sender lives until the build ends, which is how the wait ends.
+        let work = |_events: mpsc::Sender<()>| {
+            AnnIndex::build_tuned(data, dim, &opts, setting, &mut |_| {})
+        };
         let (inner, _) = interruptible(py, &stop, work, |_, ()| Ok(()))?.or_raise()?;
         Ok(PyIndex {
             inner: Index::Approximate(inner),

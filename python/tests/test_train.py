@@ -115,13 +115,18 @@ def test_ctrl_c_interrupts_training(ml100k):
     assert 1 <= len(ended) < 10
 
 
-def test_from_parquet_equals_from_pandas(ml100k, tmp_path):
-    pd = pytest.importorskip("pandas")
-    pytest.importorskip("pyarrow")
+def ratings_frame(pd, max_user):
+    """ML-100K's ratings of users 1..max_user as a DataFrame."""
     df = pd.read_csv(
         ml100k_path("u.data"), sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
     )
-    df = df[df.user_id <= 200]
+    return df[df.user_id <= max_user]
+
+
+def test_from_parquet_equals_from_pandas(ml100k, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    df = ratings_frame(pd, max_user=200)
     path = tmp_path / "log.parquet"
     df.to_parquet(path, index=False)
     frame = twotower.Interactions.from_pandas(df, time="timestamp")
@@ -134,10 +139,7 @@ def test_from_parquet_equals_from_pandas(ml100k, tmp_path):
 
 def test_from_pandas_equals_reading_the_same_file(ml100k, tmp_path):
     pd = pytest.importorskip("pandas")
-    df = pd.read_csv(
-        ml100k_path("u.data"), sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
-    )
-    df = df[df.user_id <= 300]
+    df = ratings_frame(pd, max_user=300)
     csv = tmp_path / "log.csv"
     df.to_csv(csv, index=False)
     frame = twotower.Interactions.from_pandas(df, time="timestamp")
@@ -173,10 +175,7 @@ features = [
 
 def test_feature_tables_as_data_frames_equal_the_same_files(tmp_path):
     pd = pytest.importorskip("pandas")
-    df = pd.read_csv(
-        ml100k_path("u.data"), sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
-    )
-    df = df[df.user_id <= 200]
+    df = ratings_frame(pd, max_user=200)
     log = twotower.Interactions.from_pandas(df, time="timestamp")
     users = pd.DataFrame({"user_id": range(1, 201)})
     users["region"] = ["R%d" % (u % 3) for u in users.user_id]

@@ -11,7 +11,9 @@ not excluded; EVALUATION.md), so `twotower bench quality` can run both alternate
 
 Prints one JSON object: the settings, fit seconds and factorized_top_k {1,5,10,50,100}.
 With --validation F, ALS is fitted on a seeded 1-F of the training side and scored on the
-rest (for tuning it honestly, never on the test side).
+rest (for tuning it honestly, never on the test side). Last.fm and MovieLens CSV folders are
+split at random (--split-seed); --split-out DIR writes that split so twotower scores the same
+rows (`twotower train --interactions … --items … --train DIR/train.tsv --test DIR/test.tsv`).
 """
 
 import argparse
@@ -33,7 +35,7 @@ def ml100k(root, fold):
     return read(f"{fold}.base"), read(f"{fold}.test"), 1682
 
 
-def lastfm(root, seed=42, test_fraction=0.2):
+def lastfm(root, seed, split_out=None, test_fraction=0.2):
     """Last.fm 2k user–artist pairs, a seeded random 80/20 split; items are the 17,632
     artists of artists.dat."""
     d = os.path.join(root, "lastfm-2k")
@@ -42,25 +44,32 @@ def lastfm(root, seed=42, test_fraction=0.2):
         os.path.join(d, "artists.dat"), dtype=np.int64, skiprows=1, usecols=0, delimiter="\t",
         comments=None, encoding="utf-8",
     )
-    return random_split(pairs, artists, seed, test_fraction)
+    return random_split(pairs, artists, seed, test_fraction, split_out)
 
 
-def movielens_csv(folder, seed=42, test_fraction=0.2):
+def movielens_csv(folder, seed, split_out=None, test_fraction=0.2):
     """A MovieLens CSV folder (ratings.csv, movies.csv; `twotower data synth` writes one),
     a seeded random 80/20 split; items are the rows of movies.csv."""
     pairs = np.loadtxt(os.path.join(folder, "ratings.csv"), dtype=np.int64, skiprows=1,
                        usecols=(0, 1), delimiter=",")
     movies = np.loadtxt(os.path.join(folder, "movies.csv"), dtype=np.int64, skiprows=1,
                         usecols=0, delimiter=",", comments=None)
-    return random_split(pairs, movies, seed, test_fraction)
+    return random_split(pairs, movies, seed, test_fraction, split_out)
 
 
-def random_split(pairs, item_ids, seed, test_fraction):
+def random_split(pairs, item_ids, seed, test_fraction, split_out=None):
     """(user, item) `pairs` shuffled with `seed` and cut into training and test sides; items
-    renumbered 1..n in the order of the sorted catalogue `item_ids`."""
+    renumbered 1..n in the order of the sorted catalogue `item_ids`. With `split_out`, both
+    sides are also written there with their own ids (train.tsv, test.tsv: user, item, 1, 0,
+    tab-separated), for `twotower train --train DIR/train.tsv --test DIR/test.tsv`."""
     order = np.random.default_rng(seed).permutation(len(pairs))
     cut = int(round(len(pairs) * (1 - test_fraction)))
     train, test = pairs[order[:cut]], pairs[order[cut:]]
+    if split_out:
+        os.makedirs(split_out, exist_ok=True)
+        for name, side in (("train.tsv", train), ("test.tsv", test)):
+            rows = np.column_stack([side, np.ones(len(side), np.int64), np.zeros(len(side), np.int64)])
+            np.savetxt(os.path.join(split_out, name), rows, fmt="%d", delimiter="\t")
     ids = {a: i + 1 for i, a in enumerate(np.sort(item_ids))}
     remap = np.vectorize(ids.get)
     return (train[:, 0], remap(train[:, 1])), (test[:, 0], remap(test[:, 1])), len(ids)
@@ -85,6 +94,13 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--validation", type=float, default=None)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--split-seed", type=int, default=42,
+                   help="the random 80/20 split's seed (Last.fm, MovieLens CSV); a different "
+                        "generator than twotower's --split-seed: use --split-out to score "
+                        "both on the same rows")
+    p.add_argument("--split-out", metavar="DIR",
+                   help="also write the random split to DIR/train.tsv and DIR/test.tsv "
+                        "(u.data layout, the dataset's own ids) for twotower's --train/--test")
     a = p.parse_args()
 
     from implicit.als import AlternatingLeastSquares
@@ -92,9 +108,9 @@ def main():
     if a.dataset == "ml-100k":
         (tu, ti), (su, si), n_items = ml100k(a.data_dir, a.fold)
     elif a.dataset == "lastfm":
-        (tu, ti), (su, si), n_items = lastfm(a.data_dir)
+        (tu, ti), (su, si), n_items = lastfm(a.data_dir, a.split_seed, a.split_out)
     else:  # --data-dir is the folder itself, as twotower's --dataset movielens-csv takes it
-        (tu, ti), (su, si), n_items = movielens_csv(a.data_dir)
+        (tu, ti), (su, si), n_items = movielens_csv(a.data_dir, a.split_seed, a.split_out)
     if a.validation:
         order = np.random.default_rng(a.seed).permutation(len(tu))
         cut = int(round(len(tu) * (1 - a.validation)))

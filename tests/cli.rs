@@ -712,6 +712,78 @@ fn a_model_beats_popularity_on_a_synthetic_log() {
 }
 
 #[test]
+fn a_log_takes_its_split_from_files() {
+    // --interactions gives the users and the catalogue, --train/--test the split (as
+    // bench/als_reference.py --split-out writes it, so both score the same rows).
+    let tmp = scratch("log-files");
+    let mut log = String::from("user,item\n");
+    let (mut train, mut test) = (String::new(), String::new());
+    for u in 1..=30u32 {
+        for k in 0..6u32 {
+            let item = 1 + (u * 7 + k * 3) % 40;
+            log.push_str(&format!("{u},{item}\n"));
+            let side = if k == 5 { &mut test } else { &mut train };
+            side.push_str(&format!("{u}\t{item}\t1\t0\n"));
+        }
+    }
+    let items: String = std::iter::once("id,title\n".to_string())
+        .chain((1..=40).map(|i| format!("{i},item {i}\n")))
+        .collect();
+    for (name, text) in [
+        ("log.csv", &log),
+        ("items.csv", &items),
+        ("train.tsv", &train),
+        ("test.tsv", &test),
+        ("bad.tsv", &"1\t2\t1\t0\n1\t99\t1\t0\n".to_string()),
+    ] {
+        std::fs::write(tmp.join(name), text).unwrap();
+    }
+    let path = |n: &str| tmp.join(n).to_str().unwrap().to_string();
+    let (log, items, train, test, bad) = (
+        path("log.csv"),
+        path("items.csv"),
+        path("train.tsv"),
+        path("test.tsv"),
+        path("bad.tsv"),
+    );
+    let args = |test: &str| {
+        [
+            "train",
+            "--preset",
+            "ids",
+            "--epochs",
+            "1",
+            "--interactions",
+            &log,
+            "--items",
+            &items,
+            "--train",
+            &train,
+            "--test",
+            test,
+            "--show-user",
+            "",
+            "--json",
+        ]
+        .map(String::from)
+    };
+    let good = args(&test);
+    let v = ok_json(&good.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(v["dataset"]["test_interactions"].as_u64(), Some(30), "{v}");
+    assert_eq!(
+        v["dataset"]["train_interactions"].as_u64(),
+        Some(150),
+        "{v}"
+    );
+    let wrong = args(&bad);
+    fails_with(
+        &wrong.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["bad.tsv:2:", "item id 99 is not in the catalogue"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn bench_train_reports_throughput_time_and_memory() {
     let data = data_dir();
     let mut args = vec!["bench", "train", "--runs", "1", "--json", "--"];
@@ -1139,19 +1211,16 @@ fn an_explicit_regime_works_on_a_large_catalogue() {
         "--out",
         out,
     ]);
-    let train = |extra: &[&str]| {
+    // `train` on the log with `extra` flags.
+    let on_log = |extra: &[&str]| {
         let mut args = vec![
             "train",
-            "--preset",
-            "ids",
             "--dataset",
             "movielens-csv",
             "--data-dir",
             out,
             "--split",
             "random",
-            "--epochs",
-            "1",
             "--show-user",
             "",
             "--json",
@@ -1159,6 +1228,7 @@ fn an_explicit_regime_works_on_a_large_catalogue() {
         args.extend_from_slice(extra);
         ok_json(&args)
     };
+    let train = |extra: &[&str]| on_log(&[&["--preset", "ids", "--epochs", "1"], extra].concat());
     let regime = |v: &Value| {
         let c = &v["config"];
         (
@@ -1201,6 +1271,40 @@ fn an_explicit_regime_works_on_a_large_catalogue() {
             "--logq",
         ],
         &["in-batch negatives only"],
+    );
+    // The default preset answers a large catalogue with id towers that ALS fits (no
+    // softmax epochs), well above popularity; choosing a regime by hand keeps its softmax.
+    let als = on_log(&[]);
+    let c = &als["config"];
+    assert_eq!(c["warm_start"]["iterations"].as_u64(), Some(15), "{als}");
+    assert_eq!(
+        (c["epochs"].as_u64(), c["embedding_dim"].as_u64()),
+        (Some(0), Some(64))
+    );
+    let pop = als["popularity"]["factorized_top_k"]["100"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        top(&als, "100") > pop + 0.05,
+        "ALS {} against popularity {pop}",
+        top(&als, "100")
+    );
+    let softmax = on_log(&["--negatives", "in-batch", "--epochs", "1"]);
+    assert!(softmax["config"].get("warm_start").is_none(), "{softmax}");
+    // The warm start fits id tables: feature towers refuse it.
+    fails_with(
+        &[
+            "train",
+            "--dataset",
+            "movielens-csv",
+            "--data-dir",
+            out,
+            "--towers",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/towers/lastfm-text.toml"),
+            "--als-iterations",
+            "3",
+        ],
+        &["ALS warm start", "id towers"],
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -132,7 +132,10 @@ fn run_job(
 #[pyfunction]
 #[pyo3(signature = (data, preset, split, split_options = None, epochs = None, batch_size = None,
     dim = None, learning_rate = None, lr_decay = None, optimizer = None, negatives = None, temperature = None,
-    l2 = None, seed = None, remove_accidental_hits = None, logq = None, logq_weight = None, towers = None,
+    l2 = None, seed = None, remove_accidental_hits = None, logq = None, logq_weight = None,
+    als_iterations = None, als_regularization = None, als_alpha = None, als_reg_exponent = None,
+    als_popularity_exponent = None,
+    towers = None,
     user_features = None, item_features = None, timestamps = true, validation = None,
     eval_sample = None, eval_every_epoch = false, max_examples = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
@@ -155,6 +158,11 @@ pub fn train(
     remove_accidental_hits: Option<bool>,
     logq: Option<bool>,
     logq_weight: Option<f32>,
+    als_iterations: Option<usize>,
+    als_regularization: Option<f32>,
+    als_alpha: Option<f32>,
+    als_reg_exponent: Option<f32>,
+    als_popularity_exponent: Option<f32>,
     towers: Option<String>,
     user_features: Option<PathBuf>,
     item_features: Option<PathBuf>,
@@ -191,6 +199,11 @@ pub fn train(
     job.overrides.remove_accidental_hits = remove_accidental_hits;
     job.overrides.logq_correction = logq;
     job.overrides.logq_weight = logq_weight;
+    job.overrides.als_iterations = als_iterations;
+    job.overrides.als_regularization = als_regularization;
+    job.overrides.als_alpha = als_alpha;
+    job.overrides.als_reg_exponent = als_reg_exponent;
+    job.overrides.als_popularity_exponent = als_popularity_exponent;
     job.towers = towers.map(|t| tower_spec(&t)).transpose()?;
     job.timestamps = timestamps;
     job.validation = validation;

@@ -26,6 +26,26 @@ def test_feature_model_metrics_equal_the_command_lines(ml100k):
     same_metrics(model.metrics, cli)
 
 
+def test_als_warm_start_equals_the_command_lines(ml100k):
+    events = []
+    model = twotower.train(
+        ml100k, preset="ids", split="u1", epochs=0, dim=16, als_iterations=5,
+        als_regularization=0.03, als_alpha=60, als_reg_exponent=1,
+        als_popularity_exponent=0.15, progress=events.append,
+    )
+    assert [e["event"] for e in events] == ["warm_start", "warm_start_end"]
+    assert model.history == []
+    cli = cli_json(
+        "train", "--preset", "ids", "--split", "u1", "--epochs", "0", "--dim", "16",
+        "--als-iterations", "5", "--als-regularization", "0.03", "--als-alpha", "60",
+        "--als-reg-exponent", "1", "--als-popularity-exponent", "0.15", "--show-user", "",
+    )
+    assert cli["config"]["warm_start"]["popularity_exponent"] == pytest.approx(0.15)
+    same_metrics(model.metrics, cli)
+    top100 = model.metrics["factorized_top_k"][100]
+    assert top100 > model.metrics["popularity"]["factorized_top_k"][100] + 0.05
+
+
 def test_recommend_shapes_dtypes_and_agreement_with_the_embeddings(tfrs_model):
     ids, scores = tfrs_model.recommend([42, 1, 7], k=5)
     assert ids.shape == (3, 5) and ids.dtype == np.int64

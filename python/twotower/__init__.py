@@ -177,6 +177,11 @@ def train(
     remove_accidental_hits: Optional[bool] = None,
     logq: Optional[bool] = None,
     logq_weight: Optional[float] = None,
+    als_iterations: Optional[int] = None,
+    als_regularization: Optional[float] = None,
+    als_alpha: Optional[float] = None,
+    als_reg_exponent: Optional[float] = None,
+    als_popularity_exponent: Optional[float] = None,
     towers: Optional[str] = None,
     user_features: Any = None,
     item_features: Any = None,
@@ -204,7 +209,9 @@ def train(
     ``progress``: ``True`` shows a tqdm bar when tqdm is installed; a callable receives
     one dict per event: ``{"event": "epoch_start", "epoch", "epochs", "examples"}``,
     ``{"event": "batch", "epoch", "progress": {"examples_done", "mean_loss", …}}``, and
-    ``{"event": "epoch_end", "epoch", "loss", "mean_loss", "seconds", …}``. The GIL is released
+    ``{"event": "epoch_end", "epoch", "loss", "mean_loss", "seconds", …}``, and around an ALS
+    warm start ``{"event": "warm_start", "iterations"}`` and ``{"event": "warm_start_end",
+    "seconds"}``. The GIL is released
     while training; Ctrl-C stops it before the next batch (``KeyboardInterrupt``).
 
     Returns the trained ``Model``, with ``.metrics`` (both protocols and popularity's)
@@ -236,6 +243,11 @@ def train(
             remove_accidental_hits,
             logq,
             logq_weight,
+            als_iterations,
+            als_regularization,
+            als_alpha,
+            als_reg_exponent,
+            als_popularity_exponent,
             None if towers is None else str(towers),
             user_features,
             item_features,

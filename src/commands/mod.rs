@@ -58,8 +58,9 @@ pub struct DataSplitArgs {
     #[arg(long, default_value_t = 5)]
     pub history: usize,
     /// An interaction log instead of a MovieLens folder: CSV, TSV or Parquet (by extension),
-    /// one row per interaction with integer user and item ids (every row a positive).
-    #[arg(long, value_name = "FILE", conflicts_with = "train")]
+    /// one row per interaction with integer user and item ids (every row a positive). With
+    /// --train/--test, the log gives the users and the catalogue and those files the split.
+    #[arg(long, value_name = "FILE")]
     pub interactions: Option<PathBuf>,
     /// With --interactions: the item catalogue (CSV/TSV with a header: id, title, and
     /// optionally `genres`). Without it, items are titled by their ids.
@@ -85,7 +86,8 @@ pub struct DataSplitArgs {
     /// With --items: the title column. Default: title, name or label.
     #[arg(long, value_name = "COLUMN", requires = "items")]
     pub title_col: Option<String>,
-    /// Training file in u.data format (with --test; overrides --split).
+    /// Training file in u.data format (user, item, rating, timestamp, tab-separated; with
+    /// --test; overrides --split). Its items must be in the catalogue (u.item, or --items).
     #[arg(long, value_name = "FILE", requires = "test")]
     pub train: Option<PathBuf>,
     /// Test file in u.data format (with --train).

@@ -109,6 +109,26 @@ pub struct TrainArgs {
     /// in the scores).
     #[arg(long, value_name = "W")]
     logq_weight: Option<f32>,
+    /// Warm start: sweeps of alternating least squares over the id tables before the
+    /// softmax epochs (implicit feedback, observed pairs weighted by --als-alpha; id towers
+    /// only; 0 switches a preset's warm start off).
+    #[arg(long, value_name = "N")]
+    als_iterations: Option<usize>,
+    /// Warm start: the ALS L2 penalty per row.
+    #[arg(long, value_name = "LAMBDA")]
+    als_regularization: Option<f32>,
+    /// Warm start: the ALS weight of an observed pair (unobserved pairs weigh 1).
+    #[arg(long, value_name = "ALPHA")]
+    als_alpha: Option<f32>,
+    /// Warm start: frequency-scaled ALS penalty, regularization · (alpha · n + N)^EXP for a
+    /// row with n pairs against N rows of the other side (iALS as Rendle et al. 2022 tune
+    /// it; 0, the default, is a flat penalty).
+    #[arg(long, value_name = "EXP")]
+    als_reg_exponent: Option<f32>,
+    /// Warm start: popularity-weighted negatives (eALS), the unobserved pairs of an item with
+    /// n training pairs weighing (n + 1)^EXP, scaled to a mean of 1 (0, the default: all 1).
+    #[arg(long, value_name = "EXP")]
+    als_popularity_exponent: Option<f32>,
     /// Override: seed for initialisation and shuffling.
     #[arg(long)]
     seed: Option<u64>,
@@ -132,6 +152,11 @@ impl TrainArgs {
             remove_accidental_hits: self.remove_accidental_hits,
             logq_correction: self.logq,
             logq_weight: self.logq_weight,
+            als_iterations: self.als_iterations,
+            als_regularization: self.als_regularization,
+            als_alpha: self.als_alpha,
+            als_reg_exponent: self.als_reg_exponent,
+            als_popularity_exponent: self.als_popularity_exponent,
         };
         job.towers = self.towers.as_deref().map(TowersSpec::read).transpose()?;
         job.timestamps = self.timestamps;
@@ -233,6 +258,12 @@ fn progress(epochs: usize) -> impl FnMut(FitEvent) {
                 bar.finish_and_clear();
             }
             eprintln!("epoch {}/{epochs}: {stats}", stats.epoch);
+        }
+        FitEvent::WarmStart { iterations } => {
+            eprintln!("ALS warm start: {iterations} sweeps over the id tables");
+        }
+        FitEvent::WarmStartEnd { seconds } => {
+            eprintln!("ALS warm start: done in {seconds:.2} s");
         }
     }
 }

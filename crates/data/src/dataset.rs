@@ -262,7 +262,7 @@ impl Dataset {
             Some(i) => Err(DataError::Parse {
                 path: path.into(),
                 line: i + 1,
-                message: format!("movie id {} is not in the catalogue u.item", rows[i].item),
+                message: format!("item id {} is not in the catalogue", rows[i].item),
             }),
         }
     }

@@ -69,13 +69,27 @@ impl TrainJob {
     /// an unknown preset or a bad value is an error before any data is read (pass
     /// `usize::MAX` when the catalogue is not known yet).
     pub fn config(&self, candidates: usize) -> Result<TrainConfig> {
-        TrainConfig::preset_in_regime(&self.preset, candidates, self.overrides.negatives)?
-            .with_overrides(&self.overrides)
+        let preset = if self.als_by_data(candidates) {
+            TrainConfig::default_als()
+        } else {
+            TrainConfig::preset_in_regime(&self.preset, candidates, self.overrides.negatives)?
+        };
+        preset.with_overrides(&self.overrides)
     }
 
     /// Whether the towers are chosen by the data: the default preset without a spec.
     fn towers_by_data(&self) -> bool {
         self.towers.is_none() && self.preset == "default"
+    }
+
+    /// Whether the default preset answers a catalogue of `candidates` with id towers that
+    /// ALS fits ([`TrainConfig::default_als`]): towers by data, more candidates than a full
+    /// softmax takes, and no regime chosen by hand (`negatives`).
+    fn als_by_data(&self, candidates: usize) -> bool {
+        self.towers_by_data()
+            && self.overrides.negatives.is_none()
+            && candidates != usize::MAX
+            && candidates > crate::config::FULL_SOFTMAX_MAX_ITEMS
     }
 
     /// Whether the preset is one of the tutorials' feature presets (`tfrs-context`,
@@ -112,11 +126,15 @@ impl TrainJob {
     }
 
     /// The feature towers this job trains on `ml`, or `None` for id towers. The default
-    /// preset chooses by what the data offers: a history before each interaction when it
-    /// has times, the user's other items when it has none.
+    /// preset chooses by what the data offers: id towers fitted by ALS for a large
+    /// catalogue, else a history before each interaction when it has times, the user's
+    /// other items when it has none.
     pub fn towers_for(&self, ml: &Dataset) -> Result<Option<TowersSpec>> {
         if let Some(t) = &self.towers {
             return Ok(Some(t.clone()));
+        }
+        if self.als_by_data(ml.movies.len()) {
+            return Ok(None);
         }
         if self.towers_by_data() {
             let has_time = ml.format != (Format::Log { has_time: false });
@@ -130,6 +148,14 @@ impl TrainJob {
         self.check()?;
         let config = self.config(ml.movies.len())?;
         let (kind, sampled) = match self.towers_for(&ml)? {
+            Some(_) if config.warm_start.is_some() => {
+                return Err(ModelError::Config(
+                    "the ALS warm start fits id tables: it applies to id towers (the `ids` \
+                     preset, or the default preset on a catalogue of more than 4,096 items), \
+                     not to feature towers"
+                        .into(),
+                ))
+            }
             Some(towers) => {
                 let files = FeatureFiles::typed(
                     &towers,

@@ -24,6 +24,7 @@
 //! println!("{:?}", exp.evaluate().factorized_top_k);
 //! ```
 
+pub mod als;
 pub mod answer;
 pub mod bench;
 pub mod checkpoint;

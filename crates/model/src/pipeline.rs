@@ -2,6 +2,7 @@
 //! so that `train`, `eval` and the tests share one path from data to metrics.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
 use twotower_data::{random_split, Dataset, Interaction, SplitSpec, Vocabulary};
@@ -265,6 +266,10 @@ pub enum FitEvent<'a> {
     },
     /// An epoch ended (with its metrics when evaluation after each epoch was asked for).
     EpochEnd(&'a EpochStats),
+    /// The ALS warm start of the id tables begins (`iterations` sweeps).
+    WarmStart { iterations: usize },
+    /// The warm start ended after `seconds`.
+    WarmStartEnd { seconds: f64 },
 }
 
 /// A model with its training examples and evaluation split.
@@ -274,6 +279,8 @@ pub struct Experiment {
     pub split: SplitEval,
     pub dataset: DatasetInfo,
     pub history: Vec<EpochStats>,
+    /// Whether the configuration's ALS warm start has run.
+    warm_started: bool,
 }
 
 impl Experiment {
@@ -322,6 +329,7 @@ impl Experiment {
     /// out), evaluating after each epoch when `eval_every_epoch` (the metrics go into the
     /// epoch's history entry), and reports progress to `report`.
     pub fn fit(&mut self, eval_every_epoch: bool, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
+        self.warm_start(report)?;
         let epochs = self.model.config.epochs;
         for epoch in 1..=epochs {
             if self.trainer.budget_spent() {
@@ -387,7 +395,44 @@ impl Experiment {
             split,
             dataset,
             history: Vec::new(),
+            warm_started: false,
         })
+    }
+
+    /// The ALS warm start of the configuration, once: both id tables fitted to the training
+    /// pairs (stopping between sweeps when the trainer's stop flag is raised).
+    fn warm_start(&mut self, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
+        let Some(als) = self.model.config.warm_start.filter(|_| !self.warm_started) else {
+            return Ok(());
+        };
+        let start = std::time::Instant::now();
+        report(FitEvent::WarmStart {
+            iterations: als.iterations,
+        });
+        let stop = self.trainer.budget.stop_flag();
+        let stop = || stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+        let (q, c) = (&mut self.model.query, &mut self.model.candidate);
+        als.fit(
+            self.trainer.examples(),
+            q.embedding_mut(),
+            c.embedding_mut(),
+            &stop,
+        )?;
+        self.warm_started = true;
+        if self.trainer.budget.stop_requested() {
+            return Err(ModelError::Interrupted);
+        }
+        if !(self.model.query.is_finite() && self.model.candidate.is_finite()) {
+            return Err(ModelError::Diverged(
+                "the ALS warm start's tables became infinite or NaN; try a larger \
+                 --als-regularization"
+                    .into(),
+            ));
+        }
+        report(FitEvent::WarmStartEnd {
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        Ok(())
     }
 
     /// One epoch; its statistics are appended to the history.

@@ -134,12 +134,7 @@ impl Budget {
     /// The part of `chunk` the budget still allows, the budget reduced by it; `None` once
     /// the cap is spent or the stop flag raised.
     pub(crate) fn take<'a, T>(&mut self, chunk: &'a [T]) -> Option<&'a [T]> {
-        if self
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed))
-        {
-            self.stopped = true;
+        if self.stop_requested() {
             return None;
         }
         match self.left {
@@ -151,6 +146,24 @@ impl Budget {
             }
             None => Some(chunk),
         }
+    }
+
+    /// Whether the stop flag is raised (then the budget counts as stopped): for work
+    /// outside batches, such as the ALS warm start's sweeps.
+    pub fn stop_requested(&mut self) -> bool {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            self.stopped = true;
+        }
+        self.stopped
+    }
+
+    /// The stop flag, when one was set.
+    pub fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.stop.clone()
     }
 
     /// Caps the examples from now on (`None` lifts the cap).
@@ -329,6 +342,11 @@ impl Trainer {
     /// negative (a cold-items split's held-out items, which training must not see).
     pub fn exclude_candidates(&mut self, ids: impl IntoIterator<Item = u32>, n: usize) {
         exclude(&mut self.logq_bias, ids, n);
+    }
+
+    /// The `(user index, candidate index)` training examples (in the last epoch's order).
+    pub fn examples(&self) -> &[(u32, u32)] {
+        &self.examples
     }
 
     /// Caps the examples trained on from now on, over all epochs (the last batch is cut

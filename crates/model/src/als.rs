@@ -174,62 +174,135 @@ impl Als {
         if d == 0 {
             return;
         }
-        let gram = gram(y, y_weights);
-        let others_total = y.rows as f32;
+        let side = Fixed::new(y, y_weights);
         x.data.par_chunks_mut(d).enumerate().for_each_init(
             || Scratch::new(d),
             |s, (row, xr)| {
-                let others = adjacency.of(row);
-                let lambda = self.regularization
-                    * (self.alpha * others.len() as f32 + others_total).powf(self.reg_exponent);
                 let scale = x_weights.map_or(1.0, |w| w[row]);
-                // A·v = (s·G + λI) v + Σ (α − s·wᵢ) yᵢ (yᵢ·v) with G = Σ wⱼ yⱼyⱼᵀ over all
-                // rows of y, and the sum over this row's pairs.
-                let apply = |v: &[f32], out: &mut [f32]| {
-                    matvec(&gram, v, out);
-                    for (o, v) in out.iter_mut().zip(v) {
-                        *o = scale * *o + lambda * v;
-                    }
-                    for &o in others {
-                        let yo = y.row(o as usize);
-                        let w = y_weights.map_or(1.0, |w| w[o as usize]);
-                        let c = (self.alpha - scale * w) * dot(yo, v);
-                        axpy(c, yo, out);
-                    }
-                };
-                // r = b − A·x with b = α Σ yᵢ.
-                apply(xr, &mut s.ap);
-                s.r.fill(0.0);
-                for &o in others {
-                    axpy(self.alpha, y.row(o as usize), &mut s.r);
-                }
-                for (r, a) in s.r.iter_mut().zip(&s.ap) {
-                    *r -= a;
-                }
-                s.p.copy_from_slice(&s.r);
-                let mut rs = dot(&s.r, &s.r);
-                for _ in 0..self.cg_steps {
-                    if rs < 1e-20 {
-                        break;
-                    }
-                    apply(&s.p, &mut s.ap);
-                    let pap = dot(&s.p, &s.ap);
-                    // A zero or NaN curvature: nothing left to solve.
-                    if pap.is_nan() || pap <= 0.0 {
-                        break;
-                    }
-                    let step = rs / pap;
-                    axpy(step, &s.p, xr);
-                    axpy(-step, &s.ap, &mut s.r);
-                    let next = dot(&s.r, &s.r);
-                    let beta = next / rs;
-                    for (p, r) in s.p.iter_mut().zip(&s.r) {
-                        *p = r + beta * *p;
-                    }
-                    rs = next;
-                }
+                self.solve_row(&side, adjacency.of(row), scale, self.cg_steps, xr, s);
             },
         );
+    }
+
+    /// Query vectors for users training never saw, from the item rows each picked
+    /// (`histories`): the row ALS would give such a user against the fitted `items` (the
+    /// fold-in of a new user), solved to convergence from zero. `pairs` are the training
+    /// pairs the items were fitted on (they set the popularity weights).
+    pub fn fold_in(
+        &self,
+        pairs: &[(u32, u32)],
+        items: &Embedding,
+        histories: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        self.validate()?;
+        let bad = histories
+            .iter()
+            .flatten()
+            .chain(pairs.iter().map(|(_, i)| i))
+            .find(|&&i| i as usize >= items.rows);
+        if let Some(i) = bad {
+            return Err(ModelError::Config(format!(
+                "ALS fold-in: item row {i} is outside the table of {} items",
+                items.rows
+            )));
+        }
+        let by_item = Adjacency::new(pairs.iter().map(|&(u, i)| (i, u)), items.rows);
+        let weights = self.negative_weights(&by_item, items.rows);
+        let side = Fixed::new(items, weights.as_deref());
+        let d = items.dim;
+        Ok(histories
+            .par_iter()
+            .map_init(
+                || Scratch::new(d),
+                |s, history| {
+                    let mut picked = history.clone();
+                    picked.sort_unstable();
+                    picked.dedup();
+                    let mut x = vec![0.0f32; d];
+                    self.solve_row(&side, &picked, 1.0, d.max(self.cg_steps), &mut x, s);
+                    x
+                },
+            )
+            .collect())
+    }
+
+    /// Conjugate-gradient `steps` from `xr` towards the row's solution against `side`, its
+    /// pairs `others`, its unobserved pairs scaled by `scale`.
+    fn solve_row(
+        &self,
+        side: &Fixed,
+        others: &[u32],
+        scale: f32,
+        steps: usize,
+        xr: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        let (y, y_weights) = (side.y, side.weights);
+        let lambda = self.regularization
+            * (self.alpha * others.len() as f32 + y.rows as f32).powf(self.reg_exponent);
+        // A·v = (s·G + λI) v + Σ (α − s·wᵢ) yᵢ (yᵢ·v) with G = Σ wⱼ yⱼyⱼᵀ over all rows of
+        // y, and the sum over this row's pairs.
+        let apply = |v: &[f32], out: &mut [f32]| {
+            matvec(&side.gram, v, out);
+            for (o, v) in out.iter_mut().zip(v) {
+                *o = scale * *o + lambda * v;
+            }
+            for &o in others {
+                let yo = y.row(o as usize);
+                let w = y_weights.map_or(1.0, |w| w[o as usize]);
+                let c = (self.alpha - scale * w) * dot(yo, v);
+                axpy(c, yo, out);
+            }
+        };
+        // r = b − A·x with b = α Σ yᵢ.
+        apply(xr, &mut s.ap);
+        s.r.fill(0.0);
+        for &o in others {
+            axpy(self.alpha, y.row(o as usize), &mut s.r);
+        }
+        for (r, a) in s.r.iter_mut().zip(&s.ap) {
+            *r -= a;
+        }
+        s.p.copy_from_slice(&s.r);
+        let mut rs = dot(&s.r, &s.r);
+        for _ in 0..steps {
+            if rs < 1e-20 {
+                break;
+            }
+            apply(&s.p, &mut s.ap);
+            let pap = dot(&s.p, &s.ap);
+            // A zero or NaN curvature: nothing left to solve.
+            if pap.is_nan() || pap <= 0.0 {
+                break;
+            }
+            let step = rs / pap;
+            axpy(step, &s.p, xr);
+            axpy(-step, &s.ap, &mut s.r);
+            let next = dot(&s.r, &s.r);
+            let beta = next / rs;
+            for (p, r) in s.p.iter_mut().zip(&s.r) {
+                *p = r + beta * *p;
+            }
+            rs = next;
+        }
+    }
+}
+
+/// The fixed side of a half-sweep: its table, the weights of its unobserved pairs and
+/// their weighted Gram matrix.
+struct Fixed<'a> {
+    y: &'a Embedding,
+    weights: Option<&'a [f32]>,
+    gram: Vec<f32>,
+}
+
+impl<'a> Fixed<'a> {
+    fn new(y: &'a Embedding, weights: Option<&'a [f32]>) -> Self {
+        Fixed {
+            y,
+            weights,
+            gram: gram(y, weights),
+        }
     }
 }
 
@@ -465,6 +538,41 @@ mod tests {
                 assert!(n < 2e-3, "{als:?} item {i}: gradient {n}");
             }
         }
+    }
+
+    #[test]
+    fn a_folded_in_user_gets_the_row_training_would_give_them() {
+        for als in settings(40) {
+            let (pairs, mut users, mut items) = problem();
+            let fit = Als {
+                iterations: 6,
+                ..als
+            };
+            fit.fit(&pairs, &mut users, &mut items, &|| false).unwrap();
+            // One more exact user half-sweep against the final items: each user's row is
+            // then what folding in their items gives.
+            let by_user = Adjacency::new(pairs.iter().copied(), users.rows);
+            let by_item = Adjacency::new(pairs.iter().map(|&(u, i)| (i, u)), items.rows);
+            let w = als.negative_weights(&by_item, items.rows);
+            als.solve(&mut users, &by_user, &items, None, w.as_deref());
+            let histories: Vec<Vec<u32>> =
+                (0..users.rows).map(|u| by_user.of(u).to_vec()).collect();
+            let folded = als.fold_in(&pairs, &items, &histories).unwrap();
+            for (u, x) in folded.iter().enumerate() {
+                let diff: f32 = x.iter().zip(users.row(u)).map(|(a, b)| (a - b).abs()).sum();
+                assert!(
+                    diff < 1e-3,
+                    "{als:?} user {u}: {x:?} against {:?}",
+                    users.row(u)
+                );
+            }
+        }
+        // An item outside the table is an error, not a panic.
+        let (pairs, _, items) = problem();
+        let e = Als::default()
+            .fold_in(&pairs, &items, &[vec![1, 99]])
+            .unwrap_err();
+        assert!(e.to_string().contains("item row 99"), "{e}");
     }
 
     #[test]

@@ -399,6 +399,31 @@ impl Experiment {
         })
     }
 
+    /// On a cold-users split, gives each held-out user the query row ALS computes from
+    /// their given history against the fitted item table (their fold-in: no retraining, no
+    /// use of their test interactions); their rows were never trained.
+    fn fold_in_visitors(&mut self, als: &crate::als::Als) -> Result<()> {
+        let Some(visitors) = &self.split.visitors else {
+            return Ok(());
+        };
+        let m = &mut self.model;
+        let (users, histories): (Vec<u32>, Vec<Vec<u32>>) = visitors
+            .rows
+            .iter()
+            .map(|(&u, rows)| {
+                let keys = rows.iter().map(|&r| m.row_keys[r as usize]).collect();
+                (m.query.vocab.lookup(&u.to_string()) as u32, keys)
+            })
+            .unzip();
+        let vectors = als.fold_in(self.trainer.examples(), m.candidate.embedding(), &histories)?;
+        let table = m.query.embedding_mut();
+        for (u, v) in users.iter().zip(vectors) {
+            let d = table.dim;
+            table.data[*u as usize * d..(*u as usize + 1) * d].copy_from_slice(&v);
+        }
+        Ok(())
+    }
+
     /// The ALS warm start of the configuration, once: both id tables fitted to the training
     /// pairs (stopping between sweeps when the trainer's stop flag is raised).
     fn warm_start(&mut self, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
@@ -422,6 +447,7 @@ impl Experiment {
         if self.trainer.budget.stop_requested() {
             return Err(ModelError::Interrupted);
         }
+        self.fold_in_visitors(&als)?;
         if !(self.model.query.is_finite() && self.model.candidate.is_finite()) {
             return Err(ModelError::Diverged(
                 "the ALS warm start's tables became infinite or NaN; try a larger \

@@ -26,6 +26,11 @@ impl Embedding {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// Row `i`, mutable.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
     /// The rows `ids`, stacked into a new row-major matrix (in parallel: the reads are
     /// random rows of a table larger than the caches).
     pub fn gather(&self, ids: &[u32]) -> Vec<f32> {

@@ -417,9 +417,8 @@ impl Experiment {
             .unzip();
         let vectors = als.fold_in(self.trainer.examples(), m.candidate.embedding(), &histories)?;
         let table = m.query.embedding_mut();
-        for (u, v) in users.iter().zip(vectors) {
-            let d = table.dim;
-            table.data[*u as usize * d..(*u as usize + 1) * d].copy_from_slice(&v);
+        for (&u, v) in users.iter().zip(vectors) {
+            table.row_mut(u as usize).copy_from_slice(&v);
         }
         Ok(())
     }

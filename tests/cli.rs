@@ -1277,10 +1277,20 @@ fn an_explicit_regime_works_on_a_large_catalogue() {
     let als = on_log(&[]);
     let c = &als["config"];
     assert_eq!(c["warm_start"]["iterations"].as_u64(), Some(15), "{als}");
+    // 64 fine columns beside 16 coarse ones, whose weight was chosen on held-out pairs and
+    // is recorded.
     assert_eq!(
         (c["epochs"].as_u64(), c["embedding_dim"].as_u64()),
-        (Some(0), Some(64))
+        (Some(0), Some(80))
     );
+    let weight = c["warm_start"]["coarse"]["weight"].as_f64();
+    assert!(
+        weight.is_some_and(|w| [0.0, 0.25, 0.5, 0.75, 1.0].contains(&w)),
+        "{c}"
+    );
+    let fine_only = on_log(&["--als-coarse-dim", "0"]);
+    assert_eq!(fine_only["config"]["embedding_dim"].as_u64(), Some(64));
+    assert!(fine_only["config"]["warm_start"].get("coarse").is_none());
     let pop = als["popularity"]["factorized_top_k"]["100"]
         .as_f64()
         .unwrap();

@@ -134,7 +134,7 @@ fn run_job(
     dim = None, learning_rate = None, lr_decay = None, optimizer = None, negatives = None, temperature = None,
     l2 = None, seed = None, remove_accidental_hits = None, logq = None, logq_weight = None,
     als_iterations = None, als_regularization = None, als_alpha = None, als_reg_exponent = None,
-    als_popularity_exponent = None,
+    als_popularity_exponent = None, als_coarse_dim = None, als_coarse_weight = None,
     towers = None,
     user_features = None, item_features = None, timestamps = true, validation = None,
     eval_sample = None, eval_every_epoch = false, max_examples = None, progress = None))]
@@ -163,6 +163,8 @@ pub fn train(
     als_alpha: Option<f32>,
     als_reg_exponent: Option<f32>,
     als_popularity_exponent: Option<f32>,
+    als_coarse_dim: Option<usize>,
+    als_coarse_weight: Option<f32>,
     towers: Option<String>,
     user_features: Option<PathBuf>,
     item_features: Option<PathBuf>,
@@ -204,6 +206,8 @@ pub fn train(
     job.overrides.als_alpha = als_alpha;
     job.overrides.als_reg_exponent = als_reg_exponent;
     job.overrides.als_popularity_exponent = als_popularity_exponent;
+    job.overrides.als_coarse_dim = als_coarse_dim;
+    job.overrides.als_coarse_weight = als_coarse_weight;
     job.towers = towers.map(|t| tower_spec(&t)).transpose()?;
     job.timestamps = timestamps;
     job.validation = validation;

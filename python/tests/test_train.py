@@ -31,16 +31,20 @@ def test_als_warm_start_equals_the_command_lines(ml100k):
     model = twotower.train(
         ml100k, preset="ids", split="u1", epochs=0, dim=16, als_iterations=5,
         als_regularization=0.03, als_alpha=60, als_reg_exponent=1,
-        als_popularity_exponent=0.15, progress=events.append,
+        als_popularity_exponent=0.15, als_coarse_dim=4, progress=events.append,
     )
     assert [e["event"] for e in events] == ["warm_start", "warm_start_end"]
     assert model.history == []
     cli = cli_json(
         "train", "--preset", "ids", "--split", "u1", "--epochs", "0", "--dim", "16",
         "--als-iterations", "5", "--als-regularization", "0.03", "--als-alpha", "60",
-        "--als-reg-exponent", "1", "--als-popularity-exponent", "0.15", "--show-user", "",
+        "--als-reg-exponent", "1", "--als-popularity-exponent", "0.15", "--als-coarse-dim", "4",
+        "--show-user", "",
     )
     assert cli["config"]["warm_start"]["popularity_exponent"] == pytest.approx(0.15)
+    # The coarse part's weight, open, was chosen on held-out pairs; the tables grew by it.
+    assert cli["config"]["warm_start"]["coarse"]["weight"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert cli["config"]["embedding_dim"] == 20 and model.dim == 20
     same_metrics(model.metrics, cli)
     top100 = model.metrics["factorized_top_k"][100]
     assert top100 > model.metrics["popularity"]["factorized_top_k"][100] + 0.05

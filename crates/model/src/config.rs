@@ -191,6 +191,16 @@ fn one() -> f32 {
     1.0
 }
 
+/// The coarse ALS part of the default preset's large-catalogue regime: 16 columns with a
+/// flat penalty of 50 and α 20 (implicit's ALS tuned on Last.fm, made coarse), its weight
+/// chosen per log on held-out training pairs.
+pub const DEFAULT_COARSE: crate::als::Coarse = crate::als::Coarse {
+    dim: 16,
+    regularization: 50.0,
+    alpha: 20.0,
+    weight: None,
+};
+
 /// The names accepted by [`TrainConfig::preset`].
 pub const PRESETS: [&str; 5] = ["default", "ids", "tfrs", "tfrs-context", "tfrs-deep"];
 
@@ -265,11 +275,12 @@ impl TrainConfig {
     }
 
     /// The `default` preset on a catalogue of more than [`FULL_SOFTMAX_MAX_ITEMS`] when the
-    /// towers are its own choice: id towers of 64 whose tables alternating least squares
-    /// fits (15 sweeps, α 60, a penalty of 0.03 scaled by each row's frequency, negatives
-    /// weighted by popularity to the power 0.15) and no softmax epochs. Chosen on 10%
-    /// validation carves (3 seeds) of Last.fm 2k and a 10,000-item synthetic log, where it
-    /// beat the softmax regimes at every K in a seventh of the time (see the README).
+    /// towers are its own choice: id towers whose tables alternating least squares fits —
+    /// 64 fine columns (15 sweeps, α 60, a penalty of 0.03 scaled by each row's frequency,
+    /// negatives weighted by popularity to the power 0.15) beside the 16 of
+    /// [`DEFAULT_COARSE`] — and no softmax epochs. Chosen on 10% validation carves (3 seeds)
+    /// of Last.fm 2k and a 10,000-item synthetic log, where it beat the softmax regimes at
+    /// every K in a seventh of the time (see the README).
     pub fn default_als() -> Self {
         let mut c =
             Self::preset_in_regime("default", usize::MAX, None).expect("the default preset exists");
@@ -282,7 +293,9 @@ impl TrainConfig {
             cg_steps: 3,
             reg_exponent: 1.0,
             popularity_exponent: 0.15,
+            coarse: Some(DEFAULT_COARSE),
         });
+        c.embedding_dim += DEFAULT_COARSE.dim;
         c
     }
 
@@ -431,6 +444,10 @@ pub struct Overrides {
     pub als_alpha: Option<f32>,
     pub als_reg_exponent: Option<f32>,
     pub als_popularity_exponent: Option<f32>,
+    /// Columns of the coarse ALS part (0: none); the fine part keeps its columns.
+    pub als_coarse_dim: Option<usize>,
+    /// The coarse part's weight (open: chosen on held-out training pairs).
+    pub als_coarse_weight: Option<f32>,
 }
 
 impl TrainConfig {
@@ -463,6 +480,8 @@ impl TrainConfig {
             || o.als_alpha.is_some()
             || o.als_reg_exponent.is_some()
             || o.als_popularity_exponent.is_some()
+            || o.als_coarse_dim.is_some()
+            || o.als_coarse_weight.is_some()
         {
             let mut als = self.warm_start.unwrap_or_default();
             als.iterations = o.als_iterations.unwrap_or(als.iterations);
@@ -470,6 +489,21 @@ impl TrainConfig {
             als.alpha = o.als_alpha.unwrap_or(als.alpha);
             als.reg_exponent = o.als_reg_exponent.unwrap_or(als.reg_exponent);
             als.popularity_exponent = o.als_popularity_exponent.unwrap_or(als.popularity_exponent);
+            let before = als.coarse.map_or(0, |c| c.dim);
+            if let Some(dim) = o.als_coarse_dim {
+                let c = als.coarse.unwrap_or(DEFAULT_COARSE);
+                als.coarse = (dim > 0).then_some(crate::als::Coarse { dim, ..c });
+            }
+            if let Some(w) = o.als_coarse_weight {
+                let c = als.coarse.unwrap_or(DEFAULT_COARSE);
+                als.coarse = Some(crate::als::Coarse {
+                    weight: Some(w),
+                    ..c
+                });
+            }
+            let after = als.coarse.map_or(0, |c| c.dim);
+            // The fine part keeps its columns; the tables grow or shrink by the coarse part.
+            self.embedding_dim = (self.embedding_dim + after).saturating_sub(before);
             self.warm_start = (als.iterations > 0).then_some(als);
         }
         self.validate()?;
@@ -619,5 +653,39 @@ mod override_tests {
         // The tutorial keeps its regime; `full` drops nothing else.
         let tfrs = TrainConfig::preset_in_regime("tfrs", big, Some(Negatives::Full)).unwrap();
         assert_eq!((tfrs.negatives, tfrs.batch_size), (Negatives::Full, 8192));
+    }
+
+    #[test]
+    fn the_coarse_part_adds_its_columns_to_the_fine_ones() {
+        let c = TrainConfig::default_als();
+        let coarse = c.warm_start.and_then(|a| a.coarse);
+        assert_eq!((c.embedding_dim, coarse), (80, Some(DEFAULT_COARSE)));
+        let with = |o: Overrides| TrainConfig::default_als().with_overrides(&o).unwrap();
+        let off = with(Overrides {
+            als_coarse_dim: Some(0),
+            ..Overrides::default()
+        });
+        assert_eq!(off.embedding_dim, 64);
+        assert!(off.warm_start.is_some_and(|a| a.coarse.is_none()));
+        let wide = with(Overrides {
+            als_coarse_dim: Some(32),
+            als_coarse_weight: Some(0.5),
+            ..Overrides::default()
+        });
+        let coarse = wide.warm_start.and_then(|a| a.coarse).unwrap();
+        assert_eq!(
+            (wide.embedding_dim, coarse.dim, coarse.weight),
+            (96, 32, Some(0.5))
+        );
+        // On an id preset without one, a weight brings the default coarse part.
+        let ids = TrainConfig::preset_for("ids", 1682)
+            .unwrap()
+            .with_overrides(&Overrides {
+                embedding_dim: Some(16),
+                als_coarse_weight: Some(1.0),
+                ..Overrides::default()
+            })
+            .unwrap();
+        assert_eq!(ids.embedding_dim, 32);
     }
 }

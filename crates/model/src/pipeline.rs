@@ -436,17 +436,19 @@ impl Experiment {
         let stop = self.trainer.budget.stop_flag();
         let stop = || stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
         let (q, c) = (&mut self.model.query, &mut self.model.candidate);
-        als.fit(
+        let used = als.fit(
             self.trainer.examples(),
             q.embedding_mut(),
             c.embedding_mut(),
             &stop,
         )?;
+        // The settings as used: a coarse part's weight chosen on held-out pairs.
+        self.model.config.warm_start = Some(used);
         self.warm_started = true;
         if self.trainer.budget.stop_requested() {
             return Err(ModelError::Interrupted);
         }
-        self.fold_in_visitors(&als)?;
+        self.fold_in_visitors(&used)?;
         if !(self.model.query.is_finite() && self.model.candidate.is_finite()) {
             return Err(ModelError::Diverged(
                 "the ALS warm start's tables became infinite or NaN; try a larger \

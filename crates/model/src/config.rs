@@ -501,8 +501,12 @@ impl TrainConfig {
                     ..c
                 });
             }
-            let after = als.coarse.map_or(0, |c| c.dim);
-            // The fine part keeps its columns; the tables grow or shrink by the coarse part.
+            let after = als
+                .coarse
+                .filter(|_| als.iterations > 0)
+                .map_or(0, |c| c.dim);
+            // The fine part keeps its columns; the tables grow or shrink by the coarse part
+            // (none when the warm start is switched off).
             self.embedding_dim = (self.embedding_dim + after).saturating_sub(before);
             self.warm_start = (als.iterations > 0).then_some(als);
         }
@@ -667,6 +671,11 @@ mod override_tests {
         });
         assert_eq!(off.embedding_dim, 64);
         assert!(off.warm_start.is_some_and(|a| a.coarse.is_none()));
+        let softmax = with(Overrides {
+            als_iterations: Some(0),
+            ..Overrides::default()
+        });
+        assert_eq!((softmax.embedding_dim, softmax.warm_start), (64, None));
         let wide = with(Overrides {
             als_coarse_dim: Some(32),
             als_coarse_weight: Some(0.5),

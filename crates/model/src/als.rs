@@ -105,6 +105,21 @@ struct Adjacency {
     others: Vec<u32>,
 }
 
+/// Training pairs grouped both ways, shared by the parts fitted on them.
+struct Sides {
+    by_user: Adjacency,
+    by_item: Adjacency,
+}
+
+impl Sides {
+    fn new(pairs: &[(u32, u32)], users: &Embedding, items: &Embedding) -> Self {
+        Sides {
+            by_user: Adjacency::new(pairs.iter().copied(), users.rows),
+            by_item: Adjacency::new(pairs.iter().map(|&(u, i)| (i, u)), items.rows),
+        }
+    }
+}
+
 impl Adjacency {
     /// Distinct `(row, other)` pairs grouped by row, for `rows` rows.
     fn new(pairs: impl Iterator<Item = (u32, u32)>, rows: usize) -> Self {
@@ -189,7 +204,7 @@ impl Als {
             )));
         }
         let Some(coarse) = self.coarse else {
-            self.fit_part(pairs, users, items, stop);
+            self.fit_part(&Sides::new(pairs, users, items), users, items, stop);
             return Ok(*self);
         };
         if coarse.dim >= users.dim {
@@ -212,6 +227,7 @@ impl Als {
                 // and 15 more sweeps, or 15 from the start, were level within 0.002).
                 let (kept, held): (Vec<_>, Vec<_>) =
                     pairs.iter().partition(|&&(u, i)| !held_out(u, i));
+                let kept = Sides::new(&kept, users, items);
                 fine.fit_part(&kept, &mut uf, &mut vf, stop);
                 rough.fit_part(&kept, &mut uc, &mut vc, stop);
                 let w = choose_weight(&held, [&uf, &vf], [&uc, &vc]);
@@ -222,8 +238,9 @@ impl Als {
             iterations: sweeps,
             ..als
         };
-        sweeps(fine).fit_part(pairs, &mut uf, &mut vf, stop);
-        sweeps(rough).fit_part(pairs, &mut uc, &mut vc, stop);
+        let all = Sides::new(pairs, users, items);
+        sweeps(fine).fit_part(&all, &mut uf, &mut vf, stop);
+        sweeps(rough).fit_part(&all, &mut uc, &mut vc, stop);
         // √weight on both sides: the scores gain `weight ·` the coarse part's, and item-item
         // similarities weigh it the same way (nothing of it at weight 0).
         join(users, &uf, &uc, weight.sqrt());
@@ -256,20 +273,18 @@ impl Als {
     /// Plain ALS sweeps over checked pairs and tables.
     fn fit_part(
         &self,
-        pairs: &[(u32, u32)],
+        pairs: &Sides,
         users: &mut Embedding,
         items: &mut Embedding,
         stop: &dyn Fn() -> bool,
     ) {
-        let by_user = Adjacency::new(pairs.iter().copied(), users.rows);
-        let by_item = Adjacency::new(pairs.iter().map(|&(u, i)| (i, u)), items.rows);
-        let weights = self.negative_weights(&by_item, items.rows);
+        let weights = self.negative_weights(&pairs.by_item, items.rows);
         for _ in 0..self.iterations {
             if stop() {
                 break;
             }
-            self.solve(users, &by_user, items, None, weights.as_deref());
-            self.solve(items, &by_item, users, weights.as_deref(), None);
+            self.solve(users, &pairs.by_user, items, None, weights.as_deref());
+            self.solve(items, &pairs.by_item, users, weights.as_deref(), None);
         }
     }
 
@@ -332,8 +347,9 @@ impl Als {
                 items.rows
             )));
         }
+        let by_item = Adjacency::new(pairs.iter().map(|&(u, i)| (i, u)), items.rows);
         let Some(coarse) = self.coarse else {
-            return Ok(self.fold_in_part(pairs, items, histories));
+            return Ok(self.fold_in_part(&by_item, items, histories));
         };
         let Some(weight) = coarse.weight.filter(|_| coarse.dim < items.dim) else {
             return Err(ModelError::Config(format!(
@@ -344,13 +360,13 @@ impl Als {
         };
         let (fine, rough) = self.parts(&coarse);
         let (vf, mut vc) = columns(items, items.dim - coarse.dim);
-        let mut rows = fine.fold_in_part(pairs, &vf, histories);
+        let mut rows = fine.fold_in_part(&by_item, &vf, histories);
         // The coarse columns hold √weight times the coarse fit's rows (see `fit`): solved
         // against those rows, scaled like a fitted user's. Weight 0: nothing to solve.
         let scale = weight.sqrt();
         if scale > 0.0 {
             vc.data.iter_mut().for_each(|v| *v /= scale);
-            let coarse_rows = rough.fold_in_part(pairs, &vc, histories);
+            let coarse_rows = rough.fold_in_part(&by_item, &vc, histories);
             for (x, c) in rows.iter_mut().zip(coarse_rows) {
                 x.extend(c.iter().map(|v| scale * v));
             }
@@ -360,15 +376,14 @@ impl Als {
         Ok(rows)
     }
 
-    /// [`Als::fold_in`] of plain ALS over checked rows.
+    /// [`Als::fold_in`] of plain ALS over checked rows; `by_item`: the training pairs.
     fn fold_in_part(
         &self,
-        pairs: &[(u32, u32)],
+        by_item: &Adjacency,
         items: &Embedding,
         histories: &[Vec<u32>],
     ) -> Vec<Vec<f32>> {
-        let by_item = Adjacency::new(pairs.iter().map(|&(u, i)| (i, u)), items.rows);
-        let weights = self.negative_weights(&by_item, items.rows);
+        let weights = self.negative_weights(by_item, items.rows);
         let side = Fixed::new(items, weights.as_deref());
         let d = items.dim;
         histories

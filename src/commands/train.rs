@@ -110,8 +110,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "W")]
     logq_weight: Option<f32>,
     /// Warm start: sweeps of alternating least squares over the id tables before the
-    /// softmax epochs (implicit feedback, observed pairs weighted by --als-alpha; id towers
-    /// only; 0 switches a preset's warm start off).
+    /// softmax epochs (implicit feedback, observed pairs weighted by --als-alpha; id towers,
+    /// and feature towers whose user and item ids meet in the dot product, the history
+    /// starting as item-item similarity; 0 switches a preset's warm start off).
     #[arg(long, value_name = "N")]
     als_iterations: Option<usize>,
     /// Warm start: the ALS L2 penalty per row.

@@ -66,12 +66,13 @@ impl Dataset {
         })?;
         let (ratings_path, movies, ratings) = match format {
             Format::Ml100k => {
+                // The catalogue and the ratings read side by side.
                 let p = dir.join("u.data");
-                (
-                    p.clone(),
-                    read_movies(&dir.join("u.item"))?,
-                    read_interactions(&p)?,
-                )
+                let (movies, ratings) = rayon::join(
+                    || read_movies(&dir.join("u.item")),
+                    || read_interactions(&p),
+                );
+                (p.clone(), movies?, ratings?)
             }
             Format::Ml1m => {
                 let p = dir.join("ratings.dat");
@@ -219,7 +220,9 @@ impl Dataset {
                     self.dir.join(format!("{name}.base")),
                     self.dir.join(format!("{name}.test")),
                 );
-                (self.read_checked(&base)?, self.read_checked(&test)?)
+                let (base, test) =
+                    rayon::join(|| self.read_checked(&base), || self.read_checked(&test));
+                (base?, test?)
             }
             SplitSpec::Files { train, test } => {
                 (self.read_checked(train)?, self.read_checked(test)?)

@@ -29,28 +29,62 @@ pub fn read_interactions(path: &Path) -> Result<Vec<Interaction>> {
         if line.trim().is_empty() {
             continue;
         }
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 4 {
+        // The fields without an allocation per line: the first four, and how many.
+        let mut f = [""; 4];
+        let mut fields = 0;
+        for (k, x) in line.split('\t').enumerate() {
+            if let Some(slot) = f.get_mut(k) {
+                *slot = x;
+            }
+            fields = k + 1;
+        }
+        if fields != 4 {
             return Err(DataError::Parse {
                 path: path.into(),
                 line: n,
                 message: format!(
                     "expected 4 tab-separated fields (user, item, rating, timestamp), found {}",
-                    f.len()
+                    fields
                 ),
             });
         }
+        // Plain digits (every line of the MovieLens files) take the short way.
+        let (user, item, rating, timestamp) =
+            match (digits(f[0]), digits(f[1]), digits(f[2]), digits(f[3])) {
+                (Some(u), Some(i), Some(r), Some(t))
+                    if u <= u32::MAX as u64 && i <= u32::MAX as u64 =>
+                {
+                    (u as u32, i as u32, r as f32, t as i64)
+                }
+                _ => (
+                    parse_num(path, n, "user id", f[0])?,
+                    parse_num(path, n, "item id", f[1])?,
+                    parse_num(path, n, "rating", f[2])?,
+                    parse_num(path, n, "timestamp", f[3])?,
+                ),
+            };
         rows.push(Interaction {
-            user: parse_num(path, n, "user id", f[0])?,
-            item: parse_num(path, n, "item id", f[1])?,
-            rating: parse_num(path, n, "rating", f[2])?,
-            timestamp: parse_num(path, n, "timestamp", f[3])?,
+            user,
+            item,
+            rating,
+            timestamp,
         });
     }
     if rows.is_empty() {
         return Err(DataError::Empty { path: path.into() });
     }
     Ok(rows)
+}
+
+/// `s` when it is 1 to 15 ASCII digits and nothing else, as a number (anything else: `None`,
+/// for the general parser and its error).
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 15 {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |v, b| {
+        b.is_ascii_digit().then(|| v * 10 + (b - b'0') as u64)
+    })
 }
 
 /// Reads `u.item`: latin-1 text, `id|title|release|video release|url|` and 19 genre flags.

@@ -32,9 +32,11 @@ impl Vocabulary {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut known: Vec<String> = tokens.into_iter().map(Into::into).collect();
+        // Distinct first (a column repeats its values), then sorted.
+        let distinct: std::collections::HashSet<String> =
+            tokens.into_iter().map(Into::into).collect();
+        let mut known: Vec<String> = distinct.into_iter().collect();
         known.sort_unstable();
-        known.dedup();
         Self::from_ordered(known)
     }
 

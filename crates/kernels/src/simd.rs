@@ -64,6 +64,56 @@ pub fn dot_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `out += Σ (a − b·w[o]) · (y_o · v) · y_o` over the rows `o` of `ids` in the row-major
+/// `table` of `v.len()` columns (`w`: `None` weighs every row 1) — the per-row part of an
+/// implicit-feedback ALS system's product `A·v` (Hu, Koren & Volinsky).
+///
+/// # Panics
+/// When a row of `ids` is outside `table`, `out` is not as long as `v`, or a weight is
+/// missing.
+pub fn rank_one_sum(
+    table: &[f32],
+    ids: &[u32],
+    v: &[f32],
+    (a, b): (f32, f32),
+    w: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert_eq!(
+        out.len(),
+        v.len(),
+        "rank_one_sum: output and vector disagree"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2+FMA present; every row is sliced (bounds-checked) before use and
+        // `out` is as long as `v` (checked above).
+        unsafe { x86::rank_one_sum(table, ids, v, (a, b), w, out) };
+        return;
+    }
+    rank_one_sum_scalar(table, ids, v, (a, b), w, out);
+}
+
+/// The scalar reference of [`rank_one_sum`].
+pub fn rank_one_sum_scalar(
+    table: &[f32],
+    ids: &[u32],
+    v: &[f32],
+    (a, b): (f32, f32),
+    w: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let d = v.len();
+    for &o in ids {
+        let o = o as usize;
+        let row = &table[o * d..(o + 1) * d];
+        let c = (a - b * w.map_or(1.0, |w| w[o])) * dot_scalar(row, v);
+        for (y, x) in out.iter_mut().zip(row) {
+            *y += c * x;
+        }
+    }
+}
+
 /// Half-precision copies of `v` when this CPU scores them in SIMD (AVX2, FMA and F16C);
 /// empty otherwise, and callers then use the f32 rows.
 pub fn to_f16(v: &[f32]) -> Vec<u16> {
@@ -240,16 +290,103 @@ mod x86 {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
             i += 8;
         }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
-        let mut s = _mm_cvtss_f32(one);
+        let mut s = hsum(_mm256_add_ps(acc0, acc1));
         while i < n {
             s += *pa.add(i) * *pb.add(i);
             i += 1;
         }
         s
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn rank_one_sum(
+        table: &[f32],
+        ids: &[u32],
+        v: &[f32],
+        ab: (f32, f32),
+        w: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        // Widths of 8 to 64 keep `v` and `out` in registers across the rows.
+        match v.len() {
+            8 => return rank_one_sum_held::<1>(table, ids, v, ab, w, out),
+            16 => return rank_one_sum_held::<2>(table, ids, v, ab, w, out),
+            24 => return rank_one_sum_held::<3>(table, ids, v, ab, w, out),
+            32 => return rank_one_sum_held::<4>(table, ids, v, ab, w, out),
+            40 => return rank_one_sum_held::<5>(table, ids, v, ab, w, out),
+            48 => return rank_one_sum_held::<6>(table, ids, v, ab, w, out),
+            56 => return rank_one_sum_held::<7>(table, ids, v, ab, w, out),
+            64 => return rank_one_sum_held::<8>(table, ids, v, ab, w, out),
+            _ => {}
+        }
+        let (a, b) = ab;
+        let d = v.len();
+        let po = out.as_mut_ptr();
+        for &o in ids {
+            let o = o as usize;
+            let row = &table[o * d..(o + 1) * d];
+            let c = (a - b * w.map_or(1.0, |w| w[o])) * dot(row, v);
+            let cv = _mm256_set1_ps(c);
+            let pr = row.as_ptr();
+            let mut i = 0;
+            while i + 8 <= d {
+                let y = _mm256_loadu_ps(po.add(i));
+                _mm256_storeu_ps(
+                    po.add(i),
+                    _mm256_fmadd_ps(cv, _mm256_loadu_ps(pr.add(i)), y),
+                );
+                i += 8;
+            }
+            while i < d {
+                *po.add(i) += c * *pr.add(i);
+                i += 1;
+            }
+        }
+    }
+
+    /// [`rank_one_sum`] for `v.len() == 8 * N`, `v` and the sum held in `N` registers each.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rank_one_sum_held<const N: usize>(
+        table: &[f32],
+        ids: &[u32],
+        v: &[f32],
+        (a, b): (f32, f32),
+        w: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let d = 8 * N;
+        let mut vr = [_mm256_setzero_ps(); N];
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (k, (vk, ak)) in vr.iter_mut().zip(acc.iter_mut()).enumerate() {
+            *vk = _mm256_loadu_ps(v.as_ptr().add(8 * k));
+            *ak = _mm256_loadu_ps(out.as_ptr().add(8 * k));
+        }
+        for &o in ids {
+            let o = o as usize;
+            let row = &table[o * d..(o + 1) * d];
+            let pr = row.as_ptr();
+            let mut y = [_mm256_setzero_ps(); N];
+            let mut s = _mm256_setzero_ps();
+            for (k, (yk, vk)) in y.iter_mut().zip(&vr).enumerate() {
+                *yk = _mm256_loadu_ps(pr.add(8 * k));
+                s = _mm256_fmadd_ps(*yk, *vk, s);
+            }
+            let cv = _mm256_set1_ps((a - b * w.map_or(1.0, |w| w[o])) * hsum(s));
+            for (ak, yk) in acc.iter_mut().zip(&y) {
+                *ak = _mm256_fmadd_ps(cv, *yk, *ak);
+            }
+        }
+        for (k, ak) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * k), *ak);
+        }
+    }
+
+    /// The sum of the eight lanes of `s`.
+    #[inline(always)]
+    unsafe fn hsum(s: __m256) -> f32 {
+        let half = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)))
     }
 
     /// An element type of rows that [`dot4`] reads: f32, or f16 bits (with F16C).
@@ -519,6 +656,36 @@ mod tests {
             }
             for (g, &s) in gathered.iter().zip(&slots) {
                 assert!((g - out[s as usize]).abs() < 1e-5, "d={d} slot {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn rank_one_sums_agree_with_the_definition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for d in [1, 7, 8, 16, 21, 24, 32, 40, 64, 72] {
+            let table: Vec<f32> = (0..6 * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let v: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..6).map(|_| rng.gen_range(0.5..2.0)).collect();
+            let ids = [5u32, 0, 2, 2];
+            for weights in [None, Some(&w[..])] {
+                let start: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let mut want: Vec<f64> = start.iter().map(|&x| x as f64).collect();
+                for &o in &ids {
+                    let row = &table[o as usize * d..(o as usize + 1) * d];
+                    let yv: f64 = row.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let c = (3.0 - 0.5 * weights.map_or(1.0, |w| w[o as usize]) as f64) * yv;
+                    for (t, &x) in want.iter_mut().zip(row) {
+                        *t += c * x as f64;
+                    }
+                }
+                let (mut fast, mut scalar) = (start.clone(), start.clone());
+                rank_one_sum(&table, &ids, &v, (3.0, 0.5), weights, &mut fast);
+                rank_one_sum_scalar(&table, &ids, &v, (3.0, 0.5), weights, &mut scalar);
+                for ((f, s), t) in fast.iter().zip(&scalar).zip(&want) {
+                    assert!((*f as f64 - t).abs() < 1e-4, "d={d}");
+                    assert!((*s as f64 - t).abs() < 1e-4, "d={d}");
+                }
             }
         }
     }

@@ -23,7 +23,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use twotower_kernels::gemm::matmul_nt;
-use twotower_kernels::simd::dot;
+use twotower_kernels::simd::{dot, dot_rows, rank_one_sum};
 
 use crate::embedding::Embedding;
 use crate::{ModelError, Result};
@@ -175,6 +175,36 @@ impl Als {
             }
         }
         Ok(())
+    }
+
+    /// GFLOP of the products a [`Als::fit`] of `pairs` pairs between `users` and `items`
+    /// rows of `dim` columns performs — each sweep, on each side: the fixed side's Gram
+    /// matrix, and for every row its right-hand side and the conjugate-gradient steps (a
+    /// Gram product and two passes over its pairs each) — for each part, over the sweeps
+    /// it runs (with the coarse part's weight open: the fit on nine pairs in ten, then a
+    /// third of the sweeps again; the weight's scoring of held-out pairs is not counted).
+    pub fn gflop(&self, pairs: usize, users: usize, items: usize, dim: usize) -> f64 {
+        let part = |d: usize, sweeps: usize| {
+            let d = d as f64;
+            let side = |rows: usize, other: usize| {
+                let applies = (self.cg_steps + 1) as f64;
+                2.0 * other as f64 * d * d
+                    + rows as f64 * applies * 2.0 * d * d
+                    + pairs as f64 * (applies * 4.0 * d + 2.0 * d)
+            };
+            sweeps as f64 * (side(users, items) + side(items, users))
+        };
+        let flops = match self.coarse {
+            None => part(dim, self.iterations),
+            Some(c) => {
+                let sweeps = match c.weight {
+                    Some(_) => self.iterations,
+                    None => self.iterations + self.iterations.div_ceil(3),
+                };
+                part(dim.saturating_sub(c.dim), sweeps) + part(c.dim.min(dim), sweeps)
+            }
+        };
+        flops / 1e9
     }
 
     /// Fits `users` and `items` (same `dim`, their current rows the starting point) to the
@@ -423,12 +453,7 @@ impl Als {
             for (o, v) in out.iter_mut().zip(v) {
                 *o = scale * *o + lambda * v;
             }
-            for &o in others {
-                let yo = y.row(o as usize);
-                let w = y_weights.map_or(1.0, |w| w[o as usize]);
-                let c = (self.alpha - scale * w) * dot(yo, v);
-                axpy(c, yo, out);
-            }
+            rank_one_sum(&y.data, others, v, (self.alpha, scale), y_weights, out);
         };
         // r = b − A·x with b = α Σ yᵢ.
         apply(xr, &mut s.ap);
@@ -643,10 +668,7 @@ fn gram(y: &Embedding, weights: Option<&[f32]>) -> Vec<f32> {
 
 /// `out = m · v` for a square row-major `m`.
 fn matvec(m: &[f32], v: &[f32], out: &mut [f32]) {
-    let d = v.len();
-    for (o, row) in out.iter_mut().zip(m.chunks_exact(d)) {
-        *o = dot(row, v);
-    }
+    dot_rows(v, m, out);
 }
 
 /// `y += a · x`.

@@ -41,6 +41,19 @@ pub trait Scorer: Sync {
         false
     }
 
+    /// The one row of scores every user gets, when the scorer gives all the same one
+    /// (popularity): both protocols then rank from one sort of it.
+    fn shared_scores(&self) -> Option<&[f32]> {
+        None
+    }
+
+    /// For each test interaction, the position of the first one asked with the same query
+    /// (Protocol 1 scores each distinct query once). Called only when
+    /// [`Scorer::per_interaction`] is true; by default every interaction is its own.
+    fn same_query_as(&self) -> Vec<usize> {
+        Vec::new()
+    }
+
     /// One row of `n_rows` scores for each of `interactions` (positions in the test list),
     /// each under the query of that interaction. Called only when
     /// [`Scorer::per_interaction`] is true.
@@ -73,6 +86,10 @@ impl Scorer for Popularity {
             out.extend_from_slice(&self.counts);
         }
         out
+    }
+
+    fn shared_scores(&self) -> Option<&[f32]> {
+        Some(&self.counts)
     }
 }
 
@@ -155,7 +172,12 @@ impl Tally {
             greater += (x > s) as usize;
             at_least += (x >= s) as usize;
         }
-        let at_least = at_least - 1; // the true item itself
+        self.add_rank(greater, at_least - 1); // the true item itself
+    }
+
+    /// Protocol 1 for one test interaction whose item `greater` rows outscore, and
+    /// `at_least` other rows score at least as high as.
+    fn add_rank(&mut self, greater: usize, at_least: usize) {
         for (i, &k) in TOP_KS.iter().enumerate() {
             self.hits_fav[i] += (greater < k) as usize;
             self.hits_against[i] += (at_least < k) as usize;
@@ -250,6 +272,12 @@ pub fn evaluate(
     seen: &HashMap<u32, Vec<u32>>,
 ) -> Metrics {
     let (by_user, users) = group_by_user(test);
+    if let Some(row) = scorer
+        .shared_scores()
+        .filter(|r| r.len() == n_rows && r.iter().all(|x| x.is_finite()))
+    {
+        return evaluate_shared(row, &by_user, seen).metrics(test.len(), users.len());
+    }
     let per_interaction = scorer.per_interaction();
     let tally = users
         .par_chunks(USERS_PER_BLOCK)
@@ -269,15 +297,19 @@ pub fn evaluate(
         })
         .reduce(Tally::default, Tally::merge);
     let tally = if per_interaction {
-        // Protocol 1, each test interaction under its own query.
-        let positions: Vec<usize> = (0..test.len()).collect();
-        positions
+        // Protocol 1, each test interaction under its own query, each distinct query
+        // scored once for all the interactions asked with it.
+        let groups = query_groups(&scorer.same_query_as(), test.len());
+        groups
             .par_chunks(USERS_PER_BLOCK)
             .map(|block| {
-                let scores = scorer.interaction_scores(block);
+                let asked: Vec<usize> = block.iter().map(|(i, _)| *i).collect();
+                let scores = scorer.interaction_scores(&asked);
                 let mut t = Tally::default();
-                for (b, &i) in block.iter().enumerate() {
-                    t.add_protocol1(&scores[b * n_rows..(b + 1) * n_rows], test[i].1);
+                for (b, (_, members)) in block.iter().enumerate() {
+                    for &m in members {
+                        t.add_protocol1(&scores[b * n_rows..(b + 1) * n_rows], test[m].1);
+                    }
                 }
                 t
             })
@@ -287,6 +319,59 @@ pub fn evaluate(
         tally
     };
     tally.metrics(test.len(), users.len())
+}
+
+/// Both protocols for scores `row` shared by every user, from one sort: a test item's rank
+/// counts come from the sorted scores, each user's ranking walks the rows best first (ties
+/// by row, as [`top_k`]) past their training rows — the same figures as scoring every user.
+fn evaluate_shared(
+    row: &[f32],
+    by_user: &BTreeMap<u32, Vec<u32>>,
+    seen: &HashMap<u32, Vec<u32>>,
+) -> Tally {
+    let n = row.len();
+    let mut sorted = row.to_vec();
+    sorted.sort_unstable_by(f32::total_cmp);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+    let mut t = Tally::default();
+    for (u, truth) in by_user {
+        for &r in truth {
+            let s = row[r as usize];
+            let greater = n - sorted.partition_point(|&x| x <= s);
+            let at_least = n - sorted.partition_point(|&x| x < s);
+            t.add_rank(greater, at_least - 1);
+        }
+        let mut skip = seen.get(u).cloned().unwrap_or_default();
+        skip.sort_unstable();
+        let ranked: Vec<u32> = order
+            .iter()
+            .copied()
+            .filter(|r| skip.binary_search(r).is_err())
+            .take(PROTOCOL2_N)
+            .collect();
+        t.add_protocol2(&ranked, truth);
+    }
+    t
+}
+
+/// The test interactions grouped by query: each group's first interaction and its members,
+/// from `same` (for each interaction, the first one with its query; empty or malformed:
+/// every interaction alone).
+fn query_groups(same: &[usize], n: usize) -> Vec<(usize, Vec<usize>)> {
+    if same.len() != n || same.iter().enumerate().any(|(i, &f)| f > i) {
+        return (0..n).map(|i| (i, vec![i])).collect();
+    }
+    let mut slot = vec![usize::MAX; n];
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, &f) in same.iter().enumerate() {
+        if slot[f] == usize::MAX {
+            slot[f] = groups.len();
+            groups.push((f, Vec::new()));
+        }
+        groups[slot[f]].1.push(i);
+    }
+    groups
 }
 
 /// Test rows of each user, and the users in order.
@@ -518,5 +603,26 @@ pub(crate) mod tests {
     fn popularity_ranks_by_training_count() {
         let p = Popularity::new(3, [2, 2, 1]);
         assert_eq!(p.scores(&[5, 9]), vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+    }
+
+    /// Popularity is ranked from one sort of its counts; the figures are exactly those of
+    /// scoring every user with the same row (many ties, duplicates, training rows).
+    #[test]
+    fn shared_scores_give_the_figures_of_scoring_every_user() {
+        let n = 300;
+        let train: Vec<u32> = (0..4000u32).map(|i| (i * i + 7 * i) % 251).collect();
+        let pop = Popularity::new(n, train.iter().copied());
+        let test: Vec<(u32, u32)> = (0..900u32)
+            .map(|i| (i % 37, (i * 13 + i / 5) % 300))
+            .collect();
+        let seen: HashMap<u32, Vec<u32>> = (0..37u32)
+            .map(|u| (u, (0..(u % 9) * 5).map(|k| (k * 17 + u) % 300).collect()))
+            .collect();
+        let every = Fixed(vec![pop.counts.clone(); 37]);
+        assert!(every.shared_scores().is_none());
+        assert_eq!(
+            evaluate(&pop, n, &test, &seen),
+            evaluate(&every, n, &test, &seen)
+        );
     }
 }

@@ -27,6 +27,10 @@ pub struct FeatureExperiment {
     pub test_times: Vec<i64>,
     pub dataset: DatasetInfo,
     pub history: Vec<EpochStats>,
+    /// Whether the configuration's ALS warm start has run.
+    warm_started: bool,
+    /// GFLOP of the warm start's products, once it has run.
+    pub warm_start_gflop: Option<f64>,
 }
 
 impl FeatureExperiment {
@@ -65,12 +69,15 @@ impl FeatureExperiment {
             trainer,
             dataset,
             history: Vec::new(),
+            warm_started: false,
+            warm_start_gflop: None,
         })
     }
 
     /// Trains for the configured epochs, reporting each epoch's start and end; with
     /// `eval_every_epoch`, each epoch's metrics go into its history entry.
     pub fn fit(&mut self, eval_every_epoch: bool, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
+        self.warm_start(report)?;
         let epochs = self.model.config.epochs;
         for epoch in 1..=epochs {
             if self.trainer.budget_spent() {
@@ -94,6 +101,37 @@ impl FeatureExperiment {
             }
         }
         self.trainer.budget.check_stopped()
+    }
+
+    /// The ALS warm start of the configuration, once (see [`crate::feature_warm`]),
+    /// stopping between sweeps when the trainer's stop flag is raised.
+    fn warm_start(&mut self, report: &mut dyn FnMut(FitEvent)) -> Result<()> {
+        let Some(als) = self.model.config.warm_start.filter(|_| !self.warm_started) else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        report(FitEvent::WarmStart {
+            iterations: als.iterations,
+        });
+        let stop = self.trainer.budget.stop_flag();
+        let stop = || {
+            stop.as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let used =
+            crate::feature_warm::warm_start(&mut self.model, &self.trainer.examples, &als, &stop)?;
+        self.model.config.warm_start = Some(used);
+        self.warm_started = true;
+        self.warm_start_gflop = Some(crate::feature_warm::gflop(
+            &self.model,
+            &used,
+            &self.trainer.examples,
+        ));
+        if self.trainer.budget.stop_requested() {
+            return Err(ModelError::Interrupted);
+        }
+        let finite = self.model.query.tower.is_finite() && self.model.candidate.tower.is_finite();
+        crate::pipeline::warm_start_ended(report, start, finite)
     }
 
     /// Evaluates on a seeded random sample of `n` test interactions from now on (their
@@ -167,6 +205,7 @@ impl FeatureExperiment {
             auc: cold_items.as_ref().map(|c| c.model.auc),
             cold_items,
             item_knn: self.split.item_knn(),
+            warm_start_gflop: self.warm_start_gflop,
         })
     }
 

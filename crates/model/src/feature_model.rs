@@ -19,6 +19,7 @@ use twotower_data::{Dataset, Interaction, Movie, User};
 
 use crate::config::{Negatives, TrainConfig};
 use crate::eval::Scorer;
+use crate::fastexp::exp_affine;
 use crate::feature_files::FeatureColumns;
 use crate::features::{Column, FeatureTower};
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
@@ -117,6 +118,14 @@ impl QueryData {
             .map_or(0, |&(t, _)| t)
     }
 
+    /// How many of `user`'s training interactions lie strictly before `time`: queries of a
+    /// user at two times read the same history exactly when this is the same.
+    pub fn before(&self, user: u32, time: i64) -> usize {
+        self.history
+            .get(&user)
+            .map_or(0, |h| h.partition_point(|&(t, _)| t < time))
+    }
+
     /// Up to `points` of `user`'s training times, evenly spaced over their interactions in
     /// time order (the first and the last among them); for a user never seen, or no points,
     /// the one time after their last interaction.
@@ -163,7 +172,7 @@ impl QueryData {
             "zip" => text(|u| &u.zip),
             "timestamp" => Column::Number(Some(q.time as f32)),
             "history" => {
-                let before = h().partition_point(|&(t, _)| t < q.time);
+                let before = self.before(q.user, q.time);
                 Column::Items(h()[..before].iter().map(|&(_, r)| r).collect())
             }
             "history_others" => {
@@ -222,7 +231,7 @@ impl<'a> Query<'a> {
     }
 
     /// The query of training example `(user, row, time)`.
-    fn of_example(&(user, row, time): &(u32, u32, i64)) -> Self {
+    pub(crate) fn of_example(&(user, row, time): &(u32, u32, i64)) -> Self {
         Query {
             user,
             time,
@@ -492,6 +501,14 @@ impl FeatureModel {
                         ..
                     }
             )
+        })
+    }
+
+    /// True when a query reads the time itself (not only the history before it).
+    fn reads_time(&self) -> bool {
+        self.spec.query.features.iter().any(|f| {
+            let f = f.get_ref();
+            matches!(f, FeatureSpec::Timestamp { .. }) || f.column() == Some("timestamp")
         })
     }
 
@@ -910,6 +927,22 @@ impl<'a> FeatureScorer<'a> {
         }
     }
 
+    /// What `user`'s query at `time` depends on beside the user: two queries of a user with
+    /// the same key are the same query (the time itself when the query reads it; else how
+    /// much of their history lies before it; nothing for a visitor, whose history is given).
+    fn query_key(&self, user: u32, time: i64) -> i64 {
+        let model = self.model;
+        if model.reads_time() {
+            time
+        } else if self.visitors.is_some_and(|v| v.rows.contains_key(&user)) {
+            -1
+        } else if model.per_interaction() {
+            model.data.before(user, time) as i64
+        } else {
+            0
+        }
+    }
+
     /// The times a user's per-user scores ask at: after their last interaction (training
     /// or given) when the query does not depend on the time or the user is a visitor;
     /// else up to [`TIME_POINTS`] of their training times.
@@ -957,31 +990,37 @@ impl Scorer for FeatureScorer<'_> {
         let mut out = vec![0f32; users.len() * n];
         // A few users at a time: their queries' logits are users × points × catalogue.
         for (block, block_out) in users.chunks(16).zip(out.chunks_mut(16 * n.max(1))) {
+            // Each distinct query once, weighed by how many of the times ask it.
             let mut queries = Vec::new();
             let mut owner = Vec::new();
             for (k, &u) in block.iter().enumerate() {
+                let mut keys: Vec<(i64, i64)> = Vec::new();
                 for t in self.user_times(u) {
-                    queries.push(self.query(u, t));
-                    owner.push(k);
+                    let key = self.query_key(u, t);
+                    match keys.iter_mut().find(|(x, _)| *x == key) {
+                        Some((_, m)) => *m += 1,
+                        None => {
+                            keys.push((key, 1));
+                            queries.push(self.query(u, t));
+                        }
+                    }
                 }
+                owner.extend(keys.iter().map(|&(_, m)| (k, m as f32)));
             }
             let v = self.model.query_vectors(&queries).expect("users encode");
-            let logits = self
+            let mut logits = self
                 .candidates
                 .scores(&v)
                 .expect("the towers' widths agree");
             let mut points = vec![0f32; block.len()];
-            for (row, &k) in logits.chunks(n.max(1)).zip(&owner) {
+            for (row, &(k, m)) in logits.chunks_mut(n.max(1)).zip(&owner) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let e: Vec<f32> = row
-                    .iter()
-                    .map(|&x| ((x - max) / temperature).exp())
-                    .collect();
-                let z: f32 = e.iter().sum();
-                for (o, p) in block_out[k * n..(k + 1) * n].iter_mut().zip(&e) {
-                    *o += p / z;
+                exp_affine(row, 1.0 / temperature, &[], max / temperature);
+                let w = m / row.iter().sum::<f32>();
+                for (o, p) in block_out[k * n..(k + 1) * n].iter_mut().zip(row.iter()) {
+                    *o += w * p;
                 }
-                points[k] += 1.0;
+                points[k] += m;
             }
             for (k, &m) in points.iter().enumerate() {
                 for o in &mut block_out[k * n..(k + 1) * n] {
@@ -994,6 +1033,16 @@ impl Scorer for FeatureScorer<'_> {
 
     fn per_interaction(&self) -> bool {
         self.model.per_interaction()
+    }
+
+    fn same_query_as(&self) -> Vec<usize> {
+        let mut first: HashMap<(u32, i64), usize> = HashMap::new();
+        self.test
+            .iter()
+            .zip(self.times)
+            .enumerate()
+            .map(|(i, (&(u, _), &t))| *first.entry((u, self.query_key(u, t))).or_insert(i))
+            .collect()
     }
 
     fn interaction_scores(&self, interactions: &[usize]) -> Vec<f32> {

@@ -175,6 +175,11 @@ fn strings(v: Column) -> Vec<String> {
     }
 }
 
+/// The first of a column's values as a string (an id or category), if any.
+pub(crate) fn first_string(v: Column) -> Option<String> {
+    strings(v).into_iter().next()
+}
+
 fn number(v: &Column) -> Option<f32> {
     match v {
         Column::Number(n) => *n,

@@ -72,7 +72,12 @@ impl TrainJob {
         let preset = if self.als_by_data(candidates) {
             TrainConfig::default_als()
         } else {
-            TrainConfig::preset_in_regime(&self.preset, candidates, self.overrides.negatives)?
+            let mut c =
+                TrainConfig::preset_in_regime(&self.preset, candidates, self.overrides.negatives)?;
+            if self.towers_by_data() {
+                c.warm_start = Some(crate::config::DEFAULT_FEATURE_ALS);
+            }
+            c
         };
         preset.with_overrides(&self.overrides)
     }
@@ -148,14 +153,6 @@ impl TrainJob {
         self.check()?;
         let config = self.config(ml.movies.len())?;
         let (kind, sampled) = match self.towers_for(&ml)? {
-            Some(_) if config.warm_start.is_some() => {
-                return Err(ModelError::Config(
-                    "the ALS warm start fits id tables: it applies to id towers (the `ids` \
-                     preset, or the default preset on a catalogue of more than 4,096 items), \
-                     not to feature towers"
-                        .into(),
-                ))
-            }
             Some(towers) => {
                 let files = FeatureFiles::typed(
                     &towers,
@@ -262,5 +259,29 @@ impl Run {
             Kind::Ids(e) => AnyModel::Ids(Box::new(e.saved(report))),
             Kind::Features(e) => AnyModel::Features(Box::new(e.saved(report))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_FEATURE_ALS;
+
+    #[test]
+    fn the_default_towers_start_from_their_als_warm_start() {
+        let job = TrainJob::new("default");
+        let small = job.config(1682).unwrap();
+        assert_eq!(small.warm_start, Some(DEFAULT_FEATURE_ALS));
+        // Switched off by hand; a tower spec of one's own or another preset has none.
+        let mut off = TrainJob::new("default");
+        off.overrides.als_iterations = Some(0);
+        assert_eq!(off.config(1682).unwrap().warm_start, None);
+        let mut spec = TrainJob::new("default");
+        spec.towers = Some(TowersSpec::default_for(true).unwrap());
+        assert_eq!(spec.config(1682).unwrap().warm_start, None);
+        assert_eq!(TrainJob::new("ids").config(1682).unwrap().warm_start, None);
+        // Over a full softmax's catalogue, the id towers' ALS regime.
+        let large = job.config(20_000).unwrap();
+        assert_eq!(large.warm_start, TrainConfig::default_als().warm_start);
     }
 }

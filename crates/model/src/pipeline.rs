@@ -272,6 +272,26 @@ pub enum FitEvent<'a> {
     WarmStartEnd { seconds: f64 },
 }
 
+/// The end of an ALS warm start begun at `start`: tables no longer `finite` are an error
+/// (training stops there), else the end is reported.
+pub(crate) fn warm_start_ended(
+    report: &mut dyn FnMut(FitEvent),
+    start: std::time::Instant,
+    finite: bool,
+) -> Result<()> {
+    if !finite {
+        return Err(ModelError::Diverged(
+            "the ALS warm start's tables became infinite or NaN; try a larger \
+             --als-regularization"
+                .into(),
+        ));
+    }
+    report(FitEvent::WarmStartEnd {
+        seconds: start.elapsed().as_secs_f64(),
+    });
+    Ok(())
+}
+
 /// A model with its training examples and evaluation split.
 pub struct Experiment {
     pub model: TwoTowerModel,
@@ -281,6 +301,8 @@ pub struct Experiment {
     pub history: Vec<EpochStats>,
     /// Whether the configuration's ALS warm start has run.
     warm_started: bool,
+    /// GFLOP of the warm start's products, once it has run.
+    pub warm_start_gflop: Option<f64>,
 }
 
 impl Experiment {
@@ -396,6 +418,7 @@ impl Experiment {
             dataset,
             history: Vec::new(),
             warm_started: false,
+            warm_start_gflop: None,
         })
     }
 
@@ -442,6 +465,13 @@ impl Experiment {
             c.embedding_mut(),
             &stop,
         )?;
+        let (users, items) = (q.embedding_mut(), c.embedding_mut());
+        self.warm_start_gflop = Some(used.gflop(
+            self.trainer.examples().len(),
+            users.rows,
+            items.rows,
+            users.dim,
+        ));
         // The settings as used: a coarse part's weight chosen on held-out pairs.
         self.model.config.warm_start = Some(used);
         self.warm_started = true;
@@ -449,17 +479,8 @@ impl Experiment {
             return Err(ModelError::Interrupted);
         }
         self.fold_in_visitors(&used)?;
-        if !(self.model.query.is_finite() && self.model.candidate.is_finite()) {
-            return Err(ModelError::Diverged(
-                "the ALS warm start's tables became infinite or NaN; try a larger \
-                 --als-regularization"
-                    .into(),
-            ));
-        }
-        report(FitEvent::WarmStartEnd {
-            seconds: start.elapsed().as_secs_f64(),
-        });
-        Ok(())
+        let finite = self.model.query.is_finite() && self.model.candidate.is_finite();
+        warm_start_ended(report, start, finite)
     }
 
     /// One epoch; its statistics are appended to the history.

@@ -1,7 +1,8 @@
 //! Time to quality, side by side: `twotower train` in fresh processes, alternating run by
 //! run with another command (the ALS reference script, `bench/als_reference.py`), each
 //! measured whole (wall, CPU, peak memory) with the quality it printed and, for twotower,
-//! the work it did (examples trained on, GFLOP of the loss's matrix products). What
+//! the work it did (examples trained on, GFLOP of the loss's and the ALS warm start's
+//! matrix products). What
 //! `twotower bench quality` prints.
 
 use std::path::Path;
@@ -19,8 +20,8 @@ pub struct QualityRun {
     /// Protocol 1 top-10 and top-100 on the test side.
     pub top10: f64,
     pub top100: f64,
-    /// Training examples processed and GFLOP of the loss's products (twotower runs only;
-    /// NaN for another command).
+    /// Training examples processed and GFLOP of the loss's and the ALS warm start's
+    /// products (twotower runs only; NaN for another command).
     pub examples: f64,
     pub gflop: f64,
 }
@@ -63,6 +64,7 @@ impl QualityRun {
             examples += f("examples_per_second") * f("seconds");
             gflop += f("product_gflops_per_second") * f("product_seconds");
         }
+        gflop += v["warm_start_gflop"].as_f64().unwrap_or(0.0);
         Ok(QualityRun::new(
             &m,
             (top10, top100),
@@ -223,7 +225,8 @@ impl std::fmt::Display for QualityBench {
         if let (Some(e), Some(g)) = (self.twotower.examples, self.twotower.gflop) {
             writeln!(
                 f,
-                "  work: {e:.0} training examples, {g:.1} GFLOP of the loss's matrix products"
+                "  work: {e:.0} training examples, {g:.1} GFLOP of matrix products (the loss's \
+                 and the ALS warm start's)"
             )?;
         }
         if let (Some(cmd), Some(other)) = (&self.against, &self.other) {
@@ -266,6 +269,10 @@ mod tests {
         let ours = QualityRun::of_train(measured(train, 1.0), "t").unwrap();
         assert_eq!((ours.top10, ours.top100), (0.1, 0.5));
         assert_eq!((ours.examples, ours.gflop), (300.0, 8.0));
+        // An ALS warm start's products count in the work too.
+        let warm = train.replacen('{', r#"{"warm_start_gflop": 0.5, "#, 1);
+        let warmed = QualityRun::of_train(measured(&warm, 1.0), "t").unwrap();
+        assert_eq!((warmed.examples, warmed.gflop), (300.0, 8.5));
         let als = "fitting…\n{\"factorized_top_k\": {\"10\": 0.06, \"100\": 0.39}}\n";
         let theirs = QualityRun::of_other(measured(als, 3.0), "als").unwrap();
         assert_eq!(theirs.top100, 0.39);

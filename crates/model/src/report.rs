@@ -219,6 +219,9 @@ pub struct TrainReport<'a> {
     /// On a cold-users split: the item-kNN baseline, scored from the given histories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item_knn: Option<Metrics>,
+    /// GFLOP of the ALS warm start's products ([`crate::als::Als::gflop`]), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_start_gflop: Option<f64>,
 }
 
 impl TrainReport<'_> {
@@ -333,6 +336,7 @@ impl Experiment {
             auc: cold_items.as_ref().map(|c| c.model.auc),
             cold_items,
             item_knn: self.split.item_knn(),
+            warm_start_gflop: self.warm_start_gflop,
         }
     }
 

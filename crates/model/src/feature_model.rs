@@ -532,10 +532,12 @@ impl FeatureModel {
         test: &'a [(u32, u32)],
         times: &'a [i64],
     ) -> Result<FeatureScorer<'a>> {
+        let vectors = self.candidate_vectors()?;
         Ok(FeatureScorer {
             model: self,
+            by_user: ByUser::of(self, &vectors),
             candidates: twotower_index::BruteForceIndex::new(
-                self.candidate_vectors()?,
+                vectors,
                 self.candidate.tower.output_width(),
             )?,
             test,
@@ -899,10 +901,75 @@ impl Tie {
 /// over (see [`FeatureScorer`]'s `scores`).
 pub const TIME_POINTS: usize = 16;
 
+/// The query's output columns split by what they read: the user alone (their id and
+/// features: the same at every time, so scored once per user) or the time (the history
+/// before it, the timestamp: scored per query), each with the candidates' facing columns.
+/// For towers whose outputs are their features side by side (no dense layers, no
+/// normalisation) with columns of both kinds.
+struct ByUser {
+    user_cols: Vec<usize>,
+    time_cols: Vec<usize>,
+    users: twotower_index::BruteForceIndex,
+    times: twotower_index::BruteForceIndex,
+}
+
+impl ByUser {
+    fn of(model: &FeatureModel, candidates: &[f32]) -> Option<Self> {
+        if model.spec.normalize || !model.query.tower.layers.is_empty() {
+            return None;
+        }
+        let (mut user_cols, mut time_cols) = (Vec::new(), Vec::new());
+        for (f, cols) in model
+            .spec
+            .query
+            .features
+            .iter()
+            .zip(model.query.feature_columns())
+        {
+            let f = f.get_ref();
+            let timed = matches!(
+                f,
+                FeatureSpec::History { .. } | FeatureSpec::Timestamp { .. }
+            ) || f.column() == Some("timestamp");
+            if timed {
+                &mut time_cols
+            } else {
+                &mut user_cols
+            }
+            .extend(cols);
+        }
+        let d = model.query.tower.output_width();
+        if user_cols.is_empty() || time_cols.is_empty() || user_cols.len() + time_cols.len() != d {
+            return None;
+        }
+        let index = |cols: &[usize]| {
+            twotower_index::BruteForceIndex::new(
+                pick(candidates, d, cols, 0..candidates.len() / d),
+                cols.len(),
+            )
+            .ok()
+        };
+        Some(ByUser {
+            users: index(&user_cols)?,
+            times: index(&time_cols)?,
+            user_cols,
+            time_cols,
+        })
+    }
+}
+
+/// Columns `cols` of rows `rows` of the row-major `m` of width `d`, row-major.
+fn pick(m: &[f32], d: usize, cols: &[usize], rows: impl Iterator<Item = usize>) -> Vec<f32> {
+    rows.flat_map(|r| cols.iter().map(move |&c| m[r * d + c]))
+        .collect()
+}
+
 /// Scores for evaluation (see [`FeatureModel::scorer`]).
 pub struct FeatureScorer<'a> {
     model: &'a FeatureModel,
     candidates: twotower_index::BruteForceIndex,
+    /// The query's columns by what they read, when the towers allow scoring them apart.
+    by_user: Option<ByUser>,
     test: &'a [(u32, u32)],
     times: &'a [i64],
     /// Users described by a given history instead of training (a cold-users split).
@@ -925,6 +992,43 @@ impl<'a> FeatureScorer<'a> {
             },
             None => Query::at(user, time),
         }
+    }
+
+    /// Every candidate's score for each query of `q` (row-major), the `i`-th asked by user
+    /// `owners[i]`: with the columns split by what they read, the user's columns once per
+    /// user and the time's per query, summed.
+    fn score(&self, q: &[f32], owners: &[u32]) -> Vec<f32> {
+        let Some(by) = &self.by_user else {
+            return self.candidates.scores(q).expect("the towers' widths agree");
+        };
+        let d = self.candidates.dim();
+        let n = self.candidates.len();
+        let mut out = by
+            .times
+            .scores(&pick(q, d, &by.time_cols, 0..owners.len()))
+            .expect("the towers' widths agree");
+        let mut slot: HashMap<u32, usize> = HashMap::new();
+        let mut first = Vec::new();
+        let slots: Vec<usize> = owners
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| {
+                *slot.entry(u).or_insert_with(|| {
+                    first.push(i);
+                    first.len() - 1
+                })
+            })
+            .collect();
+        let per_user = by
+            .users
+            .scores(&pick(q, d, &by.user_cols, first.into_iter()))
+            .expect("the towers' widths agree");
+        for (row, &s) in out.chunks_mut(n.max(1)).zip(&slots) {
+            for (o, x) in row.iter_mut().zip(&per_user[s * n..(s + 1) * n]) {
+                *o += x;
+            }
+        }
+        out
     }
 
     /// What `user`'s query at `time` depends on beside the user: two queries of a user with
@@ -976,10 +1080,11 @@ impl Scorer for FeatureScorer<'_> {
                 })
                 .collect();
             let v = self.model.query_vectors(&q).expect("users encode");
-            return self
-                .candidates
-                .scores(&v)
-                .expect("the towers' widths agree");
+            let owners: Vec<u32> = users
+                .iter()
+                .flat_map(|&u| std::iter::repeat_n(u, self.user_times(u).len()))
+                .collect();
+            return self.score(&v, &owners);
         }
         let n = self.model.movies.len();
         let temperature = self
@@ -1008,10 +1113,8 @@ impl Scorer for FeatureScorer<'_> {
                 owner.extend(keys.iter().map(|&(_, m)| (k, m as f32)));
             }
             let v = self.model.query_vectors(&queries).expect("users encode");
-            let mut logits = self
-                .candidates
-                .scores(&v)
-                .expect("the towers' widths agree");
+            let askers: Vec<u32> = owner.iter().map(|&(k, _)| block[k]).collect();
+            let mut logits = self.score(&v, &askers);
             let mut points = vec![0f32; block.len()];
             for (row, &(k, m)) in logits.chunks_mut(n.max(1)).zip(&owner) {
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -1051,9 +1154,8 @@ impl Scorer for FeatureScorer<'_> {
             .map(|&i| self.query(self.test[i].0, self.times[i]))
             .collect();
         let v = self.model.query_vectors(&q).expect("interactions encode");
-        self.candidates
-            .scores(&v)
-            .expect("the towers' widths agree")
+        let owners: Vec<u32> = interactions.iter().map(|&i| self.test[i].0).collect();
+        self.score(&v, &owners)
     }
 }
 
@@ -1507,6 +1609,38 @@ features = [
             }
             for (g, w) in got.iter().zip(&want) {
                 assert!((*g as f64 - w).abs() < 1e-5, "user {u}: {g} against {w}");
+            }
+        }
+    }
+
+    /// With the user's columns scored once per user and the history's per query, every
+    /// score is still the dot product of the whole query with the candidate.
+    #[test]
+    fn scores_split_by_user_and_time_are_the_dot_products() {
+        let ml = tiny();
+        let spec = TowersSpec::default_for(true).unwrap();
+        let cfg = TrainConfig::preset("default").unwrap();
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
+        trainer.run_epoch(&mut model).unwrap();
+        let test: Vec<(u32, u32)> = ml.ratings.iter().map(|r| (r.user, r.item - 1)).collect();
+        let times: Vec<i64> = ml.ratings.iter().map(|r| r.timestamp).collect();
+        let scorer = model.scorer(&test, &times).unwrap();
+        assert!(scorer.by_user.is_some());
+        let c = model.candidate_vectors().unwrap();
+        let d = model.candidate.tower.output_width();
+        let n = c.len() / d;
+        let asked: Vec<usize> = (0..test.len()).rev().step_by(3).collect();
+        let got = scorer.interaction_scores(&asked);
+        let queries: Vec<Query> = asked
+            .iter()
+            .map(|&i| Query::at(test[i].0, times[i]))
+            .collect();
+        let q = model.query_vectors(&queries).unwrap();
+        for (qv, row) in q.chunks(d).zip(got.chunks(n)) {
+            for (cv, g) in c.chunks(d).zip(row) {
+                let want: f32 = qv.iter().zip(cv).map(|(a, b)| a * b).sum();
+                assert!((g - want).abs() < 1e-5, "{g} against {want}");
             }
         }
     }

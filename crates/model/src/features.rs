@@ -304,6 +304,23 @@ impl FeatureTower {
         None
     }
 
+    /// The columns each feature's encoders fill in the tower's input, in feature order
+    /// (a bucketed number: its standardised column and its bucket's embedding).
+    pub fn feature_columns(&self) -> Vec<std::ops::Range<usize>> {
+        let widths: Vec<usize> = self.tower.encoders.iter().map(Encoder::width).collect();
+        let (mut encoder, mut column) = (0, 0);
+        let mut out = Vec::new();
+        for (f, input) in self.spec.features.iter().zip(&self.inputs) {
+            let numeric = matches!(input, Input::Number { .. }) as usize;
+            let table = matches!(table_of(f.get_ref(), input), Ok(Some(_))) as usize;
+            let width: usize = widths.iter().skip(encoder).take(numeric + table).sum();
+            out.push(column..column + width);
+            encoder += numeric + table;
+            column += width;
+        }
+        out
+    }
+
     /// The tower for fitted `inputs` (one per feature of `spec`), freshly initialised.
     pub fn build(spec: &TowerSpec, inputs: Vec<Input>, rng: &mut impl Rng) -> Result<Self> {
         if inputs.len() != spec.features.len() {

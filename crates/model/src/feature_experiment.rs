@@ -118,15 +118,11 @@ impl FeatureExperiment {
             stop.as_ref()
                 .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
         };
-        let used =
+        let (used, gflop) =
             crate::feature_warm::warm_start(&mut self.model, &self.trainer.examples, &als, &stop)?;
         self.model.config.warm_start = Some(used);
         self.warm_started = true;
-        self.warm_start_gflop = Some(crate::feature_warm::gflop(
-            &self.model,
-            &used,
-            &self.trainer.examples,
-        ));
+        self.warm_start_gflop = Some(gflop);
         if self.trainer.budget.stop_requested() {
             return Err(ModelError::Interrupted);
         }

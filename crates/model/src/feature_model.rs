@@ -506,10 +506,11 @@ impl FeatureModel {
 
     /// True when a query reads the time itself (not only the history before it).
     fn reads_time(&self) -> bool {
-        self.spec.query.features.iter().any(|f| {
-            let f = f.get_ref();
-            matches!(f, FeatureSpec::Timestamp { .. }) || f.column() == Some("timestamp")
-        })
+        self.spec
+            .query
+            .features
+            .iter()
+            .any(|f| reads_time(f.get_ref()))
     }
 
     /// True when each training example is its own query: it is per interaction, or its
@@ -927,10 +928,7 @@ impl ByUser {
             .zip(model.query.feature_columns())
         {
             let f = f.get_ref();
-            let timed = matches!(
-                f,
-                FeatureSpec::History { .. } | FeatureSpec::Timestamp { .. }
-            ) || f.column() == Some("timestamp");
+            let timed = matches!(f, FeatureSpec::History { .. }) || reads_time(f);
             if timed {
                 &mut time_cols
             } else {
@@ -956,6 +954,11 @@ impl ByUser {
             time_cols,
         })
     }
+}
+
+/// True when query feature `f` reads the interaction's time itself.
+fn reads_time(f: &FeatureSpec) -> bool {
+    matches!(f, FeatureSpec::Timestamp { .. }) || f.column() == Some("timestamp")
 }
 
 /// Columns `cols` of rows `rows` of the row-major `m` of width `d`, row-major.
@@ -1071,19 +1074,15 @@ impl Scorer for FeatureScorer<'_> {
     /// (a visitor's: after the last of their given history).
     fn scores(&self, users: &[u32]) -> Vec<f32> {
         if !self.model.per_interaction() {
-            let q: Vec<Query> = users
+            let (q, owners): (Vec<Query>, Vec<u32>) = users
                 .iter()
                 .flat_map(|&u| {
                     self.user_times(u)
                         .into_iter()
-                        .map(move |t| self.query(u, t))
+                        .map(move |t| (self.query(u, t), u))
                 })
-                .collect();
+                .unzip();
             let v = self.model.query_vectors(&q).expect("users encode");
-            let owners: Vec<u32> = users
-                .iter()
-                .flat_map(|&u| std::iter::repeat_n(u, self.user_times(u).len()))
-                .collect();
             return self.score(&v, &owners);
         }
         let n = self.model.movies.len();

@@ -86,13 +86,14 @@ fn table_mut(tower: &mut FeatureTower, encoder: usize) -> Option<&mut Embedding>
 }
 
 /// Fits `model`'s tables to `examples` (user, catalogue row, time) with `als` as the module
-/// says, stopping between sweeps when `stop` says so; returns the settings used.
+/// says, stopping between sweeps when `stop` says so; returns the settings used and the
+/// GFLOP of the fit's products ([`Als::gflop`]).
 pub fn warm_start(
     model: &mut FeatureModel,
     examples: &[(u32, u32, i64)],
     als: &Als,
     stop: &dyn Fn() -> bool,
-) -> Result<Als> {
+) -> Result<(Als, f64)> {
     if model.spec.normalize {
         return Err(refused("towers whose outputs are not normalised"));
     }
@@ -151,6 +152,7 @@ pub fn warm_start(
             .collect(),
     };
     let used = als.fit(&pairs, &mut users, &mut items, stop)?;
+    let gflop = used.gflop(pairs.len(), users.rows, items.rows, dim);
     for r in 0..items.rows {
         let row = item_table.row_mut(r);
         row[user_cols..user_cols + dim].copy_from_slice(items.row(r));
@@ -171,19 +173,7 @@ pub fn warm_start(
             b.table.data.fill(0.0);
         }
     }
-    Ok(used)
-}
-
-/// GFLOP of the products of `als`'s warm start of `model` on `examples`
-/// ([`Als::gflop`] over the id tables' rows and the user table's width).
-pub fn gflop(model: &FeatureModel, als: &Als, examples: &[(u32, u32, i64)]) -> f64 {
-    match (
-        id_feature(&model.query, "query"),
-        id_feature(&model.candidate, "candidate"),
-    ) {
-        (Ok((q, qv, _)), Ok((_, cv, _))) => als.gflop(examples.len(), qv.len(), cv.len(), q.dim),
-        _ => 0.0,
-    }
+    Ok((used, gflop))
 }
 
 #[cfg(test)]

@@ -1082,6 +1082,22 @@ fn cold_users_are_answered_from_their_first_interactions() {
         recall(&history),
         recall(&ids)
     );
+    // Trained on what a new user gives (their first movies), not on the movies before
+    // each example, the history tower ranks a new user's later movies above popularity.
+    let (_tmp2, first) = spec_in(
+        "cold-users-first",
+        "[query]\nfeatures = [{ kind = \"history\", from = \"first\", last = 5, within = 10, \
+         dim = 16 }]\n[candidate]\nfeatures = [{ kind = \"id\", column = \"item_id\", dim = 16 }]\n",
+    );
+    let first = run(&["--towers", first.to_str().unwrap(), "--epochs", "2"]);
+    let top100 = |v: &Value| v["factorized_top_k"]["100"].as_f64().unwrap();
+    assert!(
+        top100(&first) > top100(&history) + 0.03 && top100(&first) > top100(&ids["popularity"]),
+        "first {} past {} popularity {}",
+        top100(&first),
+        top100(&history),
+        top100(&ids["popularity"])
+    );
     fails_with(
         &[
             "eval",

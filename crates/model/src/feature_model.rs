@@ -21,7 +21,7 @@ use crate::config::{Negatives, TrainConfig};
 use crate::eval::Scorer;
 use crate::fastexp::exp_affine;
 use crate::feature_files::FeatureColumns;
-use crate::features::{Column, FeatureTower};
+use crate::features::{Column, FeatureTower, FIRST};
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
 use crate::nn::{
     l2_normalize, l2_normalize_backward, Encoder, FeatureBatch, SparseGrad, TowerGrads,
@@ -148,15 +148,25 @@ impl QueryData {
     }
 
     /// `column` of query `q`: `history` holds the user's items strictly before its time,
-    /// `history_others` all their training items but its target (oldest first); a query
-    /// with a `given` history (a visitor) has that as both.
+    /// `history_others` all their training items but its target (oldest first),
+    /// `history_first/LAST/WITHIN` their first LAST items, or for a training example LAST
+    /// drawn from their first WITHIN but its target (by a rule fixed per example, oldest
+    /// first); a query with a `given` history (a visitor) has that as each.
     pub fn value(&self, q: &Query<'_>, column: &str) -> Column {
         let u = self.users.get(&q.user);
         let text =
             |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
         let h = || self.history.get(&q.user).map_or(&[][..], Vec::as_slice);
-        if let (Some(given), "history" | "history_others") = (q.given, column) {
+        let first = column.strip_prefix(FIRST);
+        if let (Some(given), true) = (
+            q.given,
+            matches!(column, "history" | "history_others") || first.is_some(),
+        ) {
             return Column::Items(given.to_vec());
+        }
+        if let Some((last, within)) = first.and_then(|s| s.split_once('/')) {
+            let (last, within) = (last.parse().unwrap_or(0), within.parse().unwrap_or(0));
+            return Column::Items(first_items(h(), q.target, last, within, q.user));
         }
         if let Some((_, v)) = q
             .described
@@ -188,6 +198,31 @@ impl QueryData {
                 .unwrap_or(Column::Number(None)),
         }
     }
+}
+
+/// `last` of the first `within` rows of `history` (time-ordered) but `target`: for a
+/// training example (a `target`) drawn by a rule fixed by the user and the target, else the
+/// first `last`; oldest first.
+fn first_items(
+    history: &[(i64, u32)],
+    target: Option<u32>,
+    last: usize,
+    within: usize,
+    user: u32,
+) -> Vec<u32> {
+    use rand::SeedableRng;
+    let pool: Vec<u32> = (history.iter().map(|&(_, r)| r))
+        .filter(|&r| Some(r) != target)
+        .take(within.max(last))
+        .collect();
+    let Some(t) = target.filter(|_| pool.len() > last) else {
+        return pool.into_iter().take(last).collect();
+    };
+    let seed = (u64::from(user) << 32) | u64::from(t);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut picked = rand::seq::index::sample(&mut rng, pool.len(), last).into_vec();
+    picked.sort_unstable();
+    picked.into_iter().map(|i| pool[i]).collect()
 }
 
 /// A query: a user at a time; in training, also the example's item (its `target`), which a
@@ -1648,24 +1683,34 @@ features = [
     /// user's query; unknown features and values are errors naming them.
     #[test]
     fn a_visitor_with_a_users_features_and_history_is_that_user() {
+        // A history of the last items, and one of the first (the visitor's given history
+        // is all the user's items: the query reads its first 3 as the user's does).
+        for history in ["last = 5", "from = \"first\", last = 3, within = 6"] {
+            a_visitor_is_that_user(history);
+        }
+    }
+
+    fn a_visitor_is_that_user(history: &str) {
         let ml = tiny();
         let mut cfg = TrainConfig::preset("default").unwrap();
         cfg.batch_size = 8;
         let spec = TowersSpec::parse(
             "t.toml",
-            r#"
+            &format!(
+                r#"
 [query]
 features = [
-  { kind = "categorical", column = "occupation", dim = 4 },
-  { kind = "numeric", column = "age", buckets = 3, dim = 3 },
-  { kind = "history", last = 5, dim = 8 },
+  {{ kind = "categorical", column = "occupation", dim = 4 }},
+  {{ kind = "numeric", column = "age", buckets = 3, dim = 3 }},
+  {{ kind = "history", {history}, dim = 8 }},
 ]
 [candidate]
 features = [
-  { kind = "id", column = "item_id", dim = 8 },
-  { kind = "multi", column = "genres", dim = 8 },
+  {{ kind = "id", column = "item_id", dim = 8 }},
+  {{ kind = "multi", column = "genres", dim = 8 }},
 ]
-"#,
+"#
+            ),
         )
         .unwrap();
         let (mut model, mut trainer) =
@@ -1688,7 +1733,7 @@ features = [
         let as_visitor = model
             .query_vectors(&[Query::visitor(&rows, &described, now)])
             .unwrap();
-        assert_eq!(as_user, as_visitor);
+        assert_eq!(as_user, as_visitor, "{history}");
         let bare = model
             .query_vectors(&[Query::visitor(&rows, &[], now)])
             .unwrap();
@@ -1778,6 +1823,53 @@ features = [
             d.value(&at(1, 0), "history_others"),
             Column::Items(vec![5, 6, 7])
         );
+    }
+
+    #[test]
+    fn a_first_items_history_is_a_users_first_items() {
+        // User 1 rated 10..=17 in this order; user 2 only 30 and 31.
+        let train: Vec<(u32, u32, i64)> = (0..8)
+            .map(|i| (1, 10 + i, 100 + i64::from(i)))
+            .chain([(2, 30, 5), (2, 31, 6)])
+            .collect();
+        let d = QueryData::new(&[], &train);
+        let col = "history_first/3/6";
+        // A user's query, whatever the time: their first 3.
+        assert_eq!(
+            d.value(&Query::at(1, 0), col),
+            Column::Items(vec![10, 11, 12])
+        );
+        assert_eq!(
+            d.value(&Query::at(2, 999), col),
+            Column::Items(vec![30, 31])
+        );
+        // A training example: 3 of the first 6 but its own, oldest first, fixed per example.
+        let mut seen = std::collections::BTreeSet::new();
+        for target in 10..18 {
+            let q = Query::of_example(&(1, target, 0));
+            let Column::Items(h) = d.value(&q, col) else {
+                panic!("a history is items")
+            };
+            assert_eq!(d.value(&q, col), Column::Items(h.clone()), "not fixed");
+            assert_eq!(h.len(), 3, "{h:?}");
+            assert!(
+                h.windows(2).all(|w| w[0] < w[1]),
+                "not in time order: {h:?}"
+            );
+            let pool: Vec<u32> = (10..18).filter(|&r| r != target).take(6).collect();
+            assert!(
+                h.iter().all(|r| pool.contains(r)),
+                "{h:?} not from {pool:?}"
+            );
+            seen.insert(h);
+        }
+        assert!(seen.len() > 1, "every example drew the same history");
+        // An example whose pool is no larger than the history takes it whole.
+        let q = Query::of_example(&(2, 31, 6));
+        assert_eq!(d.value(&q, col), Column::Items(vec![30]));
+        // A visitor's history is the one given.
+        let visitor = Query::visitor(&[9, 5], &[], 150);
+        assert_eq!(d.value(&visitor, col), Column::Items(vec![9, 5]));
     }
 
     #[test]

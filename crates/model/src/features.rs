@@ -7,8 +7,12 @@
 //! Rows are read through a function `value(row, column) -> Column`, so the same code serves
 //! MovieLens items, users with their interaction's time and history, and generic logs.
 //! Queries carry columns that come with every interaction: `timestamp` (a number),
-//! `history` (the catalogue rows the user interacted with before it, oldest first) and
-//! `history_others` (all the user's training rows but the example's own, oldest first).
+//! `history` (the catalogue rows the user interacted with before it, oldest first),
+//! `history_others` (all the user's training rows but the example's own, oldest first) and
+//! `history_first/LAST/WITHIN` (the user's first LAST rows; a training example's drawn from
+//! their first WITHIN but its own).
+
+use std::borrow::Cow;
 
 use rand::Rng;
 use twotower_data::Vocabulary;
@@ -150,21 +154,31 @@ pub struct FeatureTower {
     pub tower: Tower,
 }
 
-/// The column a feature reads (`timestamp` and `history` for those kinds).
-fn column_of(spec: &FeatureSpec) -> &str {
+/// The column a feature reads (`timestamp` and `history` for those kinds; a history of the
+/// first items names its sizes: `history_first/LAST/WITHIN`).
+fn column_of(spec: &FeatureSpec) -> Cow<'_, str> {
     match spec {
-        FeatureSpec::Timestamp { .. } => "timestamp",
+        FeatureSpec::Timestamp { .. } => "timestamp".into(),
         FeatureSpec::History {
             from: HistoryFrom::Past,
             ..
-        } => "history",
+        } => "history".into(),
         FeatureSpec::History {
             from: HistoryFrom::Others,
             ..
-        } => "history_others",
-        other => other.column().unwrap_or_default(),
+        } => "history_others".into(),
+        FeatureSpec::History {
+            from: HistoryFrom::First,
+            last,
+            within,
+            ..
+        } => format!("{FIRST}{last}/{}", within.unwrap_or(*last)).into(),
+        other => other.column().unwrap_or_default().into(),
     }
 }
+
+/// The prefix of a first-items history's column.
+pub(crate) const FIRST: &str = "history_first/";
 
 fn strings(v: Column) -> Vec<String> {
     match v {
@@ -215,6 +229,7 @@ impl FeatureTower {
         for f in &spec.features {
             let f = f.get_ref();
             let column = column_of(f);
+            let column = column.as_ref();
             let values = || (0..rows).map(|r| value(r, column));
             let empty = || {
                 ModelError::Config(format!(
@@ -397,6 +412,7 @@ impl FeatureTower {
         let mut out = Vec::new();
         for (f, input) in self.spec.features.iter().zip(&self.inputs) {
             let column = column_of(f.get_ref());
+            let column = column.as_ref();
             let values = || (0..rows).map(|r| value(r, column));
             match input {
                 Input::Lookup { vocab } => out.push(
@@ -440,10 +456,20 @@ impl FeatureTower {
                         out.push(FeatureBatch::Numbers(xs));
                     }
                 }
-                Input::History { last, .. } => out.push(bags(values().map(|v| match v {
-                    Column::Items(items) => items[items.len().saturating_sub(*last)..].to_vec(),
-                    _ => Vec::new(),
-                }))),
+                Input::History { last, .. } => {
+                    let first = matches!(
+                        f.get_ref(),
+                        FeatureSpec::History {
+                            from: HistoryFrom::First,
+                            ..
+                        }
+                    );
+                    out.push(bags(values().map(|v| match v {
+                        Column::Items(items) if first => items[..items.len().min(*last)].to_vec(),
+                        Column::Items(items) => items[items.len().saturating_sub(*last)..].to_vec(),
+                        _ => Vec::new(),
+                    })))
+                }
             }
         }
         out

@@ -82,6 +82,10 @@ pub enum HistoryFrom {
     Past,
     /// Every training item of the user but the example's own (a query per user).
     Others,
+    /// The user's first items by time (a query per user): what a new user gives when they
+    /// sign up (`--split cold-users --history N`). A training example reads `last` of the
+    /// user's first `within` items but its own, drawn by a rule fixed per example.
+    First,
 }
 
 /// One feature of a tower.
@@ -131,7 +135,9 @@ pub enum FeatureSpec {
     /// The user's items, the last `last` by time, pooled: with `from = "past"` (the default)
     /// those strictly before the example's time; with `from = "others"` all their training
     /// items but the example's own (for logs without time, and for a query that stands for
-    /// the whole user).
+    /// the whole user); with `from = "first"` the first `last` by time instead (a new
+    /// user's first movies), each training example drawing its `last` from the first
+    /// `within` (default `last`) but its own.
     History {
         #[serde(default = "default_history")]
         last: usize,
@@ -139,6 +145,10 @@ pub enum FeatureSpec {
         pooling: PoolingSpec,
         #[serde(default)]
         from: HistoryFrom,
+        /// With `from = "first"`: how many of the user's first items a training example's
+        /// history is drawn from (at least `last`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within: Option<usize>,
         /// With `pooling = "recency"`: each older item weighs this much of the next.
         #[serde(default)]
         decay: Option<f32>,
@@ -567,14 +577,30 @@ impl TowersSpec {
                         return fail("the data has no time for a timestamp feature".into())
                     }
                     FeatureSpec::History {
-                        from: HistoryFrom::Past,
+                        from: from @ (HistoryFrom::Past | HistoryFrom::First),
                         ..
                     } if !columns.time => {
-                        return fail(
-                            "the data has no time, so no history is strictly before an \
-                             example; use from = \"others\" (all the user's other items)"
-                                .into(),
-                        )
+                        return fail(format!(
+                            "the data has no time, so no history is {}; use from = \"others\" \
+                             (all the user's other items)",
+                            if *from == HistoryFrom::Past {
+                                "strictly before an example"
+                            } else {
+                                "a user's first"
+                            }
+                        ))
+                    }
+                    FeatureSpec::History {
+                        within: Some(_),
+                        from: HistoryFrom::Past | HistoryFrom::Others,
+                        ..
+                    } => return fail("within applies to from = \"first\"".into()),
+                    FeatureSpec::History {
+                        within: Some(w),
+                        last,
+                        ..
+                    } if w < last => {
+                        return fail(format!("within ({w}) must be at least last ({last})"))
                     }
                     _ => {}
                 }
@@ -829,6 +855,21 @@ features = [
             .unwrap();
         let e = err(&GOOD.replace("last = 20,", "last = 20, from = \"later\","));
         assert!(e.starts_with("t.toml:9:") && e.contains("later"), "{e}");
+        let e = err(&GOOD.replace("last = 20,", "last = 20, within = 40,"));
+        assert!(
+            e.starts_with("t.toml:9:") && e.contains("from = \"first\""),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("last = 20,", "last = 20, from = \"first\", within = 10,"));
+        assert!(
+            e.starts_with("t.toml:9:") && e.contains("within (10)"),
+            "{e}"
+        );
+        let first = GOOD.replace("last = 20,", "last = 20, from = \"first\", within = 40,");
+        TowersSpec::parse("t.toml", &first)
+            .unwrap()
+            .check(&Columns::movielens_100k())
+            .unwrap();
     }
 
     /// A history may share the candidate's item table only when there is one of its width.
@@ -925,5 +966,11 @@ features = [
             e.starts_with("t.toml:8:") && e.contains("from = \"others\""),
             "{e}"
         );
+        let e = TowersSpec::parse("t.toml", &past.replace("last = 20,", "from = \"first\","))
+            .unwrap()
+            .check(&untimed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a user's first"), "{e}");
     }
 }

@@ -526,17 +526,7 @@ impl Scratch {
 
 /// The first `k` columns of a table and the rest, as two tables.
 fn columns(e: &Embedding, k: usize) -> (Embedding, Embedding) {
-    let (mut a, mut b) = (Vec::with_capacity(e.rows * k), Vec::new());
-    for r in e.data.chunks_exact(e.dim.max(1)) {
-        a.extend_from_slice(&r[..k]);
-        b.extend_from_slice(&r[k..]);
-    }
-    let part = |dim, data| Embedding {
-        rows: e.rows,
-        dim,
-        data,
-    };
-    (part(k, a), part(e.dim - k, b))
+    (e.columns(0..k), e.columns(k..e.dim))
 }
 
 /// Writes `a`'s columns then `b`'s times `scale` into each row of `e`.

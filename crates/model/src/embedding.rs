@@ -31,6 +31,18 @@ impl Embedding {
         &mut self.data[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// Columns `cols` of every row, as a table of their own.
+    pub fn columns(&self, cols: std::ops::Range<usize>) -> Embedding {
+        Embedding {
+            rows: self.rows,
+            dim: cols.len(),
+            data: (self.data.chunks_exact(self.dim.max(1)))
+                .flat_map(|r| &r[cols.clone()])
+                .copied()
+                .collect(),
+        }
+    }
+
     /// The rows `ids`, stacked into a new row-major matrix (in parallel: the reads are
     /// random rows of a table larger than the caches).
     pub fn gather(&self, ids: &[u32]) -> Vec<f32> {

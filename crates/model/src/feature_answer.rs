@@ -377,7 +377,7 @@ impl FeatureModel {
     /// Both protocols on `spec`'s test side of `ml` (whose catalogue must be the model's),
     /// each test interaction under its own query with the model's training histories, and
     /// popularity's on the same split: (model, popularity). With `index`, ranked through
-    /// that approximate index (see [`crate::feature_model::FeatureRetriever`]).
+    /// that approximate index (see [`crate::feature_scorer::FeatureRetriever`]).
     pub fn evaluate_on(
         &self,
         ml: &Dataset,

@@ -144,13 +144,7 @@ pub fn warm_start(
         .ok_or_else(missing)?
         .clone();
     let item_table = table_mut(&mut model.candidate, c.encoder).ok_or_else(missing)?;
-    let mut items = Embedding {
-        rows: item_table.rows,
-        dim,
-        data: (0..item_table.rows)
-            .flat_map(|r| item_table.row(r)[user_cols..user_cols + dim].to_vec())
-            .collect(),
-    };
+    let mut items = item_table.columns(user_cols..user_cols + dim);
     let used = als.fit(&pairs, &mut users, &mut items, stop)?;
     let gflop = used.gflop(pairs.len(), users.rows, items.rows, dim);
     for r in 0..items.rows {

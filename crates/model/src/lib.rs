@@ -38,6 +38,7 @@ pub mod feature_experiment;
 pub mod feature_files;
 pub mod feature_folder;
 pub mod feature_model;
+pub mod feature_scorer;
 pub mod feature_warm;
 pub mod features;
 pub mod job;

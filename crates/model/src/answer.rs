@@ -9,7 +9,7 @@ use twotower_data::{Dataset, SplitSpec};
 use twotower_index::{AnnIndex, Index, Neighbor};
 
 use crate::feature_answer::{feature_user, AnyModel};
-use crate::feature_model::Query;
+use crate::query_data::Query;
 use crate::IndexedModel;
 use crate::{Catalogue, EpochStats, Metrics, Recommendations, Result, SplitEval};
 

@@ -28,8 +28,9 @@ use crate::checkpoint::{
     safetensors_bytes, write_card, write_file, DatasetInfo, Files, Opened, FORMAT, MODEL_FOLDER,
 };
 use crate::feature_files::FeatureColumns;
-use crate::feature_model::{FeatureModel, QueryData};
+use crate::feature_model::FeatureModel;
 use crate::features::{FeatureTower, InputState, Tensors};
+use crate::query_data::QueryData;
 use crate::spec::{Columns, TowersSpec};
 use crate::trainer::EpochStats;
 use crate::{ModelError, Result, TrainConfig};
@@ -373,7 +374,7 @@ impl SavedFeatureModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feature_model::Query;
+    use crate::query_data::Query;
 
     /// `model` saved into a fresh temporary folder and loaded back, with the same query
     /// and candidate vectors: (saved, loaded, folder).

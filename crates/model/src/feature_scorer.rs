@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use crate::eval::Scorer;
 use crate::fastexp::exp_affine;
-use crate::feature_model::{FeatureModel, Query};
+use crate::feature_model::FeatureModel;
+use crate::query_data::Query;
 use crate::spec::FeatureSpec;
 use crate::Result;
 

@@ -15,9 +15,10 @@
 
 use crate::als::Als;
 use crate::embedding::Embedding;
-use crate::feature_model::{item_value, FeatureModel, Query};
+use crate::feature_model::{item_value, FeatureModel};
 use crate::features::{first_string, FeatureTower, Input};
 use crate::nn::Encoder;
+use crate::query_data::Query;
 use crate::spec::FeatureSpec;
 use crate::{ModelError, Result};
 use twotower_data::Vocabulary;

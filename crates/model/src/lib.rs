@@ -49,6 +49,7 @@ pub mod optimizer;
 mod pipeline;
 pub mod preprocess;
 pub mod quality_bench;
+pub mod query_data;
 pub mod report;
 mod retrieve;
 pub mod spec;

@@ -19,7 +19,7 @@ use twotower_data::{Dataset, Interaction, Movie};
 
 use crate::config::{Negatives, TrainConfig};
 use crate::feature_files::FeatureColumns;
-use crate::features::{Column, FeatureTower};
+use crate::features::{Column, FeatureTower, Key};
 use crate::loss::{InBatchSoftmax, SoftmaxBatch};
 use crate::nn::{
     l2_normalize, l2_normalize_backward, Encoder, FeatureBatch, SparseGrad, TowerGrads,
@@ -48,8 +48,12 @@ fn columns_of(ml: &Dataset) -> Columns {
     c
 }
 
-/// `column` of catalogue item `m`, whose `--item-features` columns are `features`.
-pub fn item_value(m: &Movie, features: &FeatureColumns, column: &str) -> Column {
+/// `key` of catalogue item `m`, whose `--item-features` columns are `features` (an item
+/// has no time or history: none).
+pub fn item_value(m: &Movie, features: &FeatureColumns, key: Key<'_>) -> Column {
+    let Key::Column(column) = key else {
+        return Column::Number(None);
+    };
     match column {
         "item_id" => Column::Str(m.id.to_string()),
         "title" => Column::Text(m.title.clone()),

@@ -105,7 +105,7 @@ impl ByUser {
 
 /// True when query feature `f` reads the interaction's time itself.
 fn reads_time(f: &FeatureSpec) -> bool {
-    matches!(f, FeatureSpec::Timestamp { .. }) || f.column() == Some("timestamp")
+    matches!(f, FeatureSpec::Timestamp { .. })
 }
 
 /// Columns `cols` of rows `rows` of the row-major `m` of width `d`, row-major.

@@ -16,7 +16,7 @@
 use crate::als::Als;
 use crate::embedding::Embedding;
 use crate::feature_model::{item_value, FeatureModel};
-use crate::features::{first_string, FeatureTower, Input};
+use crate::features::{first_string, FeatureTower, Input, Key};
 use crate::nn::Encoder;
 use crate::query_data::Query;
 use crate::spec::FeatureSpec;
@@ -122,7 +122,9 @@ pub fn warm_start(
     let user_rows: Vec<u32> = examples
         .iter()
         .map(|e| {
-            let v = model.data.value(&Query::of_example(e), q_column);
+            let v = model
+                .data
+                .value(&Query::of_example(e), Key::Column(q_column));
             first_string(v).map_or(0, |s| q_vocab.lookup(&s)) as u32
         })
         .collect();
@@ -130,7 +132,7 @@ pub fn warm_start(
         .movies
         .iter()
         .map(|m| {
-            let v = item_value(m, &model.item_features, c_column);
+            let v = item_value(m, &model.item_features, Key::Column(c_column));
             first_string(v).map_or(0, |s| c_vocab.lookup(&s)) as u32
         })
         .collect();

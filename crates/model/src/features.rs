@@ -4,15 +4,10 @@
 //! or queries made of a user, a time and a history — are encoded into the tower's
 //! [`FeatureBatch`]es.
 //!
-//! Rows are read through a function `value(row, column) -> Column`, so the same code serves
-//! MovieLens items, users with their interaction's time and history, and generic logs.
-//! Queries carry columns that come with every interaction: `timestamp` (a number),
-//! `history` (the catalogue rows the user interacted with before it, oldest first),
-//! `history_others` (all the user's training rows but the example's own, oldest first) and
-//! `history_first/LAST/WITHIN` (the user's first LAST rows; a training example's drawn from
-//! their first WITHIN but its own).
-
-use std::borrow::Cow;
+//! Rows are read through a function `value(row, key) -> Column`, so the same code serves
+//! MovieLens items, users with their interaction's time and history, and generic logs. A
+//! [`Key`] is a column of the data by name, or what comes with every interaction: its time
+//! and the user's items as a history of the feature's kind.
 
 use rand::Rng;
 use twotower_data::Vocabulary;
@@ -37,6 +32,45 @@ pub enum Column {
     Number(Option<f32>),
     /// Catalogue rows, oldest first (a history).
     Items(Vec<u32>),
+}
+
+/// What a feature reads of a row: a column of the data by its name, or what a query
+/// carries with every interaction (its time, the user's items as a history). Typed, so
+/// that a data column can bear any name (a user feature called `timestamp` is that column,
+/// not the interaction's time) and a history's sizes reach the value function as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// A column of the data: `user_id`, `title`, a `--user-features` column…
+    Column(&'a str),
+    /// The interaction's time.
+    Timestamp,
+    /// The user's catalogue rows strictly before the interaction, oldest first.
+    Past,
+    /// All the user's training rows but the example's own, oldest first.
+    Others,
+    /// The user's first `last` rows; a training example's `last` drawn from their first
+    /// `within` but its own (oldest first).
+    First { last: usize, within: usize },
+}
+
+impl Key<'_> {
+    /// Whether the key reads the user's items (a history of any kind).
+    pub fn is_history(&self) -> bool {
+        matches!(self, Key::Past | Key::Others | Key::First { .. })
+    }
+}
+
+/// As errors name a feature: its column, or its kind.
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Column(c) => f.write_str(c),
+            Key::Timestamp => f.write_str("timestamp"),
+            Key::Past => f.write_str("history"),
+            Key::Others => f.write_str("history of the others"),
+            Key::First { last, within } => write!(f, "history of the first {last} of {within}"),
+        }
+    }
 }
 
 /// A feature's fitted preprocessing: how its column becomes encoder inputs.
@@ -142,8 +176,8 @@ pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 /// Tensors by name: shape and row-major values.
 pub type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
 
-/// Reads `row`'s value of `column`.
-pub type ValueFn<'a> = dyn Fn(usize, &str) -> Column + Sync + 'a;
+/// Reads `row`'s value of `key`.
+pub type ValueFn<'a> = dyn Fn(usize, Key<'_>) -> Column + Sync + 'a;
 
 /// A tower with the inputs that feed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,31 +188,23 @@ pub struct FeatureTower {
     pub tower: Tower,
 }
 
-/// The column a feature reads (`timestamp` and `history` for those kinds; a history of the
-/// first items names its sizes: `history_first/LAST/WITHIN`).
-fn column_of(spec: &FeatureSpec) -> Cow<'_, str> {
+/// What feature `spec` reads.
+pub fn key_of(spec: &FeatureSpec) -> Key<'_> {
     match spec {
-        FeatureSpec::Timestamp { .. } => "timestamp".into(),
+        FeatureSpec::Timestamp { .. } => Key::Timestamp,
         FeatureSpec::History {
-            from: HistoryFrom::Past,
-            ..
-        } => "history".into(),
-        FeatureSpec::History {
-            from: HistoryFrom::Others,
-            ..
-        } => "history_others".into(),
-        FeatureSpec::History {
-            from: HistoryFrom::First,
-            last,
-            within,
-            ..
-        } => format!("{FIRST}{last}/{}", within.unwrap_or(*last)).into(),
-        other => other.column().unwrap_or_default().into(),
+            from, last, within, ..
+        } => match from {
+            HistoryFrom::Past => Key::Past,
+            HistoryFrom::Others => Key::Others,
+            HistoryFrom::First => Key::First {
+                last: *last,
+                within: within.unwrap_or(*last),
+            },
+        },
+        other => Key::Column(other.column().unwrap_or_default()),
     }
 }
-
-/// The prefix of a first-items history's column.
-pub(crate) const FIRST: &str = "history_first/";
 
 fn strings(v: Column) -> Vec<String> {
     match v {
@@ -228,12 +254,12 @@ impl FeatureTower {
         let mut inputs = Vec::new();
         for f in &spec.features {
             let f = f.get_ref();
-            let column = column_of(f);
-            let column = column.as_ref();
-            let values = || (0..rows).map(|r| value(r, column));
+            let key = key_of(f);
+            let values = || (0..rows).map(|r| value(r, key));
             let empty = || {
                 ModelError::Config(format!(
-                    "feature {column:?}: no values in the training rows to build a vocabulary from"
+                    "feature \"{key}\": no values in the training rows to build a vocabulary \
+                     from"
                 ))
             };
             let input = match f {
@@ -271,7 +297,7 @@ impl FeatureTower {
                     buckets, quantiles, ..
                 } => {
                     let xs: Vec<f32> = values().filter_map(|v| number(&v)).collect();
-                    let stats = Numeric::fit(&xs).map_err(|_| no_numbers(column))?;
+                    let stats = Numeric::fit(&xs).map_err(|_| no_numbers(key))?;
                     let b = match buckets {
                         Some(n) if *quantiles => Some(Buckets::quantiles(&xs, *n)?),
                         Some(n) => Some(Buckets::equal_width(&xs, *n)?),
@@ -281,7 +307,7 @@ impl FeatureTower {
                 }
                 FeatureSpec::Timestamp { buckets, .. } => {
                     let xs: Vec<f32> = values().filter_map(|v| number(&v)).collect();
-                    let stats = Numeric::fit(&xs).map_err(|_| no_numbers(column))?;
+                    let stats = Numeric::fit(&xs).map_err(|_| no_numbers(key))?;
                     let b = Buckets::equal_width(&xs, *buckets)?;
                     Input::Number {
                         stats,
@@ -411,9 +437,8 @@ impl FeatureTower {
     pub fn encode(&self, rows: usize, value: &ValueFn) -> Vec<FeatureBatch> {
         let mut out = Vec::new();
         for (f, input) in self.spec.features.iter().zip(&self.inputs) {
-            let column = column_of(f.get_ref());
-            let column = column.as_ref();
-            let values = || (0..rows).map(|r| value(r, column));
+            let key = key_of(f.get_ref());
+            let values = || (0..rows).map(|r| value(r, key));
             match input {
                 Input::Lookup { vocab } => out.push(
                     IdBatch::single(
@@ -522,16 +547,16 @@ fn table_of(f: &FeatureSpec, input: &Input) -> Result<Option<(usize, usize, Pool
         ) => Some((*items, *dim, pooling.pooling(*decay))),
         (f, _) => {
             return Err(ModelError::Config(format!(
-                "feature {:?}: its stored preprocessing is of another kind",
-                column_of(f)
+                "feature \"{}\": its stored preprocessing is of another kind",
+                key_of(f)
             )))
         }
     })
 }
 
-fn no_numbers(column: &str) -> ModelError {
+fn no_numbers(key: Key<'_>) -> ModelError {
     ModelError::Config(format!(
-        "feature {column:?}: the training rows hold no number for it (or a value that is not \
+        "feature \"{key}\": the training rows hold no number for it (or a value that is not \
          finite)"
     ))
 }
@@ -572,29 +597,33 @@ features = [
 ]
 "#;
 
-    fn item(r: usize, c: &str) -> Column {
+    fn item(r: usize, k: Key<'_>) -> Column {
         let titles = ["Heat (1995)", "The Net (1995)", "Heat Wave (1990)"];
-        match c {
-            "item_id" => Column::Str(format!("{}", 10 + r)),
-            "title" => Column::Text(titles[r].into()),
-            "genres" => Column::Strs(if r == 1 {
+        match k {
+            Key::Column("item_id") => Column::Str(format!("{}", 10 + r)),
+            Key::Column("title") => Column::Text(titles[r].into()),
+            Key::Column("genres") => Column::Strs(if r == 1 {
                 vec![]
             } else {
                 vec!["Action".into(), "Crime".into()]
             }),
-            "year" => Column::Number(crate::towers::year_of(titles[r]).map(|y| y as f32)),
-            _ => unreachable!("{c}"),
+            Key::Column("year") => {
+                Column::Number(crate::towers::year_of(titles[r]).map(|y| y as f32))
+            }
+            _ => unreachable!("{k}"),
         }
     }
 
-    fn query(r: usize, c: &str) -> Column {
-        match c {
-            "user_id" => Column::Str(["7", "8", "7", "9"][r].into()),
-            "occupation" => Column::Str(["writer", "doctor", "writer", "artist"][r].into()),
-            "age" => Column::Number(Some([20.0, 40.0, 20.0, 60.0][r])),
-            "timestamp" => Column::Number(Some([100.0, 200.0, 300.0, 400.0][r])),
-            "history" => Column::Items([vec![], vec![0], vec![0, 2, 1], vec![2]][r].clone()),
-            _ => unreachable!("{c}"),
+    fn query(r: usize, k: Key<'_>) -> Column {
+        match k {
+            Key::Column("user_id") => Column::Str(["7", "8", "7", "9"][r].into()),
+            Key::Column("occupation") => {
+                Column::Str(["writer", "doctor", "writer", "artist"][r].into())
+            }
+            Key::Column("age") => Column::Number(Some([20.0, 40.0, 20.0, 60.0][r])),
+            Key::Timestamp => Column::Number(Some([100.0, 200.0, 300.0, 400.0][r])),
+            Key::Past => Column::Items([vec![], vec![0], vec![0, 2, 1], vec![2]][r].clone()),
+            _ => unreachable!("{k}"),
         }
     }
 
@@ -647,8 +676,8 @@ features = [
         assert_eq!(history.offsets, [0, 0, 1, 3, 4]);
         assert_eq!(history.ids, [0, 2, 1, 2]);
         // Unknown users and occupations still encode (OOV, hashing).
-        let stranger = |_: usize, c: &str| match c {
-            "user_id" => Column::Str("nobody".into()),
+        let stranger = |_: usize, k: Key<'_>| match k {
+            Key::Column("user_id") => Column::Str("nobody".into()),
             other => query(0, other),
         };
         let FeatureBatch::Ids(ids) = &users.encode(1, &stranger)[0] else {
@@ -699,8 +728,8 @@ features = [
     fn a_feature_without_values_is_a_clear_error() {
         let spec = TowersSpec::parse("t.toml", SPEC).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let no_genres = |r: usize, c: &str| match c {
-            "genres" => Column::Strs(vec![]),
+        let no_genres = |r: usize, k: Key<'_>| match k {
+            Key::Column("genres") => Column::Strs(vec![]),
             other => item(r, other),
         };
         let e = FeatureTower::fit(&spec.candidate, 3, &no_genres, 3, &mut rng).unwrap_err();
@@ -708,8 +737,8 @@ features = [
             e.to_string().contains("feature \"genres\": no values"),
             "{e}"
         );
-        let no_years = |r: usize, c: &str| match c {
-            "year" => Column::Number(None),
+        let no_years = |r: usize, k: Key<'_>| match k {
+            Key::Column("year") => Column::Number(None),
             other => item(r, other),
         };
         let e = FeatureTower::fit(&spec.candidate, 3, &no_years, 3, &mut rng).unwrap_err();

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use twotower_data::User;
 
 use crate::feature_files::FeatureColumns;
-use crate::features::{Column, FIRST};
+use crate::features::{Column, Key};
 
 /// What the query tower can know: users' features and their training interactions by time.
 #[derive(Debug, Clone, Default)]
@@ -125,51 +125,50 @@ impl QueryData {
             .collect()
     }
 
-    /// `column` of query `q`: `history` holds the user's items strictly before its time,
-    /// `history_others` all their training items but its target (oldest first),
-    /// `history_first/LAST/WITHIN` their first LAST items, or for a training example LAST
-    /// drawn from their first WITHIN but its target (by a rule fixed per example, oldest
-    /// first); a query with a `given` history (a visitor) has that as each.
-    pub fn value(&self, q: &Query<'_>, column: &str) -> Column {
-        let u = self.users.get(&q.user);
-        let text =
-            |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
+    /// `key` of query `q`: its time; the user's items strictly before it ([`Key::Past`]),
+    /// all their training items but its target ([`Key::Others`], oldest first), their
+    /// first `last` items, or for a training example `last` drawn from their first
+    /// `within` but its target ([`Key::First`], by a rule fixed per example, oldest first)
+    /// — a query with a `given` history (a visitor) has that as each; or a column of the
+    /// user (a visitor's `described` value first).
+    pub fn value(&self, q: &Query<'_>, key: Key<'_>) -> Column {
         let h = || self.history.get(&q.user).map_or(&[][..], Vec::as_slice);
-        let first = column.strip_prefix(FIRST);
-        if let (Some(given), true) = (
-            q.given,
-            matches!(column, "history" | "history_others") || first.is_some(),
-        ) {
+        if let (Some(given), true) = (q.given, key.is_history()) {
             return Column::Items(given.to_vec());
         }
-        if let Some((last, within)) = first.and_then(|s| s.split_once('/')) {
-            let (last, within) = (last.parse().unwrap_or(0), within.parse().unwrap_or(0));
-            return Column::Items(first_items(h(), q.target, last, within, q.user));
-        }
+        let column = match key {
+            Key::Timestamp => return Column::Number(Some(q.time as f32)),
+            Key::Past => {
+                let before = self.before(q.user, q.time);
+                return Column::Items(h()[..before].iter().map(|&(_, r)| r).collect());
+            }
+            Key::Others => {
+                let mut items: Vec<u32> = h().iter().map(|&(_, r)| r).collect();
+                if let Some(i) = q.target.and_then(|t| items.iter().position(|&r| r == t)) {
+                    items.remove(i);
+                }
+                return Column::Items(items);
+            }
+            Key::First { last, within } => {
+                return Column::Items(first_items(h(), q.target, last, within, q.user))
+            }
+            Key::Column(c) => c,
+        };
         if let Some((_, v)) = q
             .described
             .and_then(|d| d.iter().find(|(c, _)| c == column))
         {
             return v.clone();
         }
+        let u = self.users.get(&q.user);
+        let text =
+            |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
         match column {
             "user_id" => Column::Str(q.user.to_string()),
             "age" => Column::Number(u.map(|u| u.age as f32)),
             "gender" => text(|u| &u.gender),
             "occupation" => text(|u| &u.occupation),
             "zip" => text(|u| &u.zip),
-            "timestamp" => Column::Number(Some(q.time as f32)),
-            "history" => {
-                let before = self.before(q.user, q.time);
-                Column::Items(h()[..before].iter().map(|&(_, r)| r).collect())
-            }
-            "history_others" => {
-                let mut items: Vec<u32> = h().iter().map(|&(_, r)| r).collect();
-                if let Some(i) = q.target.and_then(|t| items.iter().position(|&r| r == t)) {
-                    items.remove(i);
-                }
-                Column::Items(items)
-            }
             other => self
                 .features
                 .value(q.user, other)
@@ -263,36 +262,58 @@ mod tests {
     fn history_holds_only_what_came_strictly_before() {
         let d = QueryData::new(&[], &[(1, 5, 100), (1, 6, 200), (1, 7, 200), (2, 9, 50)]);
         let at = |u, t| Query::at(u, t);
-        assert_eq!(d.value(&at(1, 200), "history"), Column::Items(vec![5]));
+        assert_eq!(d.value(&at(1, 200), Key::Past), Column::Items(vec![5]));
         assert_eq!(
-            d.value(&at(1, 201), "history"),
+            d.value(&at(1, 201), Key::Past),
             Column::Items(vec![5, 6, 7])
         );
-        assert_eq!(d.value(&at(1, 100), "history"), Column::Items(vec![]));
-        assert_eq!(d.value(&at(3, 999), "history"), Column::Items(vec![]));
+        assert_eq!(d.value(&at(1, 100), Key::Past), Column::Items(vec![]));
+        assert_eq!(d.value(&at(3, 999), Key::Past), Column::Items(vec![]));
         assert_eq!(d.last_time(1), 200);
-        assert_eq!(d.value(&at(1, 0), "age"), Column::Number(None));
+        assert_eq!(d.value(&at(1, 0), Key::Column("age")), Column::Number(None));
         // A visitor's history is the one given, whatever the time or the training data.
         let visitor = Query::visitor(&[9, 5], &[], 150);
-        assert_eq!(d.value(&visitor, "history"), Column::Items(vec![9, 5]));
-        assert_eq!(
-            d.value(&visitor, "history_others"),
-            Column::Items(vec![9, 5])
-        );
+        assert_eq!(d.value(&visitor, Key::Past), Column::Items(vec![9, 5]));
+        assert_eq!(d.value(&visitor, Key::Others), Column::Items(vec![9, 5]));
         assert_eq!(d.latest_time(), 200);
         assert_eq!(d.time_points(1, 2), vec![100, 200]);
         assert_eq!(d.time_points(1, 16), vec![100, 200, 200]);
         assert_eq!(d.time_points(3, 4), vec![1]);
         // The others: every training item but the example's own, whatever the time.
         let example = Query::of_example(&(1, 6, 200));
+        assert_eq!(d.value(&example, Key::Others), Column::Items(vec![5, 7]));
         assert_eq!(
-            d.value(&example, "history_others"),
-            Column::Items(vec![5, 7])
-        );
-        assert_eq!(
-            d.value(&at(1, 0), "history_others"),
+            d.value(&at(1, 0), Key::Others),
             Column::Items(vec![5, 6, 7])
         );
+    }
+
+    #[test]
+    fn a_user_column_named_like_the_time_or_the_history_is_that_column() {
+        use crate::spec::ColumnKind;
+        let mut d = QueryData::new(&[], &[(1, 5, 100)]);
+        d.features = FeatureColumns {
+            columns: vec![
+                ("timestamp".into(), ColumnKind::Number),
+                ("history".into(), ColumnKind::Categorical),
+            ],
+            rows: [(
+                1,
+                vec![Column::Number(Some(7.0)), Column::Str("long".into())],
+            )]
+            .into(),
+        };
+        let q = Query::at(1, 300);
+        assert_eq!(
+            d.value(&q, Key::Column("timestamp")),
+            Column::Number(Some(7.0))
+        );
+        assert_eq!(d.value(&q, Key::Timestamp), Column::Number(Some(300.0)));
+        assert_eq!(
+            d.value(&q, Key::Column("history")),
+            Column::Str("long".into())
+        );
+        assert_eq!(d.value(&q, Key::Past), Column::Items(vec![5]));
     }
 
     #[test]
@@ -303,7 +324,7 @@ mod tests {
             .chain([(2, 30, 5), (2, 31, 6)])
             .collect();
         let d = QueryData::new(&[], &train);
-        let col = "history_first/3/6";
+        let col = Key::First { last: 3, within: 6 };
         // A user's query, whatever the time: their first 3.
         assert_eq!(
             d.value(&Query::at(1, 0), col),

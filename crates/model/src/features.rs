@@ -53,13 +53,6 @@ pub enum Key<'a> {
     First { last: usize, within: usize },
 }
 
-impl Key<'_> {
-    /// Whether the key reads the user's items (a history of any kind).
-    pub fn is_history(&self) -> bool {
-        matches!(self, Key::Past | Key::Others | Key::First { .. })
-    }
-}
-
 /// As errors name a feature: its column, or its kind.
 impl std::fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +60,7 @@ impl std::fmt::Display for Key<'_> {
             Key::Column(c) => f.write_str(c),
             Key::Timestamp => f.write_str("timestamp"),
             Key::Past => f.write_str("history"),
-            Key::Others => f.write_str("history of the others"),
+            Key::Others => f.write_str("history of the user's other items"),
             Key::First { last, within } => write!(f, "history of the first {last} of {within}"),
         }
     }

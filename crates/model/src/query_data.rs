@@ -133,27 +133,30 @@ impl QueryData {
     /// user (a visitor's `described` value first).
     pub fn value(&self, q: &Query<'_>, key: Key<'_>) -> Column {
         let h = || self.history.get(&q.user).map_or(&[][..], Vec::as_slice);
-        if let (Some(given), true) = (q.given, key.is_history()) {
-            return Column::Items(given.to_vec());
-        }
-        let column = match key {
-            Key::Timestamp => return Column::Number(Some(q.time as f32)),
-            Key::Past => {
+        match (key, q.given) {
+            (Key::Column(column), _) => self.user_column(q, column),
+            (Key::Timestamp, _) => Column::Number(Some(q.time as f32)),
+            (_, Some(given)) => Column::Items(given.to_vec()),
+            (Key::Past, None) => {
                 let before = self.before(q.user, q.time);
-                return Column::Items(h()[..before].iter().map(|&(_, r)| r).collect());
+                Column::Items(h()[..before].iter().map(|&(_, r)| r).collect())
             }
-            Key::Others => {
+            (Key::Others, None) => {
                 let mut items: Vec<u32> = h().iter().map(|&(_, r)| r).collect();
                 if let Some(i) = q.target.and_then(|t| items.iter().position(|&r| r == t)) {
                     items.remove(i);
                 }
-                return Column::Items(items);
+                Column::Items(items)
             }
-            Key::First { last, within } => {
-                return Column::Items(first_items(h(), q.target, last, within, q.user))
+            (Key::First { last, within }, None) => {
+                Column::Items(first_items(h(), q.target, last, within, q.user))
             }
-            Key::Column(c) => c,
-        };
+        }
+    }
+
+    /// `column` of query `q`'s user: a visitor's `described` value, else the user's
+    /// MovieLens features or `--user-features` column.
+    fn user_column(&self, q: &Query<'_>, column: &str) -> Column {
         if let Some((_, v)) = q
             .described
             .and_then(|d| d.iter().find(|(c, _)| c == column))

@@ -1394,3 +1394,191 @@ fn bench_quality_alternates_with_another_command() {
     args.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
     fails_with(&args, &["`true`", "JSON"]);
 }
+
+#[test]
+fn embed_needs_a_candidate_tower_that_reads_more_than_the_id() {
+    let tmp = scratch("embed-ids-only");
+    let (log, items) = tiny_log(&tmp);
+    let spec = tmp.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[query]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
+         { kind = \"history\", last = 5, dim = 8 },\n]\n[candidate]\nfeatures = [\n  \
+         { kind = \"id\", column = \"item_id\", dim = 16 },\n]\n",
+    )
+    .unwrap();
+    let m = tmp.join("m");
+    let mut args = tiny_train(&log, &m);
+    args.extend(
+        [
+            "--items",
+            items.to_str().unwrap(),
+            "--towers",
+            spec.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let new = tmp.join("new.csv");
+    std::fs::write(&new, "item_id,title\n100,New One\n101,New Two\n").unwrap();
+    let out = tmp.join("m2");
+    fails_with(
+        &[
+            "embed",
+            "--model",
+            m.to_str().unwrap(),
+            "--items",
+            new.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["reads only the item id", "same vector"],
+    );
+    assert!(!out.exists());
+    // `--items-id-col`, which errors suggest, is a spelling `embed` takes.
+    let help = twotower(&[
+        "embed",
+        "--model",
+        "x",
+        "--items",
+        "y",
+        "--out",
+        "z",
+        "--items-id-col",
+        "id",
+    ]);
+    assert!(!String::from_utf8_lossy(&help.stderr).contains("unexpected argument"));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn visitor_features_must_be_meaningful_and_go_with_a_history() {
+    let tmp = scratch("visitor-features");
+    let (log, _) = tiny_log(&tmp);
+    let users = tmp.join("users.csv");
+    let mut text = String::from("user_id,age\n");
+    for u in 0..40 {
+        text.push_str(&format!("{u},{}\n", 20 + u % 30));
+    }
+    std::fs::write(&users, text).unwrap();
+    let spec = tmp.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[user_columns]\nage = \"number\"\n[query]\nfeatures = [\n  \
+         { kind = \"history\", last = 5, dim = 7 },\n  \
+         { kind = \"numeric\", column = \"age\" },\n]\n[candidate]\nfeatures = [\n  \
+         { kind = \"id\", column = \"item_id\", dim = 8 },\n]\n",
+    )
+    .unwrap();
+    let m = tmp.join("m");
+    let mut args = tiny_train(&log, &m);
+    args.extend(
+        [
+            "--towers",
+            spec.to_str().unwrap(),
+            "--user-features",
+            users.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let m = m.to_str().unwrap();
+    fails_with(
+        &[
+            "recommend",
+            "--model",
+            m,
+            "--history",
+            "1,2",
+            "--features",
+            "age=3e38",
+        ],
+        &["age", "3e38", "outside"],
+    );
+    ok_json(&[
+        "recommend",
+        "--model",
+        m,
+        "--history",
+        "1,2",
+        "--features",
+        "age=40",
+        "--json",
+    ]);
+    fails_with(
+        &[
+            "recommend",
+            "--model",
+            m,
+            "--user",
+            "3",
+            "--features",
+            "age=40",
+        ],
+        &["--features", "--user"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn tower_specs_that_ask_for_too_much_are_clear_errors() {
+    let tmp = scratch("spec-sizes");
+    let (log, _) = tiny_log(&tmp);
+    let spec = tmp.join("towers.toml");
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "{ kind = \"id\", column = \"user_id\", dim = 1000000000 }",
+            &["dim", "limit"],
+        ),
+        (
+            "{ kind = \"categorical\", column = \"user_id\", dim = 8, hash_bins = 1099511627776 }",
+            &["hash_bins", "limit"],
+        ),
+        (
+            "{ kind = \"timestamp\", buckets = 1000000000000, dim = 8 }",
+            &["buckets", "limit"],
+        ),
+        (
+            "{ kind = \"id\", column = \"user_id\", dim = 9223372036854775807 }",
+            &["dim", "limit"],
+        ),
+        (
+            "{ kind = \"history\", last = 100000000, dim = 8 }",
+            &["last", "limit"],
+        ),
+        (
+            "{ kind = \"id\", column = \"user_id\", dim = 8 }]\nlayers = [100000000",
+            &["layer"],
+        ),
+    ];
+    for (feature, needles) in cases {
+        std::fs::write(
+            &spec,
+            format!(
+                "[query]\nfeatures = [\n  {feature}]\n[candidate]\nfeatures = [\n  \
+                 {{ kind = \"id\", column = \"item_id\", dim = 8 }},\n]\n"
+            ),
+        )
+        .unwrap();
+        let m = tmp.join("m");
+        let mut args = tiny_train(&log, &m);
+        args.extend(["--towers", spec.to_str().unwrap()].map(String::from));
+        let out = twotower(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(1), "{feature}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for n in needles {
+            assert!(err.contains(n), "{feature}: {err}");
+        }
+        assert!(err.contains("towers.toml:"), "{feature}: no line: {err}");
+    }
+    // Not UTF-8: the error names the line.
+    std::fs::write(&spec, b"[query]\nfeatures = []\n# caf\xe9\n").unwrap();
+    let m = tmp.join("m");
+    let mut args = tiny_train(&log, &m);
+    args.extend(["--towers", spec.to_str().unwrap()].map(String::from));
+    fails_with(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["towers.toml:3", "UTF-8"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -7,12 +7,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use twotower_index::{
     AnnIndex, BruteForceIndex, BuildOptions, Index, KmeansInit, SearchParams, Setting,
 };
 
+use crate::arrays::Floats;
 use crate::errors::{invalid, OrRaise, PyResult};
 use crate::interrupt::interruptible;
 
@@ -22,17 +23,6 @@ use crate::interrupt::interruptible;
 #[pyclass(module = "twotower._twotower", name = "Index", frozen)]
 pub struct PyIndex {
     inner: Index,
-}
-
-/// A C-contiguous float32 matrix's rows, dimension and data.
-fn rows<'a>(m: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(usize, usize, &'a [f32])> {
-    let shape = m.shape();
-    let data = m.as_slice().map_err(|_| {
-        invalid(format!(
-            "{what}: expected a C-contiguous float32 array (np.ascontiguousarray)"
-        ))
-    })?;
-    Ok((shape[0], shape[1], data))
 }
 
 #[pymethods]
@@ -52,10 +42,10 @@ impl PyIndex {
     #[allow(clippy::too_many_arguments)]
     fn build(
         py: Python<'_>,
-        vectors: PyReadonlyArray2<'_, f32>,
+        vectors: &Bound<'_, PyAny>,
         kind: &str,
         target_recall: f64,
-        tune_queries: Option<PyReadonlyArray2<'_, f32>>,
+        tune_queries: Option<&Bound<'_, PyAny>>,
         leaves: Option<usize>,
         leaves_to_search: Option<usize>,
         reorder: Option<usize>,
@@ -64,13 +54,14 @@ impl PyIndex {
         kmeans_init: &str,
         seed: u64,
     ) -> PyResult<Self> {
-        let (n, dim, data) = rows(&vectors, "vectors")?;
+        let vectors = Floats::matrix(vectors, "vectors")?;
+        let (n, dim) = (vectors.rows, vectors.dim);
         if n == 0 || dim == 0 {
             return Err(invalid(format!(
                 "vectors: an empty matrix of shape ({n}, {dim})"
             )));
         }
-        let data = data.to_vec();
+        let data = vectors.data().to_vec();
         if kind == "exact" {
             let inner = py.detach(|| BruteForceIndex::new(data, dim)).or_raise()?;
             return Ok(PyIndex {
@@ -89,15 +80,16 @@ impl PyIndex {
             }),
             (None, None) => Setting::Tuned {
                 target_recall,
-                queries: match &tune_queries {
+                queries: match tune_queries {
                     Some(q) => {
-                        let (_, qd, qdata) = rows(q, "tune_queries")?;
-                        if qd != dim {
+                        let q = Floats::matrix(q, "tune_queries")?;
+                        if q.dim != dim {
                             return Err(invalid(format!(
-                                "tune_queries have dimension {qd}, the vectors {dim}"
+                                "tune_queries have dimension {}, the vectors {dim}",
+                                q.dim
                             )));
                         }
-                        Some(qdata.to_vec())
+                        Some(q.data().to_vec())
                     }
                     None => None,
                 },
@@ -143,8 +135,10 @@ impl PyIndex {
     }
 
     /// The `k` best rows for `queries`: one query (shape `(dim,)`) gives `(ids, scores)` of
-    /// shape `(k,)`; a batch (shape `(n, dim)`, searched on all cores) gives `(n, k)`.
-    /// Ids are row numbers (-1 where fewer than `k` rows exist), best first.
+    /// shape `(k,)`; a batch (shape `(n, dim)`, searched on all cores) gives `(n, k)`, with
+    /// `k` capped at the index's rows. Ids are row numbers, best first (-1 where an
+    /// approximate search found fewer). Queries may be any array numpy converts to
+    /// float32 (any memory order or real dtype); NaN or infinite values are refused.
     #[pyo3(signature = (queries, k = 10))]
     fn search<'py>(
         &self,
@@ -156,45 +150,30 @@ impl PyIndex {
             return Err(invalid("k must be at least 1"));
         }
         let dim = self.inner.dim();
-        if let Ok(q) = queries.extract::<PyReadonlyArray1<'_, f32>>() {
-            let q = q
-                .as_slice()
-                .map_err(|_| invalid("queries: expected a contiguous float32 array"))?;
-            if q.len() != dim {
-                return Err(invalid(format!(
-                    "the query has dimension {}, the index {dim}",
-                    q.len()
-                )));
-            }
-            let found = self.inner.search(q, k);
-            let mut ids = vec![-1i64; k];
-            let mut scores = vec![f32::NEG_INFINITY; k];
-            for (j, n) in found.iter().take(k).enumerate() {
-                ids[j] = n.id as i64;
-                scores[j] = n.score;
-            }
+        let q = Floats::read(queries, "queries")?;
+        if q.dim != dim {
+            return Err(invalid(format!(
+                "the queries have dimension {}, the index {dim}",
+                q.dim
+            )));
+        }
+        // The library caps k at the index's rows: the answer is that wide.
+        let data = q.data();
+        let (ids, scores) = py.detach(|| self.inner.search_table(data, k)).or_raise()?;
+        let width = k.min(self.inner.len());
+        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+        if q.one {
             return Ok((
                 PyArray1::from_vec(py, ids).into_any(),
                 PyArray1::from_vec(py, scores).into_any(),
             ));
         }
-        let q: PyReadonlyArray2<'_, f32> = queries.extract().map_err(|_| {
-            invalid("queries: expected a float32 array of shape (dim,) or (n, dim)")
-        })?;
-        let (n, qd, data) = rows(&q, "queries")?;
-        if qd != dim {
-            return Err(invalid(format!(
-                "the queries have dimension {qd}, the index {dim}"
-            )));
-        }
-        let (ids, scores) = py.detach(|| self.inner.search_table(data, k)).or_raise()?;
-        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
         Ok((
-            Array2::from_shape_vec((n, k), ids)
+            Array2::from_shape_vec((q.rows, width), ids)
                 .or_raise()?
                 .into_pyarray(py)
                 .into_any(),
-            Array2::from_shape_vec((n, k), scores)
+            Array2::from_shape_vec((q.rows, width), scores)
                 .or_raise()?
                 .into_pyarray(py)
                 .into_any(),

@@ -2,6 +2,7 @@
 //! models and indexes over the workspace's libraries, numpy in and out. The Python half
 //! (`twotower/__init__.py`) adds pandas input, tqdm progress and the documented signatures.
 
+mod arrays;
 mod data;
 mod errors;
 mod index;

@@ -301,14 +301,16 @@ impl PyModel {
         Ok(self.index.get_or_init(|| built))
     }
 
-    /// Ranked lists as `(ids, scores)` arrays of shape `(len(lists), k)`: item ids (-1
-    /// where fewer than `k` exist) and scores (-inf there).
+    /// Ranked lists as `(ids, scores)` arrays of shape `(len(lists), k)`, `k` capped at the
+    /// catalogue (as the library caps its answers): item ids (-1 where fewer than `k`
+    /// exist) and scores (-inf there).
     fn table<'py>(
         &self,
         py: Python<'py>,
         lists: &[Vec<Neighbor>],
         k: usize,
     ) -> PyResult<Ranked<'py>> {
+        let k = k.min(self.item_ids.len());
         let mut ids = vec![-1i64; lists.len() * k];
         let mut scores = vec![f32::NEG_INFINITY; lists.len() * k];
         for (r, list) in lists.iter().enumerate() {
@@ -416,6 +418,30 @@ impl PyModel {
         let recs = py
             .detach(|| self.inner.recommend(index, &users, k, exclude_seen))
             .or_raise()?;
+        let unknown: Vec<&str> = users
+            .iter()
+            .zip(&recs)
+            .filter(|(_, r)| !r.known_user)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            let shown: Vec<&str> = unknown.iter().take(5).copied().collect();
+            let message = std::ffi::CString::new(format!(
+                "{} of the {} users are not in the model (ids {}{}): their rows rank items \
+                 for an unknown user, not for them",
+                unknown.len(),
+                users.len(),
+                shown.join(", "),
+                if unknown.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ))
+            .unwrap_or_default();
+            let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+            PyErr::warn(py, &category, &message, 1)?;
+        }
         let lists: Vec<Vec<Neighbor>> = recs.into_iter().map(|r| r.items).collect();
         self.table(py, &lists, k)
     }

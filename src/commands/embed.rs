@@ -19,8 +19,9 @@ pub struct EmbedArgs {
     /// `|`-separated), as `--items` of a log.
     #[arg(long, value_name = "FILE")]
     items: PathBuf,
-    /// The id column of --items (default: item_id, movieId, id, …).
-    #[arg(long, value_name = "COLUMN")]
+    /// The id column of --items (default: item_id, movieId, id, …); also spelled
+    /// --items-id-col, as for `train`.
+    #[arg(long, value_name = "COLUMN", alias = "items-id-col")]
     item_col: Option<String>,
     /// The title column of --items (default: title, name or label).
     #[arg(long, value_name = "COLUMN")]

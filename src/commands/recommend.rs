@@ -25,7 +25,12 @@ pub struct RecommendArgs {
     /// With --history: the new user's features as the query tower reads them, e.g.
     /// `age=25,occupation=writer` (a multi-valued one `a|b`). An unknown feature or value
     /// is an error naming it.
-    #[arg(long, value_name = "NAME=VALUE,...", requires = "history")]
+    #[arg(
+        long,
+        value_name = "NAME=VALUE,...",
+        requires = "history",
+        conflicts_with = "user"
+    )]
     features: Option<String>,
     /// How many movies.
     #[arg(short = 'k', long, default_value_t = 10)]
@@ -92,7 +97,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
                     }
                     if answer.popularity {
                         eprintln!(
-                            "warning: --history: none of its ids is in the model's catalogue; \
+                            "warning: --history: none of its ids is in the model's training catalogue; \
                              answering with the most popular movies"
                         );
                     }

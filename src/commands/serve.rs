@@ -44,6 +44,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
         limits.max_connections = n;
     }
+    limits
+        .check()
+        .map_err(|e| anyhow::anyhow!("--max-connections: {e}"))?;
     limits.header_timeout = seconds(args.header_timeout, "header-timeout")?;
     limits.shutdown_grace = seconds(args.shutdown_grace, "shutdown-grace")?;
     twotower_serve::serve_blocking(&args.addr, args.model.clone(), limits, |addr| {

@@ -360,11 +360,12 @@ impl AnnIndex {
         self.params
     }
 
-    /// Replaces the stored search settings.
+    /// Replaces the stored search settings, each brought into its range: 1 to the number
+    /// of leaves, 1 to the number of rows (a larger reorder re-ranks nothing more).
     pub fn set_params(&mut self, p: SearchParams) {
         self.params = SearchParams {
             leaves_to_search: p.leaves_to_search.clamp(1, self.leaves()),
-            reorder: p.reorder.max(1),
+            reorder: p.reorder.clamp(1, self.len.max(1)),
         };
     }
 
@@ -436,6 +437,7 @@ impl AnnIndex {
         p: SearchParams,
     ) -> Vec<Neighbor> {
         assert_eq!(query.len(), self.dim, "query dimension");
+        let k = k.min(self.len);
         let leaves = self.leaves();
         let mut skip = exclude.to_vec();
         skip.sort_unstable();
@@ -483,11 +485,14 @@ impl AnnIndex {
         let qt = quantize_tables(&tables, m);
         let luts = Luts::new(&qt.bytes, m);
         let bb = block_bytes(m);
-        let reorder = p.reorder.max(k);
+        let reorder = p.reorder.max(k).min(self.len);
         let mut cand = Reservoir::new(reorder);
         let offset = m as f32;
-        for leaf in &order {
-            let leaf = leaf.id as usize;
+        // Rows offered to the candidates so far (those not excluded).
+        let mut offered = 0usize;
+        // Scans one leaf into `cand`; the number of rows it offered.
+        let scan_leaf = |leaf: usize, cand: &mut Reservoir| -> usize {
+            let mut offered = 0;
             // The part of a row's estimate its whole leaf shares.
             let base = centre_scores[leaf] + qt.bias;
             let (b0, b1) = (
@@ -507,13 +512,14 @@ impl AnnIndex {
                 }
             };
             let Some(start) = to_u16(cand.threshold()) else {
-                continue;
+                return 0;
             };
             let ids = &self.ids[b0 * BLOCK..b1 * BLOCK];
             let mut last = (cand.threshold(), start);
             simd::scan(&self.codes[b0 * bb..b1 * bb], m, &luts, start, |i, acc| {
                 let id = ids[i];
                 if id != PAD && (skip.is_empty() || skip.binary_search(&id).is_err()) {
+                    offered += 1;
                     let est = base + qt.scale * (acc as f32 - offset);
                     cand.push((b0 * BLOCK + i) as u32, est);
                     if cand.threshold() != last.0 {
@@ -525,6 +531,32 @@ impl AnnIndex {
                 }
                 last.1
             });
+            offered
+        };
+        for leaf in &order {
+            offered += scan_leaf(leaf.id as usize, &mut cand);
+        }
+        // The leaves probed held fewer than k rows (empty leaves, ties among centres, or
+        // most rows excluded): probe on, best centre first, until k rows are found.
+        if offered < k && order.len() < leaves {
+            let mut seen = vec![false; leaves];
+            for l in &order {
+                seen[l.id as usize] = true;
+            }
+            let mut rest: Vec<Neighbor> = (0..leaves as u32)
+                .filter(|&l| !seen[l as usize])
+                .map(|id| Neighbor {
+                    id,
+                    score: centre_scores[id as usize],
+                })
+                .collect();
+            rest.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+            for leaf in rest {
+                if offered >= k {
+                    break;
+                }
+                offered += scan_leaf(leaf.id as usize, &mut cand);
+            }
         }
 
         // Stage 3: exact scores of the candidates.
@@ -669,6 +701,23 @@ impl AnnIndex {
             .any(|x| !x.is_finite())
         {
             return Err(bad("centres or codebooks hold non-finite values".into()));
+        }
+        // The stored setting sizes every search's buffers: it must fit the index.
+        let SearchParams {
+            leaves_to_search,
+            reorder,
+        } = mf.search;
+        if leaves_to_search == 0 || leaves_to_search > mf.leaves {
+            return Err(bad(format!(
+                "search.leaves_to_search is {leaves_to_search}, outside 1 to the index's {} \
+                 leaves",
+                mf.leaves
+            )));
+        }
+        if reorder == 0 || reorder > len {
+            return Err(bad(format!(
+                "search.reorder is {reorder}, outside 1 to the index's {len} rows"
+            )));
         }
         let pq = ProductQuantizer::new(dim, mf.subspaces, codebooks.to_vec());
         let mut index = AnnIndex {
@@ -820,5 +869,52 @@ mod tests {
         let e = AnnIndex::load(&dir).unwrap_err().to_string();
         assert!(e.contains("index.json"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_index_of_zero_vectors_returns_rows_as_the_exact_index_does() {
+        let dim = 8;
+        let items = vec![0.0f32; 500 * dim];
+        let index = AnnIndex::build(&items, dim, &BuildOptions::default(), &mut |_| {}).unwrap();
+        let exact = BruteForceIndex::new(items.clone(), dim).unwrap();
+        let q = vec![0.5f32; dim];
+        let got = index.search(&q, 10, &[]);
+        assert_eq!(got.len(), exact.search(&q, 10, &[]).len());
+        assert!(got.iter().all(|n| n.score == 0.0), "{got:?}");
+    }
+
+    #[test]
+    fn stored_search_settings_outside_the_index_are_refused_and_k_is_capped() {
+        let (items, queries, dim) = small();
+        let index = AnnIndex::build(&items, dim, &BuildOptions::default(), &mut |_| {}).unwrap();
+        let dir = std::env::temp_dir().join(format!("twotower-ann-p-{}", std::process::id()));
+        index.save(&dir).unwrap();
+        let manifest = dir.join("index.json");
+        let good: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        for (field, value, said) in [
+            ("reorder", 1_000_000_000_000u64, "reorder"),
+            ("reorder", 0, "reorder"),
+            ("leaves_to_search", 0, "leaves_to_search"),
+            ("leaves_to_search", 1 << 40, "leaves_to_search"),
+        ] {
+            let mut m = good.clone();
+            m["search"][field] = value.into();
+            std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+            let e = AnnIndex::load(&dir).unwrap_err().to_string();
+            assert!(
+                e.contains("index.json") && e.contains(said),
+                "{field} {value}: {e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A k far beyond the index reserves nothing: the answer is every row at most.
+        let q = &queries[..dim];
+        let all = index.search(q, usize::MAX, &[]);
+        assert!(!all.is_empty() && all.len() <= index.len());
+        let mut wide = index.params();
+        wide.reorder = usize::MAX;
+        let all = index.search_with(q, 1 << 40, &[], wide);
+        assert!(all.len() <= index.len());
     }
 }

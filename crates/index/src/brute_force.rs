@@ -89,12 +89,14 @@ impl BruteForceIndex {
         Ok(())
     }
 
-    /// The `k` best rows for one query, skipping `exclude`.
+    /// The `k` best rows for one query, skipping `exclude` (`k` is capped at the number of
+    /// rows, so no request can size an allocation beyond the index).
     ///
     /// # Panics
     /// When `query.len() != dim()`; callers own their dimensions.
     pub fn search(&self, query: &[f32], k: usize, exclude: &[u32]) -> Vec<Neighbor> {
         assert_eq!(query.len(), self.dim, "query dimension");
+        let k = k.min(self.len());
         let mut skip = exclude.to_vec();
         skip.sort_unstable();
         let mut top = TopK::new(k);
@@ -128,6 +130,7 @@ impl BruteForceIndex {
     ) -> Result<Vec<Vec<Neighbor>>, IndexError> {
         self.check(queries)?;
         let d = self.dim;
+        let k = k.min(self.len());
         if queries.len() == d {
             // One query: the SIMD scan, without the blocking of a matrix product.
             return Ok(vec![self.search(

@@ -208,11 +208,13 @@ impl Index {
 
     /// The `k` best ids and scores of every query of a row-major batch, as two row-major
     /// `queries × k` tables (best first; id -1 and score -∞ where fewer than `k` exist).
+    /// `k` is capped at the number of rows: the tables are `queries × min(k, len)`.
     pub fn search_table(
         &self,
         queries: &[f32],
         k: usize,
     ) -> Result<(Vec<i32>, Vec<f32>), IndexError> {
+        let k = k.min(self.len());
         let results = self.search_batch(queries, k)?;
         let mut ids = vec![-1i32; results.len() * k];
         let mut scores = vec![f32::NEG_INFINITY; results.len() * k];

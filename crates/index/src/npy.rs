@@ -76,10 +76,17 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, IndexError> {
         .and_then(|d| d.split('\'').next())
         .ok_or_else(|| bad(path, "header 'descr' is not a string"))?
         .to_string();
-    if field("fortran_order")?.starts_with("True") {
+    let order = field("fortran_order")?;
+    if order.starts_with("True") {
         return Err(bad(
             path,
             "array is in Fortran order; save it C-ordered (np.ascontiguousarray)",
+        ));
+    }
+    if !order.starts_with("False") {
+        return Err(bad(
+            path,
+            "header 'fortran_order' is neither True nor False",
         ));
     }
     let shape = field("shape")?;
@@ -297,6 +304,13 @@ mod tests {
         f.extend_from_slice(&h);
         f.extend_from_slice(&5i64.to_le_bytes());
         f.extend_from_slice(&9i64.to_le_bytes());
+        // The same header with a 'fortran_order' that is no boolean: refused.
+        let mut garbled = f.clone();
+        let at = garbled.windows(5).position(|w| w == b"False").unwrap();
+        garbled[at..at + 5].copy_from_slice(b"(((((");
+        std::fs::write(&p, &garbled).unwrap();
+        let e = read_ids(&p).unwrap_err().to_string();
+        assert!(e.contains("fortran_order"), "{e}");
         std::fs::write(&p, &f).unwrap();
         assert_eq!(read_ids(&p).unwrap().data, vec![5, 9]);
     }

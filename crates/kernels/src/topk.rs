@@ -40,6 +40,9 @@ pub struct TopK {
     heap: Vec<Neighbor>,
 }
 
+/// The most entries a selection reserves before any arrive.
+const INITIAL_CAPACITY: usize = 4096;
+
 /// True when `a` ranks before `b`.
 #[inline]
 fn better(a: &Neighbor, b: &Neighbor) -> bool {
@@ -51,7 +54,8 @@ impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: Vec::with_capacity(k),
+            // The heap grows as entries come: a huge `k` reserves nothing up front.
+            heap: Vec::with_capacity(k.min(INITIAL_CAPACITY)),
         }
     }
 
@@ -153,7 +157,7 @@ impl Reservoir {
     pub fn new(k: usize) -> Self {
         Reservoir {
             k,
-            buf: Vec::with_capacity(2 * k.max(8)),
+            buf: Vec::with_capacity(k.clamp(8, INITIAL_CAPACITY) * 2),
             threshold: f32::NEG_INFINITY,
         }
     }
@@ -169,7 +173,7 @@ impl Reservoir {
     pub fn push(&mut self, id: u32, score: f32) {
         if score > self.threshold && self.k > 0 {
             self.buf.push(Neighbor { id, score });
-            if self.buf.len() >= 2 * self.k.max(8) {
+            if self.buf.len() >= self.k.max(8).saturating_mul(2) {
                 self.compact();
             }
         }

@@ -473,20 +473,88 @@ impl SavedModel {
     }
 }
 
-/// Writes `model.json`: `card` and the size and checksum of every other file. Written last,
-/// its presence marks the folder whole.
+/// The key of `model.json` that holds the CRC-32 of the rest of its own text.
+const MANIFEST_CRC: &str = "manifest_crc32";
+
+/// The first line of a `model.json` that carries its own checksum, up to the number.
+fn manifest_head() -> String {
+    format!("{{\n  \"{MANIFEST_CRC}\": ")
+}
+
+/// Writes `model.json`: `card`, the size and checksum of every other file, and — as its
+/// first field — the CRC-32 of the rest of its text, byte for byte, so that any change to
+/// a value (a vocabulary entry, a word of the tower spec, a file's checksum) is caught
+/// whatever the JSON parser makes of it. Written last, its presence marks the folder whole.
 pub(crate) fn write_card<C: Serialize>(
     tmp: &Path,
     card: &C,
     files: &BTreeMap<String, FileEntry>,
 ) -> Result<()> {
-    let stored = StoredCard { card, files };
-    write_file(
-        tmp,
-        "model.json",
-        erased::Json::to_json(&stored).as_bytes(),
-        &mut BTreeMap::new(),
-    )
+    let body = erased::Json::to_json(&StoredCard { card, files });
+    // Pretty JSON of an object starts with "{\n": the checksum becomes its first field.
+    let rest = body.strip_prefix("{\n").unwrap_or(&body);
+    let text = format!(
+        "{}{},\n{rest}",
+        manifest_head(),
+        crc32fast::hash(body.as_bytes())
+    );
+    write_file(tmp, "model.json", text.as_bytes(), &mut BTreeMap::new())
+}
+
+/// Checks the text of `model.json` (at `path`) against the checksum it carries as its
+/// first field: an error when they differ or the field is malformed, or when there is
+/// none and `required`; else a warning (a format 1 folder written before manifests
+/// carried one: its card holds sizes only, each checked against the checksummed files).
+fn check_manifest(path: &Path, bytes: &[u8], required: bool) -> Result<Option<String>> {
+    let Some(rest) = bytes.strip_prefix(manifest_head().as_bytes()) else {
+        if required {
+            return Err(ModelError::bad(
+                path,
+                format!(
+                    "it does not start with the checksum of its own content ({MANIFEST_CRC}): \
+                     edited since it was saved, or written by a twotower before model \
+                     folders carried one; its tower spec and vocabularies cannot be \
+                     verified (retrain to write the folder again)"
+                ),
+            ));
+        }
+        return Ok(Some(format!(
+            "{}: carries no checksum of its own content (written by an earlier twotower); \
+             save the model again to bind it",
+            path.display()
+        )));
+    };
+    let malformed = || ModelError::bad(path, format!("its {MANIFEST_CRC} field is malformed"));
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let recorded: u32 = std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(malformed)?;
+    let body = rest[digits..].strip_prefix(b",\n").ok_or_else(malformed)?;
+    let content = [b"{\n".as_slice(), body].concat();
+    if crc32fast::hash(&content) != recorded {
+        return Err(ModelError::bad(
+            path,
+            "its content does not match the checksum it carries: model.json was edited or \
+             damaged since it was saved (its spec, vocabularies or file list may be wrong)",
+        ));
+    }
+    Ok(None)
+}
+
+/// Gives the edited `model.json` at `path` the checksum of its new content: for tests of
+/// the checks behind the manifest's (sizes against files), which an edit alone never
+/// reaches.
+#[cfg(test)]
+pub(crate) fn restamp_manifest(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let body = match text.strip_prefix(&manifest_head()) {
+        Some(rest) => format!("{{\n{}", rest.split_once(",\n").unwrap().1),
+        None => text,
+    };
+    let rest = body.strip_prefix("{\n").unwrap();
+    let crc = crc32fast::hash(body.as_bytes());
+    std::fs::write(path, format!("{}{crc},\n{rest}", manifest_head())).unwrap();
 }
 
 /// A folder's `model.json`, read once: its card, the files it lists, and the training
@@ -518,7 +586,8 @@ pub(crate) fn open_card<C: serde::de::DeserializeOwned>(
             "not a model folder (no model.json); train one with `twotower train --out DIR`",
         ));
     }
-    let stored: serde_json::Value = read_json(&card_path)?;
+    let bytes = std::fs::read(&card_path).map_err(|e| ModelError::io(&card_path, e))?;
+    let stored: serde_json::Value = parse_json(&card_path, &bytes)?;
     let format = stored.get("format").and_then(|v| v.as_str()).unwrap_or("?");
     let found = stored.get("format_version").and_then(|v| v.as_u64());
     if format != FORMAT || found != Some(version as u64) {
@@ -535,9 +604,19 @@ pub(crate) fn open_card<C: serde::de::DeserializeOwned>(
             ),
         ));
     }
+    let mut warnings = Vec::new();
+    warnings.extend(check_manifest(&card_path, &bytes, version > 1)?);
     let card: C = parse_value(&card_path, stored.clone())?;
     let listed: FileList = parse_value(&card_path, stored)?;
-    let mut warnings = Vec::new();
+    // Folders of format 1 written before the list existed load unchecked; every folder
+    // of a later format was written with it, so one without it was edited.
+    if listed.files.is_empty() && version > 1 {
+        return Err(ModelError::bad(
+            &card_path,
+            "the table of files (`files`, each file's size and checksum) is missing: \
+             model.json was edited, and the folder's files cannot be verified",
+        ));
+    }
     let history = match (Files {
         dir,
         listed: &listed.files,
@@ -850,6 +929,11 @@ mod tests {
             text.replace("\"embedding_dim\": 4", "\"embedding_dim\": 5"),
         )
         .unwrap();
+        // An edit is caught by the manifest's own checksum ...
+        let e = SavedModel::load(&d).unwrap_err().to_string();
+        assert!(e.contains("model.json") && e.contains("edited"), "{e}");
+        // ... and, with the checksum forged, by the sizes behind it.
+        restamp_manifest(&card);
         let e = SavedModel::load(&d).unwrap_err().to_string();
         assert!(
             e.contains("model.json") && e.contains("embedding_dim is 5") && e.contains("give 4"),
@@ -900,6 +984,7 @@ mod tests {
         ] {
             assert!(card.contains(from), "{from} not in {card}");
             std::fs::write(d.join("model.json"), card.replacen(from, to, 1)).unwrap();
+            restamp_manifest(&d.join("model.json"));
             let e = SavedModel::load(&d).unwrap_err().to_string();
             assert!(
                 e.contains("model.json") && e.contains("was model.json edited"),

@@ -379,8 +379,12 @@ impl TrainConfig {
     /// Checks the values a user may have overridden.
     pub fn validate(&self) -> Result<()> {
         let fail = |m: &str| Err(ModelError::Config(m.into()));
-        if self.embedding_dim == 0 {
-            return fail("embedding dimension must be at least 1");
+        if self.embedding_dim == 0 || self.embedding_dim > crate::spec::limits::DIM {
+            return fail(&format!(
+                "embedding dimension must be 1 to {}, got {}",
+                crate::spec::limits::DIM,
+                self.embedding_dim
+            ));
         }
         if self.batch_size == 0 {
             return fail("batch size must be at least 1");

@@ -23,6 +23,11 @@ use crate::retrieve::search;
 use crate::spec::FeatureSpec;
 use crate::{ModelError, Recommendations, Result, SavedModel};
 
+/// How many standard deviations from the training mean a visitor's numeric feature may
+/// lie: far beyond anything a heavy-tailed training column holds (Last.fm's play counts
+/// reach about 100), far below what overflows a score.
+pub const MAX_STANDARD_SCORE: f32 = 1000.0;
+
 impl FeatureModel {
     /// The exact dot-product index over the candidate vectors (recommendations).
     pub fn exact_index(&self) -> Result<BruteForceIndex> {
@@ -89,18 +94,36 @@ impl FeatureModel {
         exclude_given: bool,
     ) -> Result<Recommendations> {
         self.require_history_tower()?;
+        let q = self.visitor_vector(rows, described)?;
+        self.rank_visitor(index, &q, rows, k, exclude_given)
+    }
+
+    /// A visitor's query vector, now.
+    fn visitor_vector(&self, rows: &[u32], described: &[(String, Column)]) -> Result<Vec<f32>> {
         let now = self.data.latest_time() + 1;
-        let q = self.query_vectors(&[Query::visitor(rows, described, now)])?;
+        self.query_vectors(&[Query::visitor(rows, described, now)])
+    }
+
+    /// The `k` best rows of `index` for the visitor query `q` whose history is `rows`.
+    fn rank_visitor(
+        &self,
+        index: &Index,
+        q: &[f32],
+        rows: &[u32],
+        k: usize,
+        exclude_given: bool,
+    ) -> Result<Recommendations> {
         let seen: &[u32] = if exclude_given { rows } else { &[] };
         let d = self.candidate.tower.output_width();
-        let mut ranked = search(index, &q, d, k.min(self.catalogue.len()), &[seen])?;
+        let mut ranked = search(index, q, d, k.min(self.catalogue.len()), &[seen])?;
         Ok(Recommendations {
             known_user: false,
             items: ranked.pop().unwrap_or_default(),
         })
     }
 
-    /// A visitor's user features `(column, value)` as the query tower reads them: the
+    /// A visitor's user features `(column, value)` as the query tower reads them (a number
+    /// within [`MAX_STANDARD_SCORE`] standard deviations of the training mean): the
     /// column must be one it reads (not the user id, which a visitor has none of); a
     /// category must be one it knows (each of a `|`-separated multi value), a number a
     /// number. Errors name the feature and the value.
@@ -156,8 +179,25 @@ impl FeatureModel {
                 }
                 Input::Hashed { .. } => Column::Str(value.clone()),
                 Input::Text { .. } => Column::Text(value.clone()),
-                Input::Number { .. } => match value.trim().parse::<f32>() {
-                    Ok(x) if x.is_finite() => Column::Number(Some(x)),
+                Input::Number { stats, .. } => match value.trim().parse::<f32>() {
+                    Ok(x) if x.is_finite() => {
+                        // Standardised, a value far outside training scales every score
+                        // with it: refuse what no training user came near.
+                        let spread = if stats.std > 0.0 { stats.std } else { 1.0 };
+                        let (lo, hi) = (
+                            stats.mean - MAX_STANDARD_SCORE * spread,
+                            stats.mean + MAX_STANDARD_SCORE * spread,
+                        );
+                        if !(lo..=hi).contains(&x) {
+                            return Err(bad(format!(
+                                "{} is outside what training makes meaningful ({lo} to {hi}: \
+                                 the mean {} ± {MAX_STANDARD_SCORE} standard deviations)",
+                                shown(value),
+                                stats.mean
+                            )));
+                        }
+                        Column::Number(Some(x))
+                    }
                     _ => return Err(bad(format!("{} is not a number", shown(value)))),
                 },
                 Input::History { .. } => return Err(bad("not a user feature".into())),
@@ -190,6 +230,25 @@ impl FeatureModel {
                     m.id
                 )));
             }
+        }
+        // An item the towers never saw gets the out-of-vocabulary id row: only what else the
+        // candidate tower reads of it (title, genres, year) can tell new items apart.
+        let content: Vec<&str> = self
+            .candidate
+            .spec
+            .features
+            .iter()
+            .filter_map(|f| f.get_ref().column())
+            .filter(|c| *c != "item_id")
+            .collect();
+        if content.is_empty() {
+            return Err(ModelError::Config(
+                "the model's candidate tower reads only the item id: every new item would get \
+                 the same vector. Train towers whose candidate tower also reads the items' \
+                 title, genres or year (for example --towers towers/movielens-cold.toml) to \
+                 place new items"
+                    .into(),
+            ));
         }
         let added = new.len();
         let mut model = self.clone();
@@ -245,17 +304,24 @@ impl FeatureModel {
     ) -> Result<VisitorAnswer> {
         let described = self.describe(features)?;
         let (rows, skipped) = self.catalogue.rows_of_ids(ids);
-        if rows.is_empty() {
-            self.require_history_tower()?;
+        self.require_history_tower()?;
+        let q = if rows.is_empty() {
+            None
+        } else {
+            Some(self.visitor_vector(&rows, &described)?)
+        };
+        // A query of zeros (no id known, or only items added after training, whose history
+        // rows are zero) ranks nothing: every score would be 0. Popularity answers it.
+        let Some(q) = q.filter(|q| q.iter().any(|&x| x != 0.0)) else {
             return Ok(VisitorAnswer {
                 recommendations: self.popular(k),
-                used: 0,
+                used: rows.len(),
                 skipped,
                 popularity: true,
             });
-        }
+        };
         Ok(VisitorAnswer {
-            recommendations: self.recommend_visitor(index, &rows, &described, k, exclude_given)?,
+            recommendations: self.rank_visitor(index, &q, &rows, k, exclude_given)?,
             used: rows.len(),
             skipped,
             popularity: false,
@@ -333,7 +399,8 @@ pub struct VisitorAnswer {
     pub used: usize,
     /// The ids that are not.
     pub skipped: Vec<String>,
-    /// True when no id was known and the answer is the most popular items.
+    /// True when no id was known (or only items added after training) and the answer is
+    /// the most popular items.
     pub popularity: bool,
 }
 

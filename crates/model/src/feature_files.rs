@@ -70,7 +70,8 @@ impl FeatureColumns {
                 spec.declared_error(
                     user,
                     format!(
-                        "column {c:?} is not in {} (it has {})",
+                        "column {} is not in {} (it has {})",
+                        twotower_data::shown(c),
                         table.path.display(),
                         table.columns.join(", ")
                     ),
@@ -85,8 +86,9 @@ impl FeatureColumns {
                 let text = values.get(i).map_or("", String::as_str);
                 let bad = |what: &str| {
                     ModelError::Config(format!(
-                        "{}: column {c:?} {what} {}",
+                        "{}: column {} {what} {}",
                         table.at(*line),
+                        twotower_data::shown(c),
                         twotower_data::shown(text)
                     ))
                 };

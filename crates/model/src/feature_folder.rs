@@ -151,7 +151,17 @@ impl SavedFeatureModel {
         twotower_folder::replace(
             dir,
             &MODEL_FOLDER,
-            |tmp| self.write_into(tmp),
+            |tmp| {
+                self.write_into(tmp)?;
+                // A folder that would not load back never replaces a working one.
+                SavedFeatureModel::load(tmp).map(drop).map_err(|e| {
+                    ModelError::Config(format!(
+                        "the model folder written would not load back ({e}); {} is left as \
+                         it was",
+                        dir.display()
+                    ))
+                })
+            },
             ModelError::Folder,
         )
     }
@@ -428,6 +438,90 @@ mod tests {
         );
         // Saving again replaces the folder (it is a model folder).
         saved.save(&dir).unwrap();
+        SavedFeatureModel::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Random single-bit flips and field edits of `model.json` only ever give the saved
+    /// model back (same vectors) or an error naming `model.json`: never another model.
+    #[test]
+    fn model_json_flips_and_edits_give_the_saved_model_or_an_error() {
+        use rand::{Rng, SeedableRng};
+        let (model, _) = crate::feature_model::tests::trained();
+        let (saved, _, dir) = round_trip(model, "tt-feature-fuzz");
+        let card = dir.join("model.json");
+        let good = std::fs::read(&card).unwrap();
+        let q: Vec<Query> = (1..=9).map(|u| Query::at(u, 1015)).collect();
+        let want = (
+            saved.model.query_vectors(&q).unwrap(),
+            saved.model.candidate_vectors().unwrap(),
+        );
+        let check = |bytes: &[u8], what: &str| {
+            std::fs::write(&card, bytes).unwrap();
+            match SavedFeatureModel::load(&dir) {
+                Ok(back) => assert_eq!(
+                    (
+                        back.model.query_vectors(&q).unwrap(),
+                        back.model.candidate_vectors().unwrap()
+                    ),
+                    want,
+                    "{what}: loaded a different model"
+                ),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains("model.json"), "{what}: {e}");
+                }
+            }
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for i in 0..300 {
+            let mut bytes = good.clone();
+            let at = rng.gen_range(0..bytes.len());
+            bytes[at] ^= 1 << rng.gen_range(0..8);
+            check(&bytes, &format!("flip {i} at byte {at}"));
+        }
+        let text = String::from_utf8(good.clone()).unwrap();
+        // The edits the hostile pass made: swapped vocabulary entries, a changed spec, the
+        // file table deleted (which used to switch every checksum off).
+        let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let edits: Vec<(&str, serde_json::Value)> = vec![
+            ("vocabulary swap", {
+                let mut v = stored.clone();
+                let tokens = &mut v["inputs"]["query"][0]["tokens"];
+                let (a, b) = (tokens[0].clone(), tokens[1].clone());
+                tokens[0] = b;
+                tokens[1] = a;
+                v
+            }),
+            ("spec edit", {
+                let mut v = stored.clone();
+                let spec = v["towers"].as_str().unwrap().replace("dim = 4", "dim = 4 ");
+                v["towers"] = spec.into();
+                v
+            }),
+            ("file table deleted", {
+                let mut v = stored.clone();
+                v.as_object_mut().unwrap().remove("files");
+                v
+            }),
+        ];
+        for (what, v) in edits {
+            assert_ne!(v, stored, "{what}: the edit changed nothing");
+            let bytes = serde_json::to_vec_pretty(&v).unwrap();
+            std::fs::write(&card, &bytes).unwrap();
+            let e = SavedFeatureModel::load(&dir).unwrap_err().to_string();
+            assert!(e.contains("model.json"), "{what}: {e}");
+        }
+        // The file table deleted *and* the checksum: still refused.
+        let mut v = stored.clone();
+        let map = v.as_object_mut().unwrap();
+        map.remove("files");
+        map.remove("manifest_crc32");
+        std::fs::write(&card, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        let e = SavedFeatureModel::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("model.json"), "{e}");
+        // The file as it was loads again.
+        std::fs::write(&card, &good).unwrap();
         SavedFeatureModel::load(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }

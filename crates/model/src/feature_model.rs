@@ -54,12 +54,18 @@ pub fn item_value(m: &Movie, features: &FeatureColumns, key: Key<'_>) -> Column 
     let Key::Column(column) = key else {
         return Column::Number(None);
     };
+    if column == "item_id" {
+        return Column::Str(m.id.to_string());
+    }
+    // A declared `--item-features` column is that column, whatever its name.
+    if let Some(v) = features.value(m.id, column) {
+        return v;
+    }
     match column {
-        "item_id" => Column::Str(m.id.to_string()),
         "title" => Column::Text(m.title.clone()),
         "genres" => Column::Strs(m.genres.clone()),
         "year" => Column::Number(year_of(&m.title).map(|y| y as f32)),
-        other => features.value(m.id, other).unwrap_or(Column::Number(None)),
+        _ => Column::Number(None),
     }
 }
 
@@ -371,16 +377,13 @@ impl FeatureTrainer {
         self.examples = examples;
         result?;
         let seconds = start.elapsed().as_secs_f64();
-        if !total.is_finite()
-            || !model.query.tower.is_finite()
-            || !model.candidate.tower.is_finite()
-        {
-            return Err(ModelError::Diverged(format!(
-                "training diverged in epoch {} (learning rate {})",
-                self.epoch,
-                cfg.optimizer.learning_rate()
-            )));
-        }
+        crate::trainer::check_converging(
+            self.epoch,
+            total,
+            total / done.max(1) as f64,
+            model.query.tower.is_finite() && model.candidate.tower.is_finite(),
+            cfg.optimizer.learning_rate(),
+        )?;
         Ok(EpochStats {
             epoch: self.epoch,
             loss: total,
@@ -941,6 +944,80 @@ features = [
         model
     }
 
+    /// A generic log's `--user-features` column named `zip` and `--item-features` column
+    /// named `genres` are those columns (not MovieLens's empty fields): learned, saved and
+    /// loaded back.
+    #[test]
+    fn declared_columns_named_like_movielens_fields_are_those_columns() {
+        let mut ml = tiny();
+        let spec_text = r#"
+[user_columns]
+zip = "categorical"
+[item_columns]
+genres = "categorical"
+[query]
+features = [{ kind = "categorical", column = "zip", dim = 8 }]
+[candidate]
+features = [{ kind = "categorical", column = "genres", dim = 8 }]
+"#;
+        let spec = TowersSpec::parse("t.toml", spec_text).unwrap();
+        let table = |column: &str, rows: Vec<(u32, Vec<String>)>| FeatureTable {
+            path: "t.csv".into(),
+            columns: vec![column.to_string()],
+            rows: rows
+                .into_iter()
+                .map(|(id, v)| (id, (id as usize + 1, v)))
+                .collect(),
+            numbering: Numbering::Lines,
+        };
+        let users = table(
+            "zip",
+            ml.users
+                .iter()
+                .map(|u| (u.id, vec![u.occupation.clone()]))
+                .collect(),
+        );
+        let items = table(
+            "genres",
+            ml.movies
+                .iter()
+                .map(|m| (m.id, vec![m.genres[0].clone()]))
+                .collect(),
+        );
+        let files = FeatureFiles::typed(&spec, Some(&users), Some(&items)).unwrap();
+        // A generic log: no MovieLens user fields, no catalogue genres.
+        ml.users.clear();
+        for m in &mut ml.movies {
+            m.genres.clear();
+        }
+        let mut cfg = TrainConfig::preset("default").unwrap();
+        cfg.batch_size = 8;
+        let (mut model, mut trainer) =
+            FeatureModel::new(cfg, spec, &ml, &ml.ratings, files).unwrap();
+        for _ in 0..60 {
+            trainer.run_epoch(&mut model).unwrap();
+        }
+        assert_each_user_prefers_their_genre(&model);
+        let card = crate::feature_folder::FeatureCard::describe(
+            &model,
+            crate::checkpoint::DatasetInfo::default(),
+            1.0,
+        );
+        let dir = std::env::temp_dir().join(format!("tt-declared-ml-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::feature_folder::SavedFeatureModel {
+            model,
+            card,
+            history: Vec::new(),
+            warnings: Vec::new(),
+        }
+        .save(&dir)
+        .unwrap();
+        let back = crate::feature_folder::SavedFeatureModel::load(&dir).unwrap();
+        assert_each_user_prefers_their_genre(&back.model);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn declared_columns_of_feature_files_are_read_and_learned() {
         let ml = tiny();
@@ -1113,5 +1190,77 @@ features = [
         assert!(last < 0.8 * first, "mean loss {first} → {last}");
         // Every user's top 4 are the 4 films of their genre.
         assert_each_user_prefers_their_genre(&model);
+    }
+}
+
+/// Tower specs with random sizes, up to 2^63: each either parses and trains (within the
+/// limits) or is a clear error; nothing aborts, hangs or allocates what it asks for.
+#[cfg(test)]
+mod spec_sizes {
+    use super::tests::tiny;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A size: small (trains in a moment), or a power of two from 2^`over` (above the
+    /// limit it tests) up to 2^63, or i64::MAX.
+    fn size(over: u32) -> impl Strategy<Value = u64> {
+        prop_oneof![
+            1u64..24,
+            (over..64).prop_map(|b| 1u64 << b),
+            Just(i64::MAX as u64)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn random_sizes_train_or_are_clear_errors(
+            dim in size(13),
+            bins in size(25),
+            buckets in size(17),
+            time_buckets in size(17),
+            layer in size(13),
+            layers in 0usize..3,
+            last in size(14),
+        ) {
+            let layer_list = vec![layer.to_string(); layers].join(", ");
+            let out = if layers > 0 {
+                layer
+            } else {
+                dim.saturating_mul(2).saturating_add(1 + 2 + 1 + 3)
+            };
+            let text = format!(
+                r#"
+[query]
+features = [
+  {{ kind = "id", column = "user_id", dim = {dim} }},
+  {{ kind = "categorical", column = "occupation", dim = {dim}, hash_bins = {bins} }},
+  {{ kind = "timestamp", buckets = {time_buckets}, dim = 2 }},
+  {{ kind = "numeric", column = "age", buckets = {buckets}, dim = 2 }},
+  {{ kind = "history", last = {last}, dim = 1 }},
+]
+layers = [{layer_list}]
+[candidate]
+features = [{{ kind = "id", column = "item_id", dim = {out} }}]
+"#
+            );
+            let ml = tiny();
+            let outcome = TowersSpec::parse("t.toml", &text).and_then(|spec| {
+                let mut cfg = TrainConfig::preset("default")?;
+                cfg.batch_size = 8;
+                cfg.warm_start = None;
+                let (mut model, mut trainer) =
+                    FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default())?;
+                trainer.run_epoch(&mut model).map(|_| ())
+            });
+            if let Err(e) = outcome {
+                let e = e.to_string();
+                prop_assert!(!e.is_empty() && e.len() < 2000, "{e}");
+            } else {
+                // Only sizes within the limits train.
+                prop_assert!(dim <= 4096 && layer <= 4096 && bins <= 1 << 24);
+                prop_assert!(time_buckets <= 100_000 && buckets <= 100_000 && last <= 10_000);
+            }
+        }
     }
 }

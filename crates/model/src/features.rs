@@ -86,6 +86,40 @@ pub enum Input {
     History { last: usize, items: usize },
 }
 
+/// An error unless a tower of `parameters` (`None`: beyond `usize`) fits
+/// [`limits::PARAMETERS`](crate::spec::limits::PARAMETERS) and, with its optimizer state
+/// and gradients (16 bytes a parameter), the memory the machine has available.
+pub(crate) fn check_parameters(parameters: Option<usize>) -> Result<()> {
+    use crate::spec::limits::PARAMETERS;
+    let Some(n) = parameters.filter(|&n| n <= PARAMETERS) else {
+        return Err(ModelError::Config(format!(
+            "the tower would hold {} parameters, over the limit of {PARAMETERS}: use smaller \
+             dims, fewer hash_bins or buckets, or smaller layers",
+            parameters.map_or("more than 2^64".to_string(), |n| n.to_string())
+        )));
+    };
+    if let Some(available) = available_memory() {
+        let needed = (n as u64).saturating_mul(16);
+        if needed > available {
+            return Err(ModelError::Config(format!(
+                "the tower's {n} parameters need about {} MiB with their optimizer state, \
+                 more than the {} MiB of memory available",
+                needed >> 20,
+                available >> 20
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of memory the system has available (Linux's `MemAvailable`), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// A fitted input as a model folder stores it: vocabularies as their tokens in index order
 /// (after the out-of-vocabulary token).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -364,6 +398,25 @@ impl FeatureTower {
                 spec.features.len()
             )));
         }
+        // Count before allocating: tables sized by the data (or by a stored input) and
+        // dense layers, in checked arithmetic, within the limit and the memory there is.
+        let mut parameters: Option<usize> = Some(0);
+        let mut width: Option<usize> = Some(0);
+        for (f, input) in spec.features.iter().zip(&inputs) {
+            if let Input::Number { .. } = input {
+                width = width.and_then(|w| w.checked_add(1));
+            }
+            if let Some((n, dim, _)) = table_of(f.get_ref(), input)? {
+                parameters = parameters.and_then(|p| p.checked_add(n.checked_mul(dim)?));
+                width = width.and_then(|w| w.checked_add(dim));
+            }
+        }
+        for &out in spec.layer_sizes() {
+            parameters =
+                parameters.and_then(|p| p.checked_add(width?.checked_add(1)?.checked_mul(out)?));
+            width = Some(out);
+        }
+        check_parameters(parameters)?;
         let mut encoders = Vec::new();
         for (f, input) in spec.features.iter().zip(&inputs) {
             if let Input::Number { stats, .. } = input {

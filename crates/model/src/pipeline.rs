@@ -493,25 +493,13 @@ impl Experiment {
     ) -> Result<&mut EpochStats> {
         let stats = self.trainer.run_epoch(&mut self.model, on_batch);
         let m = &self.model;
-        let weights_finite = m.query.is_finite() && m.candidate.is_finite();
-        if !stats.loss.is_finite() || !weights_finite {
-            return Err(ModelError::Diverged(format!(
-                "training diverged in epoch {}: the {} became {} (learning rate {}); \
-                 try a smaller learning rate (--lr)",
-                stats.epoch,
-                if stats.loss.is_finite() {
-                    "weights"
-                } else {
-                    "loss"
-                },
-                if stats.loss.is_finite() {
-                    "infinite or NaN".to_string()
-                } else {
-                    stats.loss.to_string()
-                },
-                m.config.optimizer.learning_rate()
-            )));
-        }
+        crate::trainer::check_converging(
+            stats.epoch,
+            stats.loss,
+            stats.mean_loss,
+            m.query.is_finite() && m.candidate.is_finite(),
+            m.config.optimizer.learning_rate(),
+        )?;
         self.history.push(stats);
         Ok(self.history.last_mut().expect("just pushed"))
     }

@@ -163,19 +163,23 @@ impl QueryData {
         {
             return v.clone();
         }
+        if column == "user_id" {
+            return Column::Str(q.user.to_string());
+        }
+        // A declared column is that column, whatever its name: a `--user-features` file's
+        // `age` is read from the file, never from MovieLens's (empty) field.
+        if let Some(v) = self.features.value(q.user, column) {
+            return v;
+        }
         let u = self.users.get(&q.user);
         let text =
             |f: fn(&User) -> &String| Column::Str(u.map(|u| f(u).clone()).unwrap_or_default());
         match column {
-            "user_id" => Column::Str(q.user.to_string()),
             "age" => Column::Number(u.map(|u| u.age as f32)),
             "gender" => text(|u| &u.gender),
             "occupation" => text(|u| &u.occupation),
             "zip" => text(|u| &u.zip),
-            other => self
-                .features
-                .value(q.user, other)
-                .unwrap_or(Column::Number(None)),
+            _ => Column::Number(None),
         }
     }
 }

@@ -88,6 +88,28 @@ pub enum HistoryFrom {
     First,
 }
 
+/// The largest sizes a tower spec and a model may ask for, checked before anything is
+/// allocated (the tower spec reference in the README states them).
+pub mod limits {
+    /// A feature's `dim`, a dense layer's units, the towers' output width.
+    pub const DIM: usize = 4096;
+    /// A categorical feature's `hash_bins`.
+    pub const HASH_BINS: usize = 1 << 24;
+    /// A numeric or timestamp feature's `buckets`.
+    pub const BUCKETS: usize = 100_000;
+    /// A text feature's `max_tokens`.
+    pub const MAX_TOKENS: usize = 1 << 24;
+    /// A history's `last` and `within`.
+    pub const HISTORY: usize = 10_000;
+    /// Features of one tower.
+    pub const FEATURES: usize = 64;
+    /// Dense layers of one tower.
+    pub const LAYERS: usize = 16;
+    /// Parameters of one tower, tables sized by the data included (2^29: 2 GiB of
+    /// float32, about 8 GiB with the optimizer's state and gradients).
+    pub const PARAMETERS: usize = 1 << 29;
+}
+
 /// One feature of a tower.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -353,7 +375,73 @@ impl TowersSpec {
             name: name.to_string(),
             text: text.to_string(),
         };
+        spec.check_sizes()?;
         Ok(spec)
+    }
+
+    /// Every size the spec asks for within [`limits`], so that nothing it asks for can
+    /// exhaust memory or time before training starts (vocabulary-sized tables are bounded
+    /// again by [`limits::PARAMETERS`] once the data is known).
+    fn check_sizes(&self) -> Result<()> {
+        use limits::*;
+        for (side, tower) in [("query", &self.query), ("candidate", &self.candidate)] {
+            if tower.features.len() > FEATURES {
+                return Err(ModelError::Spec(format!(
+                    "{}: the {side} tower has {} features, over the limit of {FEATURES}",
+                    self.source.name,
+                    tower.features.len()
+                )));
+            }
+            for f in &tower.features {
+                let over = |what: &str, v: usize, max: usize| {
+                    (v > max).then(|| {
+                        self.error(f.span(), format!("{what} is {v}, over the limit of {max}"))
+                    })
+                };
+                let problem = match f.get_ref() {
+                    FeatureSpec::Id { dim, .. } | FeatureSpec::Multi { dim, .. } => {
+                        over("dim", *dim, DIM)
+                    }
+                    FeatureSpec::Categorical { dim, hash_bins, .. } => over("dim", *dim, DIM)
+                        .or_else(|| over("hash_bins", hash_bins.unwrap_or(0), HASH_BINS)),
+                    FeatureSpec::Text {
+                        dim, max_tokens, ..
+                    } => over("dim", *dim, DIM)
+                        .or_else(|| over("max_tokens", max_tokens.unwrap_or(0), MAX_TOKENS)),
+                    FeatureSpec::Numeric { buckets, dim, .. } => over("dim", dim.unwrap_or(0), DIM)
+                        .or_else(|| over("buckets", buckets.unwrap_or(0), BUCKETS)),
+                    FeatureSpec::Timestamp { buckets, dim } => {
+                        over("dim", *dim, DIM).or_else(|| over("buckets", *buckets, BUCKETS))
+                    }
+                    FeatureSpec::History {
+                        last, within, dim, ..
+                    } => over("dim", *dim, DIM)
+                        .or_else(|| over("last", *last, HISTORY))
+                        .or_else(|| over("within", within.unwrap_or(0), HISTORY)),
+                };
+                if let Some(e) = problem {
+                    return Err(e);
+                }
+            }
+            if let Some(layers) = &tower.layers {
+                let sizes = layers.get_ref();
+                let bad = if sizes.len() > LAYERS {
+                    Some(format!(
+                        "{} layers, over the limit of {LAYERS}",
+                        sizes.len()
+                    ))
+                } else {
+                    sizes
+                        .iter()
+                        .find(|&&n| n == 0 || n > DIM)
+                        .map(|n| format!("a layer of {n} units, outside 1 to {DIM}"))
+                };
+                if let Some(m) = bad {
+                    return Err(self.error(layers.span(), format!("the {side} tower has {m}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The spec's text as it was parsed (what a model folder stores).
@@ -363,7 +451,16 @@ impl TowersSpec {
 
     /// Reads and parses the spec file at `path`.
     pub fn read(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+            ModelError::Spec(format!(
+                "{}:{line}: not UTF-8 text (byte {} of the file); save the spec as UTF-8",
+                path.display(),
+                good.len() + 1
+            ))
+        })?;
         Self::parse(&path.display().to_string(), &text)
     }
 
@@ -392,23 +489,44 @@ impl TowersSpec {
         }
     }
 
-    /// `base` with the declared columns of the feature files added (a declared name that
-    /// `base` already offers, or an `id` kind, is an error naming the spec's line).
+    /// `base` with the declared columns of the feature files added; a declared column
+    /// replaces one of `base` of the same name (declaring an id column is an error naming
+    /// the spec's line).
     pub fn with_declared(&self, mut base: Columns) -> Result<Columns> {
         for user in [true, false] {
             let which = if user { "user_columns" } else { "item_columns" };
             for (column, kind) in self.declared(user) {
+                if column.is_empty() || column.chars().any(char::is_control) {
+                    return Err(self.declared_error(
+                        user,
+                        format!(
+                            "{which}: the column name {} is empty or holds a tab, line break \
+                             or other control character",
+                            twotower_data::shown(&column)
+                        ),
+                    ));
+                }
                 let side = if user {
                     &mut base.query
                 } else {
                     &mut base.candidate
                 };
-                if side.iter().any(|(c, _)| *c == column) {
+                if side
+                    .iter()
+                    .any(|(c, k)| *c == column && *k == ColumnKind::Id)
+                {
                     return Err(self.declared_error(
                         user,
-                        format!("{which}: {column:?} is a column the data already has"),
+                        format!(
+                            "{which}: {} is the id column, which the log gives; \
+                             name the file's column otherwise",
+                            twotower_data::shown(&column)
+                        ),
                     ));
                 }
+                // A declared column is that column: it replaces one of the same name the
+                // data offers (MovieLens's `age`, a catalogue's `genres`).
+                side.retain(|(c, _)| *c != column);
                 side.push((column, kind));
             }
         }
@@ -503,7 +621,8 @@ impl TowersSpec {
                         .map(|(c, _)| c.as_str())
                         .collect();
                         return fail(format!(
-                            "the {side} tower has no column {column:?} (it has {})",
+                            "the {side} tower has no column {} (it has {})",
+                            twotower_data::shown(column),
                             known.join(", ")
                         ));
                     };
@@ -522,7 +641,10 @@ impl TowersSpec {
                             | (FeatureSpec::Numeric { .. }, ColumnKind::Number)
                     );
                     if !fits {
-                        return fail(format!("column {column:?} holds {kind:?} values, which this feature cannot read"));
+                        return fail(format!(
+                            "column {} holds {kind:?} values, which this feature cannot read",
+                            twotower_data::shown(column)
+                        ));
                     }
                 }
                 match spec {

@@ -38,6 +38,38 @@ pub struct BatchProgress {
     pub mean_loss: f64,
 }
 
+/// A mean softmax loss above this many nats per example means the true item scores
+/// that far below the best: no learning curve passes it (a softmax over a million
+/// uniform candidates starts at 14), only a model whose updates overshoot.
+pub const DIVERGED_MEAN_LOSS: f64 = 1e4;
+
+/// An error when an epoch's training diverged: its loss or weights are no longer finite,
+/// or its mean loss is above [`DIVERGED_MEAN_LOSS`] (finite, but no model to keep).
+pub(crate) fn check_converging(
+    epoch: usize,
+    total_loss: f64,
+    mean_loss: f64,
+    weights_finite: bool,
+    learning_rate: f32,
+) -> crate::Result<()> {
+    let problem = if !total_loss.is_finite() {
+        format!("the loss became {total_loss}")
+    } else if !weights_finite {
+        "the weights became infinite or NaN".to_string()
+    } else if mean_loss > DIVERGED_MEAN_LOSS {
+        format!(
+            "the mean loss is {mean_loss:.3e} per example, above {DIVERGED_MEAN_LOSS:e}: the \
+             updates overshoot"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(crate::ModelError::Diverged(format!(
+        "training diverged in epoch {epoch}: {problem} (learning rate {learning_rate}); try a \
+         smaller learning rate (--lr, or learning_rate=)"
+    )))
+}
+
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use twotower_model::towers::Catalogue;
 
-use crate::state::{AppState, Loaded};
+use crate::state::{AppState, ComputeError, Loaded};
 use twotower_index::Index;
 
 /// The largest k a request gets; larger values are capped and the answer says so.
@@ -267,10 +267,17 @@ async fn compute<T: Send + 'static>(
     flops: f64,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    state.compute.run(flops, job).await.ok_or(ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: "internal error while answering; see the server log".into(),
-        extra: None,
+    state.compute.run(flops, job).await.map_err(|e| match e {
+        ComputeError::Busy => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the server is busy with other requests; try again shortly".into(),
+            extra: None,
+        },
+        ComputeError::Failed => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error while answering; see the server log".into(),
+            extra: None,
+        },
     })
 }
 
@@ -340,7 +347,7 @@ struct RecommendBody {
 async fn recommend_post(
     State(state): State<Arc<AppState>>,
     body: Result<Json<RecommendBody>, JsonRejection>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError {
         status: e.status(),
         message: format!("request body: {}", e.body_text()),
@@ -363,7 +370,9 @@ async fn recommend_post(
         (Some(users), None) => users,
         (None, Some(history)) => {
             let ids = names(history, "history", MAX_HISTORY)?;
-            return recommend_history(&state, loaded, ids, k, &body, note).await;
+            return recommend_history(&state, loaded, ids, k, &body, note)
+                .await
+                .map(IntoResponse::into_response);
         }
         _ => {
             return Err(ApiError::bad(
@@ -376,7 +385,9 @@ async fn recommend_post(
     check_budget(users.len(), k)?;
     let (approximate, exclude_seen) = (body.approximate, body.exclude_seen);
     let flops = loaded.scan_flops(users.len());
-    let results: Vec<Value> = compute(&state, flops, move || {
+    // A batch's answer is serialised on the compute pool too: up to MAX_RESULTS items of
+    // JSON is work the async threads (and `/healthz` behind them) should not wait for.
+    let body = compute(&state, flops, move || {
         // Checked before the job was queued: the fallback is never taken.
         let index = choose_index(&loaded, approximate).unwrap_or(&loaded.index);
         let answers = loaded
@@ -384,20 +395,23 @@ async fn recommend_post(
             .recommend(index, &users, k, exclude_seen)
             .map_err(|e| ApiError::bad(format!("field users: {e}")))?;
         let catalogue = loaded.catalogue();
-        Ok::<_, ApiError>(
-            users
-                .iter()
-                .zip(answers)
-                .map(|(u, r)| json!(catalogue.user_items(u, &r)))
-                .collect(),
-        )
+        let results: Vec<Value> = users
+            .iter()
+            .zip(answers)
+            .map(|(u, r)| json!(catalogue.user_items(u, &r)))
+            .collect();
+        let mut out = json!({ "results": results });
+        if let Some(n) = note {
+            out["note"] = json!(n);
+        }
+        serde_json::to_vec(&out).map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("internal error while answering: {e}"),
+            extra: None,
+        })
     })
     .await??;
-    let mut out = json!({ "results": results });
-    if let Some(n) = note {
-        out["note"] = json!(n);
-    }
-    Ok(Json(out))
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The strings or numbers of field `field` (1 to `max` of them) as names.

@@ -4,8 +4,9 @@
 //! the background, then serves the JSON API of [`router`] (recommendations, similar movies,
 //! title search, user history, the model card), Prometheus metrics at `/metrics`, and a web
 //! page at `/` that is compiled into the binary. Every connection and request is bounded
-//! (see [`Limits`] and the limits of [`router`]); scoring runs on a pool of blocking
-//! threads, so `/healthz` answers at once whatever clients do. It shuts down when the
+//! (see [`Limits`] and the limits of [`router`]); scoring runs on a compute pool of its
+//! own at a lower priority, with a bounded queue (503 past it), so `/healthz` answers at
+//! once whatever clients do. It shuts down when the
 //! `shutdown` future resolves, giving requests in flight [`Limits::shutdown_grace`], and
 //! stops with an error when the model folder cannot be loaded. Its principal types are
 //! [`AppState`] (the loaded model, the compute pool and the metrics) and [`Limits`]. It owns
@@ -30,7 +31,7 @@ use std::time::Instant;
 
 pub use api::{router, MAX_BODY_BYTES, MAX_K, MAX_NAME_BYTES, MAX_RESULTS, REQUEST_TIMEOUT};
 pub use server::Limits;
-pub use state::{AppState, Compute, Loaded};
+pub use state::{AppState, Compute, ComputeError, Loaded};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]

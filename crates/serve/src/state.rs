@@ -178,39 +178,86 @@ impl Loaded {
 /// than doing it. One user against MovieLens 100K's 1,682 movies is about 0.2 million.
 pub const INLINE_FLOPS: f64 = 1e6;
 
-/// Runs CPU-heavy request work on tokio's blocking threads, at most one job per core at a
-/// time, so the async threads stay free for `/healthz`, `/metrics` and accepting
-/// connections; light work runs where it is (see `INLINE_FLOPS`).
+/// Heavy jobs waiting or running, per core, before a request is answered 503.
+const QUEUE_PER_CORE: usize = 8;
+
+/// Runs CPU-heavy request work on a pool of its own — one thread per core, each at a
+/// lower scheduling priority (nice 10) than the async threads — so that `/healthz`,
+/// `/metrics` and accepting connections never wait behind scoring: the kernel runs the
+/// async threads first whenever they have work. The queue is bounded: past
+/// `QUEUE_PER_CORE` jobs per core a request is refused (503) rather than left to wait.
+/// Light work runs where it is (see `INLINE_FLOPS`).
 pub struct Compute {
-    slots: Arc<Semaphore>,
+    pool: Option<rayon::ThreadPool>,
+    queued: Arc<Semaphore>,
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: nice is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread (`gettid`) with a plain value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 impl Compute {
     fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|i| format!("compute-{i}"))
+            .start_handler(|_| lower_priority())
+            .build()
+            .map_err(|e| tracing::warn!("no compute pool ({e}); scoring on the global pool"))
+            .ok();
         Compute {
-            slots: Arc::new(Semaphore::new(cores)),
+            pool,
+            queued: Arc::new(Semaphore::new(cores * QUEUE_PER_CORE)),
         }
     }
 
     /// Runs `job`, which costs about `flops` operations: at once when that is below
-    /// `INLINE_FLOPS`, else on a blocking thread once a slot is free. `None` if it panicked.
+    /// `INLINE_FLOPS`, else on the compute pool. `Err(Busy)` when the queue is full,
+    /// `Err(Failed)` if the job panicked.
     pub async fn run<T: Send + 'static>(
         &self,
         flops: f64,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    ) -> std::result::Result<T, ComputeError> {
         if flops <= INLINE_FLOPS {
-            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).ok();
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                .map_err(|_| ComputeError::Failed);
         }
-        let permit = self.slots.clone().acquire_owned().await.ok()?;
-        tokio::task::spawn_blocking(move || {
+        let permit = self
+            .queued
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ComputeError::Busy)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work = move || {
             let _permit = permit;
-            job()
-        })
-        .await
-        .ok()
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
+        };
+        match &self.pool {
+            Some(pool) => pool.spawn(work),
+            None => rayon::spawn(work),
+        }
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(ComputeError::Failed),
+        }
     }
+}
+
+/// Why the compute pool gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComputeError {
+    /// The queue is full: the server is overloaded.
+    Busy,
+    /// The job panicked.
+    Failed,
 }
 
 /// Shared by every request.

@@ -1452,6 +1452,38 @@ fn embed_needs_a_candidate_tower_that_reads_more_than_the_id() {
 }
 
 #[test]
+fn a_visitor_of_only_new_items_is_answered_by_popularity() {
+    let tmp = scratch("embed-new-visitor");
+    let (m, m2) = (common::tiny_feature_model(&tmp), tmp.join("m2"));
+    let new = tmp.join("new.csv");
+    std::fs::write(&new, "item_id,title,genres\n100,New One,G1\n").unwrap();
+    let (m, m2, new) = (
+        m.to_str().unwrap(),
+        m2.to_str().unwrap(),
+        new.to_str().unwrap(),
+    );
+    run_ok(&["embed", "--model", m, "--items", new, "--out", m2]);
+    let out = twotower(&["recommend", "--model", m2, "--history", "100", "--json"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("most popular"));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scores: Vec<f64> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect();
+    // Training counts (each tiny item has several), best first: not scores of 0.
+    assert!(scores.iter().all(|&s| s >= 1.0), "not counts: {scores:?}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // A trained item beside the new one: the model answers.
+    let out = twotower(&["recommend", "--model", m2, "--history", "100,3", "--json"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("most popular"));
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn visitor_features_must_be_meaningful_and_go_with_a_history() {
     let tmp = scratch("visitor-features");
     let (log, _) = tiny_log(&tmp);
@@ -1579,6 +1611,96 @@ fn tower_specs_that_ask_for_too_much_are_clear_errors() {
     fails_with(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &["towers.toml:3", "UTF-8"],
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn a_killed_index_build_does_not_block_the_next_train() {
+    let tmp = scratch("killed-index-build");
+    let (log, _) = tiny_log(&tmp);
+    let m = tmp.join("m");
+    let args = tiny_train(&log, &m);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&args);
+    // What `index build --model m` leaves when killed: its half-written sibling of m/index.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let half = m.join(format!(".index.tmp-{dead}-0"));
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join(".twotower-partial"), "").unwrap();
+    std::fs::write(half.join("codes.u8"), "half").unwrap();
+    run_ok(&args);
+    assert!(!half.exists());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn feature_file_columns_named_like_movielens_fields_train_save_and_load() {
+    let tmp = scratch("feature-files-ml-names");
+    let (log, _) = tiny_log(&tmp);
+    let users = tmp.join("users.csv");
+    let mut text = String::from("user_id,age,zip,occupation\n");
+    for u in 0..40 {
+        text.push_str(&format!("{u},{},Z{},O{}\n", 20 + u % 7, u % 3, u % 5));
+    }
+    std::fs::write(&users, text).unwrap();
+    let items = tmp.join("items.csv");
+    let mut text = String::from("item_id,genres,year\n");
+    for i in 0..30 {
+        text.push_str(&format!("{i},G{}|H{},{}\n", i % 4, i % 2, 1990 + i));
+    }
+    std::fs::write(&items, text).unwrap();
+    let spec = tmp.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[user_columns]\nage = \"number\"\nzip = \"categorical\"\noccupation = \"categorical\"\n\
+         [item_columns]\ngenres = \"multi\"\nyear = \"number\"\n[query]\nfeatures = [\n  \
+         { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
+         { kind = \"numeric\", column = \"age\", buckets = 3, dim = 2 },\n  \
+         { kind = \"categorical\", column = \"zip\", dim = 4 },\n  \
+         { kind = \"categorical\", column = \"occupation\", dim = 4 },\n]\n\
+         [candidate]\nfeatures = [\n  { kind = \"id\", column = \"item_id\", dim = 11 },\n  \
+         { kind = \"multi\", column = \"genres\", dim = 4 },\n  \
+         { kind = \"numeric\", column = \"year\", buckets = 3, dim = 3 },\n]\n",
+    )
+    .unwrap();
+    let m = tmp.join("m");
+    let mut args = tiny_train(&log, &m);
+    args.extend(
+        [
+            "--towers",
+            spec.to_str().unwrap(),
+            "--user-features",
+            users.to_str().unwrap(),
+            "--item-features",
+            items.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The saved folder loads back, and the files' values were read (not a constant).
+    let saved = std::fs::read_to_string(m.join("user_features.tsv")).unwrap();
+    assert!(saved.contains("Z1") && saved.contains("O4"), "{saved}");
+    ok_json(&[
+        "recommend",
+        "--model",
+        m.to_str().unwrap(),
+        "--user",
+        "3",
+        "--json",
+    ]);
+    let card: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("model.json")).unwrap()).unwrap();
+    let zip_tokens = card["inputs"]["query"][2]["tokens"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        zip_tokens, 3,
+        "zip read as a constant: {}",
+        card["inputs"]["query"][2]
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }

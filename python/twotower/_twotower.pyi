@@ -87,10 +87,10 @@ class Index:
 
     @staticmethod
     def build(
-        vectors: npt.NDArray[np.float32],
+        vectors: npt.ArrayLike,
         kind: str = "ann",
         target_recall: float = 0.95,
-        tune_queries: Optional[npt.NDArray[np.float32]] = None,
+        tune_queries: Optional[npt.ArrayLike] = None,
         leaves: Optional[int] = None,
         leaves_to_search: Optional[int] = None,
         reorder: Optional[int] = None,
@@ -103,9 +103,10 @@ class Index:
     def load(path: _Path) -> Index: ...
     def save(self, path: _Path) -> None: ...
     def search(
-        self, queries: npt.NDArray[np.float32], k: int = 10
+        self, queries: npt.ArrayLike, k: int = 10
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Row ids and scores, best first: shape (k,) for one query, (n, k) for a batch."""
+        """Row ids and scores, best first: shape (k,) for one query, (n, k) for a batch,
+        k capped at the index's rows; queries converted to C-ordered float32."""
     def __len__(self) -> int: ...
     @property
     def dim(self) -> int: ...

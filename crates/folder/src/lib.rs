@@ -129,6 +129,11 @@ pub fn check_replaceable(dir: &Path, kind: &Kind) -> Result<(), FolderError> {
             listing: format!("{} bytes", meta.len()),
         });
     }
+    // A killed write of a sub-folder (`index build` into a model) leaves its temporary
+    // sibling inside this folder: gone with its process, it is no stray of the user's.
+    for (sub, sub_kind) in kind.subfolders {
+        recover_stale(dir, sub, &dir.join(sub), sub_kind);
+    }
     let entries = list(dir)?;
     if entries.is_empty() {
         return Ok(());
@@ -373,6 +378,18 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Puts back folder `dir` of `kind` when a process killed between the two renames of a
+/// replacement (on a file system without the atomic exchange) left it missing beside the
+/// old copy, and removes what dead processes left half-written: what a reader calls when
+/// `dir` is not there, so the old model is found again at its path. True when `dir`
+/// exists afterwards.
+pub fn recover(dir: &Path, kind: &Kind) -> bool {
+    if let Ok((parent, name)) = split(dir) {
+        recover_stale(&parent, &name, dir, kind);
+    }
+    dir.exists()
+}
+
 /// Removes the temporary siblings of `dir` that dead processes left (a half-written folder,
 /// or an old one a crash kept), and puts back an old folder that a crash between two
 /// renames left in place of a missing `dir`. Only folders that can be proven ours are
@@ -603,6 +620,40 @@ mod tests {
         replace(&dir, &TOP, |t| write_top(t, "new"), |e| e).unwrap();
         assert!(live.exists());
         assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "new");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_killed_sub_folder_write_does_not_make_its_owner_foreign() {
+        let root = fresh("stale-sub");
+        let dir = root.join("out");
+        replace(&dir, &TOP, |t| write_top(t, "one"), |e| e).unwrap();
+        // `index build` into the folder, killed half-way: its temporary sibling of `sub`.
+        let half = dir.join(format!(".sub.tmp-{}-0", dead_pid()));
+        std::fs::create_dir_all(&half).unwrap();
+        std::fs::write(half.join(PARTIAL), "").unwrap();
+        check_replaceable(&dir, &TOP).unwrap();
+        assert!(!half.exists());
+        // A live one is a write in progress: the folder is not replaced under it.
+        let live = dir.join(format!(".sub.tmp-{}-1", std::process::id()));
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::write(live.join(PARTIAL), "").unwrap();
+        assert!(check_replaceable(&dir, &TOP).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_reader_recovers_a_folder_left_between_two_renames() {
+        let root = fresh("recover");
+        let dir = root.join("out");
+        let old = root.join(format!(".out.old-{}-0", dead_pid()));
+        std::fs::create_dir_all(&old).unwrap();
+        write_top(&old, "kept").unwrap();
+        assert!(recover(&dir, &TOP));
+        assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "kept");
+        assert!(!recover(&root.join("never"), &TOP));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

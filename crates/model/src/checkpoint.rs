@@ -569,8 +569,17 @@ pub(crate) struct Opened<C> {
 /// The format version `dir/model.json` declares (`None` when it cannot be read: the
 /// readers then say why).
 pub(crate) fn declared_version(dir: &Path) -> Option<u64> {
+    recover_missing(dir);
     let stored: serde_json::Value = read_json(&dir.join("model.json")).ok()?;
     stored.get("format_version")?.as_u64()
+}
+
+/// Puts a missing model folder `dir` back when a replacement killed between its two
+/// renames (file systems without the atomic exchange) left the old one beside it.
+fn recover_missing(dir: &Path) {
+    if !dir.exists() {
+        twotower_folder::recover(dir, &MODEL_FOLDER);
+    }
 }
 
 /// Opens the model folder `dir` as format `version`: another format or version is refused
@@ -580,6 +589,7 @@ pub(crate) fn open_card<C: serde::de::DeserializeOwned>(
     version: u32,
 ) -> Result<Opened<C>> {
     let card_path = dir.join("model.json");
+    recover_missing(dir);
     if !card_path.is_file() {
         return Err(ModelError::bad(
             dir,

@@ -305,21 +305,22 @@ impl FeatureModel {
         let described = self.describe(features)?;
         let (rows, skipped) = self.catalogue.rows_of_ids(ids);
         self.require_history_tower()?;
-        let q = if rows.is_empty() {
-            None
-        } else {
-            Some(self.visitor_vector(&rows, &described)?)
-        };
-        // A query of zeros (no id known, or only items added after training, whose history
-        // rows are zero) ranks nothing: every score would be 0. Popularity answers it.
-        let Some(q) = q.filter(|q| q.iter().any(|&x| x != 0.0)) else {
+        // A history whose items no training interaction has (ids not in the catalogue, or
+        // only items added after training, whose history rows training never wrote) says
+        // nothing the model learned: popularity answers it.
+        let counts = self.data.item_counts();
+        if !rows
+            .iter()
+            .any(|&r| counts.get(r as usize).is_some_and(|&c| c > 0))
+        {
             return Ok(VisitorAnswer {
                 recommendations: self.popular(k),
                 used: rows.len(),
                 skipped,
                 popularity: true,
             });
-        };
+        }
+        let q = self.visitor_vector(&rows, &described)?;
         Ok(VisitorAnswer {
             recommendations: self.rank_visitor(index, &q, &rows, k, exclude_given)?,
             used: rows.len(),
@@ -330,9 +331,8 @@ impl FeatureModel {
 
     /// The `k` items most often interacted with in training (scored by that count).
     pub fn popular(&self, k: usize) -> Recommendations {
-        use crate::eval::Scorer;
-        let rows = (self.data.user_ids().into_iter()).flat_map(|u| self.data.rows_of(u));
-        let counts = crate::eval::Popularity::new(self.catalogue.len(), rows).scores(&[0]);
+        let mut counts: Vec<f32> = self.data.item_counts().iter().map(|&c| c as f32).collect();
+        counts.resize(self.catalogue.len(), 0.0);
         Recommendations {
             known_user: false,
             items: twotower_index::top_k(&counts, k, &[]),

@@ -87,8 +87,9 @@ pub enum Input {
 }
 
 /// An error unless a tower of `parameters` (`None`: beyond `usize`) fits
-/// [`limits::PARAMETERS`](crate::spec::limits::PARAMETERS) and, with its optimizer state
-/// and gradients (16 bytes a parameter), the memory the machine has available.
+/// [`limits::PARAMETERS`](crate::spec::limits::PARAMETERS) (which bounds training's memory,
+/// about 16 bytes a parameter with the optimizer's state and gradients) and its float32
+/// tables fit the memory the machine has available.
 pub(crate) fn check_parameters(parameters: Option<usize>) -> Result<()> {
     use crate::spec::limits::PARAMETERS;
     let Some(n) = parameters.filter(|&n| n <= PARAMETERS) else {
@@ -99,11 +100,11 @@ pub(crate) fn check_parameters(parameters: Option<usize>) -> Result<()> {
         )));
     };
     if let Some(available) = available_memory() {
-        let needed = (n as u64).saturating_mul(16);
+        let needed = (n as u64).saturating_mul(4);
         if needed > available {
             return Err(ModelError::Config(format!(
-                "the tower's {n} parameters need about {} MiB with their optimizer state, \
-                 more than the {} MiB of memory available",
+                "the tower's {n} parameters need {} MiB, more than the {} MiB of memory \
+                 available",
                 needed >> 20,
                 available >> 20
             )));

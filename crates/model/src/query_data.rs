@@ -18,9 +18,24 @@ pub struct QueryData {
     history: HashMap<u32, Vec<(i64, u32)>>,
     /// The users' columns from `--user-features`.
     pub features: FeatureColumns,
+    /// Training interactions per catalogue row, counted once when first asked for.
+    counts: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl QueryData {
+    /// How many training interactions each catalogue row has (rows past the end: none),
+    /// counted on the first call.
+    pub fn item_counts(&self) -> &[u32] {
+        self.counts.get_or_init(|| {
+            let rows = self.history.values().flatten().map(|&(_, r)| r as usize);
+            let mut counts = vec![0u32; rows.clone().max().map_or(0, |m| m + 1)];
+            for r in rows {
+                counts[r] += 1;
+            }
+            counts
+        })
+    }
+
     /// From the users' features and the training interactions (as catalogue rows).
     pub fn new(users: &[User], train: &[(u32, u32, i64)]) -> Self {
         let mut history: HashMap<u32, Vec<(i64, u32)>> = HashMap::new();
@@ -31,6 +46,7 @@ impl QueryData {
             h.sort_unstable();
         }
         QueryData {
+            counts: Default::default(),
             users: users.iter().map(|u| (u.id, u.clone())).collect(),
             history,
             features: FeatureColumns::default(),

@@ -996,6 +996,42 @@ features = [
 
     /// A history may share the candidate's item table only when there is one of its width.
     #[test]
+    fn declared_column_names_are_checked_and_quoted_shortly() {
+        let declare = |name: &str| {
+            let text = format!(
+                "[user_columns]\n{name:?} = \"categorical\"\n[query]\nfeatures = [{{ kind = \
+                 \"id\", column = \"user_id\", dim = 4 }}]\n[candidate]\nfeatures = [{{ \
+                 kind = \"id\", column = \"item_id\", dim = 4 }}]\n"
+            );
+            TowersSpec::parse("t.toml", &text)
+                .unwrap()
+                .with_declared(Columns::movielens_100k())
+        };
+        // A tab or line break would make the saved feature table unreadable.
+        for bad in ["a\tb", "a\nb", ""] {
+            let e = declare(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("t.toml:1") && e.contains("control character"),
+                "{e}"
+            );
+        }
+        // The id column is the log's; `age` replaces MovieLens's field.
+        let e = declare("user_id").unwrap_err().to_string();
+        assert!(e.contains("id column"), "{e}");
+        let c = declare("age").unwrap();
+        assert_eq!(c.kind(true, "age"), Some(ColumnKind::Categorical));
+        // A megabyte of name is quoted in 80 characters, not echoed whole.
+        let long = "x".repeat(1 << 20);
+        let text = GOOD.replace("\"occupation\"", &format!("{long:?}"));
+        let e = err(&text);
+        assert!(
+            e.len() < 1000 && e.contains("1048576 characters"),
+            "{}",
+            e.len()
+        );
+    }
+
+    #[test]
     fn a_shared_table_must_exist_and_fit() {
         let shared = GOOD.replace("last = 20,", "last = 20, share_candidate_table = true,");
         TowersSpec::parse("t.toml", &shared)

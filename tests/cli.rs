@@ -1486,34 +1486,7 @@ fn a_visitor_of_only_new_items_is_answered_by_popularity() {
 #[test]
 fn visitor_features_must_be_meaningful_and_go_with_a_history() {
     let tmp = scratch("visitor-features");
-    let (log, _) = tiny_log(&tmp);
-    let users = tmp.join("users.csv");
-    let mut text = String::from("user_id,age\n");
-    for u in 0..40 {
-        text.push_str(&format!("{u},{}\n", 20 + u % 30));
-    }
-    std::fs::write(&users, text).unwrap();
-    let spec = tmp.join("towers.toml");
-    std::fs::write(
-        &spec,
-        "[user_columns]\nage = \"number\"\n[query]\nfeatures = [\n  \
-         { kind = \"history\", last = 5, dim = 7 },\n  \
-         { kind = \"numeric\", column = \"age\" },\n]\n[candidate]\nfeatures = [\n  \
-         { kind = \"id\", column = \"item_id\", dim = 8 },\n]\n",
-    )
-    .unwrap();
-    let m = tmp.join("m");
-    let mut args = tiny_train(&log, &m);
-    args.extend(
-        [
-            "--towers",
-            spec.to_str().unwrap(),
-            "--user-features",
-            users.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let m = common::tiny_age_model(&tmp);
     let m = m.to_str().unwrap();
     fails_with(
         &[

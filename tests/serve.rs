@@ -286,3 +286,28 @@ fn a_feature_model_is_served() {
     assert!(status.success());
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn a_visitor_feature_far_outside_training_is_a_400() {
+    let tmp = scratch("serve-age");
+    let model = common::tiny_age_model(&tmp);
+    let s = Server::start(&model);
+    let (code, body) = s.post(
+        "/v1/recommend",
+        r#"{"history": [1, 2], "features": {"age": 3e38}}"#,
+    );
+    assert_error(code, &body, 400, "outside");
+    let (code, v) = s.post(
+        "/v1/recommend",
+        r#"{"history": [1, 2], "features": {"age": 40}, "k": 3}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["score"].as_f64().unwrap().abs() < 1e6));
+    let (status, _) = s.stop();
+    assert!(status.success());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -324,3 +324,37 @@ pub fn tiny_feature_model(dir: &Path) -> PathBuf {
     run_ok(&refs);
     model
 }
+
+/// A feature model of the tiny log whose query tower reads the history and a numeric `age`
+/// from `--user-features` (ages 20 to 49), in `dir/m`.
+pub fn tiny_age_model(dir: &Path) -> PathBuf {
+    let (log, _) = tiny_log(dir);
+    let users = dir.join("users.csv");
+    let mut text = String::from("user_id,age\n");
+    for u in 0..40 {
+        text.push_str(&format!("{u},{}\n", 20 + u % 30));
+    }
+    std::fs::write(&users, text).unwrap();
+    let spec = dir.join("towers.toml");
+    std::fs::write(
+        &spec,
+        "[user_columns]\nage = \"number\"\n[query]\nfeatures = [\n  \
+         { kind = \"history\", last = 5, dim = 7 },\n  \
+         { kind = \"numeric\", column = \"age\" },\n]\n[candidate]\nfeatures = [\n  \
+         { kind = \"id\", column = \"item_id\", dim = 8 },\n]\n",
+    )
+    .unwrap();
+    let model = dir.join("m");
+    let mut args = tiny_train(&log, &model);
+    args.extend(
+        [
+            "--towers",
+            spec.to_str().unwrap(),
+            "--user-features",
+            users.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    model
+}

@@ -1398,27 +1398,14 @@ fn bench_quality_alternates_with_another_command() {
 #[test]
 fn embed_needs_a_candidate_tower_that_reads_more_than_the_id() {
     let tmp = scratch("embed-ids-only");
-    let (log, items) = tiny_log(&tmp);
-    let spec = tmp.join("towers.toml");
-    std::fs::write(
-        &spec,
+    let items = tiny_log(&tmp).1;
+    let m = common::train_tiny_towers(
+        &tmp,
         "[query]\nfeatures = [\n  { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
          { kind = \"history\", last = 5, dim = 8 },\n]\n[candidate]\nfeatures = [\n  \
          { kind = \"id\", column = \"item_id\", dim = 16 },\n]\n",
-    )
-    .unwrap();
-    let m = tmp.join("m");
-    let mut args = tiny_train(&log, &m);
-    args.extend(
-        [
-            "--items",
-            items.to_str().unwrap(),
-            "--towers",
-            spec.to_str().unwrap(),
-        ]
-        .map(String::from),
+        &["--items", items.to_str().unwrap()],
     );
-    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let new = tmp.join("new.csv");
     std::fs::write(&new, "item_id,title\n100,New One\n101,New Two\n").unwrap();
     let out = tmp.join("m2");
@@ -1612,22 +1599,20 @@ fn a_killed_index_build_does_not_block_the_next_train() {
 #[test]
 fn feature_file_columns_named_like_movielens_fields_train_save_and_load() {
     let tmp = scratch("feature-files-ml-names");
-    let (log, _) = tiny_log(&tmp);
-    let users = tmp.join("users.csv");
+    let users = tmp.join("user_features.csv");
     let mut text = String::from("user_id,age,zip,occupation\n");
     for u in 0..40 {
         text.push_str(&format!("{u},{},Z{},O{}\n", 20 + u % 7, u % 3, u % 5));
     }
     std::fs::write(&users, text).unwrap();
-    let items = tmp.join("items.csv");
+    let items = tmp.join("item_features.csv");
     let mut text = String::from("item_id,genres,year\n");
     for i in 0..30 {
         text.push_str(&format!("{i},G{}|H{},{}\n", i % 4, i % 2, 1990 + i));
     }
     std::fs::write(&items, text).unwrap();
-    let spec = tmp.join("towers.toml");
-    std::fs::write(
-        &spec,
+    let m = common::train_tiny_towers(
+        &tmp,
         "[user_columns]\nage = \"number\"\nzip = \"categorical\"\noccupation = \"categorical\"\n\
          [item_columns]\ngenres = \"multi\"\nyear = \"number\"\n[query]\nfeatures = [\n  \
          { kind = \"id\", column = \"user_id\", dim = 8 },\n  \
@@ -1637,22 +1622,13 @@ fn feature_file_columns_named_like_movielens_fields_train_save_and_load() {
          [candidate]\nfeatures = [\n  { kind = \"id\", column = \"item_id\", dim = 11 },\n  \
          { kind = \"multi\", column = \"genres\", dim = 4 },\n  \
          { kind = \"numeric\", column = \"year\", buckets = 3, dim = 3 },\n]\n",
-    )
-    .unwrap();
-    let m = tmp.join("m");
-    let mut args = tiny_train(&log, &m);
-    args.extend(
-        [
-            "--towers",
-            spec.to_str().unwrap(),
+        &[
             "--user-features",
             users.to_str().unwrap(),
             "--item-features",
             items.to_str().unwrap(),
-        ]
-        .map(String::from),
+        ],
     );
-    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // The saved folder loads back, and the files' values were read (not a constant).
     let saved = std::fs::read_to_string(m.join("user_features.tsv")).unwrap();
     assert!(saved.contains("Z1") && saved.contains("O4"), "{saved}");

@@ -325,36 +325,35 @@ pub fn tiny_feature_model(dir: &Path) -> PathBuf {
     model
 }
 
+/// Trains the tiny log into `dir/m` with the tower spec `spec` (written to
+/// `dir/towers.toml`) and `extra` flags; the model's folder.
+pub fn train_tiny_towers(dir: &Path, spec: &str, extra: &[&str]) -> PathBuf {
+    let (log, _) = tiny_log(dir);
+    let path = dir.join("towers.toml");
+    std::fs::write(&path, spec).unwrap();
+    let model = dir.join("m");
+    let mut args = tiny_train(&log, &model);
+    args.extend(["--towers", path.to_str().unwrap()].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    model
+}
+
 /// A feature model of the tiny log whose query tower reads the history and a numeric `age`
 /// from `--user-features` (ages 20 to 49), in `dir/m`.
 pub fn tiny_age_model(dir: &Path) -> PathBuf {
-    let (log, _) = tiny_log(dir);
-    let users = dir.join("users.csv");
+    let users = dir.join("user_features.csv");
     let mut text = String::from("user_id,age\n");
     for u in 0..40 {
         text.push_str(&format!("{u},{}\n", 20 + u % 30));
     }
     std::fs::write(&users, text).unwrap();
-    let spec = dir.join("towers.toml");
-    std::fs::write(
-        &spec,
+    train_tiny_towers(
+        dir,
         "[user_columns]\nage = \"number\"\n[query]\nfeatures = [\n  \
          { kind = \"history\", last = 5, dim = 7 },\n  \
          { kind = \"numeric\", column = \"age\" },\n]\n[candidate]\nfeatures = [\n  \
          { kind = \"id\", column = \"item_id\", dim = 8 },\n]\n",
+        &["--user-features", users.to_str().unwrap()],
     )
-    .unwrap();
-    let model = dir.join("m");
-    let mut args = tiny_train(&log, &model);
-    args.extend(
-        [
-            "--towers",
-            spec.to_str().unwrap(),
-            "--user-features",
-            users.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    model
 }

@@ -664,6 +664,11 @@ impl Tie {
 }
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
+mod spec_sizes;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use twotower_data::feature_table::Numbering;
@@ -711,7 +716,7 @@ pub(crate) mod tests {
         }
     }
 
-    const SPEC: &str = r#"
+    pub(crate) const SPEC: &str = r#"
 [query]
 features = [
   { kind = "id", column = "user_id", dim = 8 },
@@ -815,176 +820,6 @@ features = [
                     "row {row}, column {d}: analytic {analytic}, numeric {numeric}"
                 );
             }
-        }
-    }
-
-    /// The plain softmax of `batch`, in f64 sums: every example its own query row (the
-    /// model's own query of that example, with nothing grouped); as columns, in-batch every
-    /// example's positive (repeats included, accidental hits removed when asked), full
-    /// every catalogue row once.
-    fn plain_batch_loss(
-        m: &FeatureModel,
-        batch: &[(u32, u32, i64)],
-        temperature: f64,
-        remove_hits: bool,
-    ) -> f64 {
-        let queries: Vec<Query> = batch.iter().map(Query::of_example).collect();
-        let q = m.query_vectors(&queries).unwrap();
-        let c = m.candidate_vectors().unwrap();
-        let d = m.candidate.tower.output_width();
-        let logit = |i: usize, row: u32| -> f64 {
-            (0..d)
-                .map(|k| q[i * d + k] as f64 * c[row as usize * d + k] as f64)
-                .sum::<f64>()
-                / temperature
-        };
-        let full = m.config.negatives == Negatives::Full;
-        let mut loss = 0.0;
-        for (i, &(_, positive, _)) in batch.iter().enumerate() {
-            let z: f64 = if full {
-                (0..m.movies.len() as u32).map(|r| logit(i, r).exp()).sum()
-            } else {
-                (0..batch.len())
-                    .filter(|&j| !(remove_hits && j != i && batch[j].1 == positive))
-                    .map(|j| logit(i, batch[j].1).exp())
-                    .sum()
-            };
-            loss += z.ln() - logit(i, positive);
-        }
-        loss
-    }
-
-    /// Every parameter of both towers as (tower, encoder or layer, index) with its
-    /// gradient from `q` and `c` (zero for a table row the batch did not touch).
-    fn gradient_of(
-        m: &FeatureModel,
-        q: &TowerGrads,
-        c: &TowerGrads,
-    ) -> Vec<(bool, usize, usize, f64)> {
-        let mut out = Vec::new();
-        for (query, tower, grads) in [(true, &m.query.tower, q), (false, &m.candidate.tower, c)] {
-            let mut table = 0;
-            for (e, enc) in tower.encoders.iter().enumerate() {
-                let Encoder::Bag(b) = enc else { continue };
-                let g = &grads.sparse[table];
-                table += 1;
-                let dim = b.table.dim;
-                for i in 0..b.table.data.len() {
-                    let (row, col) = ((i / dim) as u32, i % dim);
-                    let got = g
-                        .rows
-                        .iter()
-                        .position(|&r| r == row)
-                        .map_or(0.0, |k| g.grads[k * dim + col] as f64);
-                    out.push((query, e, i, got));
-                }
-            }
-            for (l, layer) in tower.layers.iter().enumerate() {
-                let g = &grads.dense[l];
-                for i in 0..layer.weight.len() {
-                    out.push((query, usize::MAX - l, i, g.weight[i] as f64));
-                }
-                for i in 0..layer.bias.len() {
-                    out.push((
-                        query,
-                        usize::MAX - l,
-                        layer.weight.len() + i,
-                        g.bias[i] as f64,
-                    ));
-                }
-            }
-        }
-        out
-    }
-
-    /// `m` with one parameter (as [`gradient_of`] names it) moved by `by`.
-    fn moved(m: &FeatureModel, (query, at, i): (bool, usize, usize), by: f32) -> FeatureModel {
-        let mut m = m.clone();
-        let tower = if query {
-            &mut m.query.tower
-        } else {
-            &mut m.candidate.tower
-        };
-        if at < tower.encoders.len() {
-            if let Some(Encoder::Bag(b)) = tower.encoders.get_mut(at) {
-                b.table.data[i] += by;
-            }
-        } else {
-            let layer = &mut tower.layers[usize::MAX - at];
-            let n = layer.weight.len();
-            if i < n {
-                layer.weight[i] += by;
-            } else {
-                layer.bias[i - n] += by;
-            }
-        }
-        m
-    }
-
-    /// The feature trainer's gradients — its queries grouped per user (or per example when
-    /// a query reads the history or time), its candidates deduplicated with multiplicities —
-    /// equal finite differences of the plain per-example softmax for every table entry and
-    /// every dense weight: a wrong grouping of queries or columns shows here even where the
-    /// trainer's own loss is self-consistent.
-    #[test]
-    fn feature_gradients_match_the_plain_per_example_softmax() {
-        let with_history = SPEC
-            .replace(
-                "{ kind = \"categorical\", column = \"occupation\", dim = 4 },",
-                "{ kind = \"categorical\", column = \"occupation\", dim = 4 },\n  \
-                 { kind = \"history\", last = 3, dim = 4 },\n  \
-                 { kind = \"timestamp\", buckets = 5, dim = 2 },\n  \
-                 { kind = \"numeric\", column = \"age\", buckets = 3, dim = 2 },",
-            )
-            .replace("layers = [16, 8]", "layers = [8]");
-        let cases = [
-            (SPEC.to_string(), Negatives::InBatch, false),
-            (with_history.clone(), Negatives::InBatch, true),
-            (with_history, Negatives::Full, false),
-        ];
-        for (spec, negatives, remove_hits) in cases {
-            let ml = tiny();
-            let mut cfg = TrainConfig::preset("default").unwrap();
-            cfg.batch_size = 8;
-            cfg.l2 = 0.0;
-            cfg.negatives = negatives;
-            cfg.warm_start = None;
-            let spec = TowersSpec::parse("t.toml", &spec).unwrap();
-            let (mut model, mut trainer) =
-                FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default()).unwrap();
-            trainer.run_epoch(&mut model).unwrap();
-            // Users and items that repeat: 12 examples of the training set.
-            let batch: Vec<(u32, u32, i64)> = trainer.examples[..12].to_vec();
-            let softmax = InBatchSoftmax {
-                temperature: 0.5,
-                remove_accidental_hits: remove_hits,
-            };
-            let (loss, q, c, _) = FeatureTrainer::gradients(&model, &batch, &softmax, &[]).unwrap();
-            let plain = plain_batch_loss(&model, &batch, 0.5, remove_hits);
-            assert!(
-                (loss - plain).abs() < 1e-3 * (1.0 + plain.abs()),
-                "{loss} vs {plain}"
-            );
-            let h = 1e-3f32;
-            let mut checked = 0;
-            for (query, at, i, analytic) in gradient_of(&model, &q, &c) {
-                let numeric =
-                    (plain_batch_loss(&moved(&model, (query, at, i), h), &batch, 0.5, remove_hits)
-                        - plain_batch_loss(
-                            &moved(&model, (query, at, i), -h),
-                            &batch,
-                            0.5,
-                            remove_hits,
-                        ))
-                        / (2.0 * h as f64);
-                assert!(
-                    (analytic - numeric).abs() < 1e-2 * (1.0 + numeric.abs()),
-                    "{} tower, encoder/layer {at}, entry {i}: analytic {analytic}, numeric {numeric}",
-                    if query { "query" } else { "candidate" }
-                );
-                checked += usize::from(analytic != 0.0);
-            }
-            assert!(checked > 100, "only {checked} non-zero gradients checked");
         }
     }
 
@@ -1360,77 +1195,5 @@ features = [
         assert!(last < 0.8 * first, "mean loss {first} → {last}");
         // Every user's top 4 are the 4 films of their genre.
         assert_each_user_prefers_their_genre(&model);
-    }
-}
-
-/// Tower specs with random sizes, up to 2^63: each either parses and trains (within the
-/// limits) or is a clear error; nothing aborts, hangs or allocates what it asks for.
-#[cfg(test)]
-mod spec_sizes {
-    use super::tests::tiny;
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A size: small (trains in a moment), or a power of two from 2^`over` (above the
-    /// limit it tests) up to 2^63, or i64::MAX.
-    fn size(over: u32) -> impl Strategy<Value = u64> {
-        prop_oneof![
-            1u64..24,
-            (over..64).prop_map(|b| 1u64 << b),
-            Just(i64::MAX as u64)
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-        #[test]
-        fn random_sizes_train_or_are_clear_errors(
-            dim in size(13),
-            bins in size(25),
-            buckets in size(17),
-            time_buckets in size(17),
-            layer in size(13),
-            layers in 0usize..3,
-            last in size(14),
-        ) {
-            let layer_list = vec![layer.to_string(); layers].join(", ");
-            let out = if layers > 0 {
-                layer
-            } else {
-                dim.saturating_mul(2).saturating_add(1 + 2 + 1 + 3)
-            };
-            let text = format!(
-                r#"
-[query]
-features = [
-  {{ kind = "id", column = "user_id", dim = {dim} }},
-  {{ kind = "categorical", column = "occupation", dim = {dim}, hash_bins = {bins} }},
-  {{ kind = "timestamp", buckets = {time_buckets}, dim = 2 }},
-  {{ kind = "numeric", column = "age", buckets = {buckets}, dim = 2 }},
-  {{ kind = "history", last = {last}, dim = 1 }},
-]
-layers = [{layer_list}]
-[candidate]
-features = [{{ kind = "id", column = "item_id", dim = {out} }}]
-"#
-            );
-            let ml = tiny();
-            let outcome = TowersSpec::parse("t.toml", &text).and_then(|spec| {
-                let mut cfg = TrainConfig::preset("default")?;
-                cfg.batch_size = 8;
-                cfg.warm_start = None;
-                let (mut model, mut trainer) =
-                    FeatureModel::new(cfg, spec, &ml, &ml.ratings, FeatureFiles::default())?;
-                trainer.run_epoch(&mut model).map(|_| ())
-            });
-            if let Err(e) = outcome {
-                let e = e.to_string();
-                prop_assert!(!e.is_empty() && e.len() < 2000, "{e}");
-            } else {
-                // Only sizes within the limits train.
-                prop_assert!(dim <= 4096 && layer <= 4096 && bins <= 1 << 24);
-                prop_assert!(time_buckets <= 100_000 && buckets <= 100_000 && last <= 10_000);
-            }
-        }
     }
 }

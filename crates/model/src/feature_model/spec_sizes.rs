@@ -67,3 +67,45 @@ features = [{{ kind = "id", column = "item_id", dim = {out} }}]
         }
     }
 }
+
+/// The property above again, in a child process whose address space is capped at 1 GiB
+/// (`RLIMIT_AS`): an allocation that a spec's sizes chose would fail there and abort the
+/// child, so passing shows nothing was allocated by what a spec asks for.
+#[cfg(target_os = "linux")]
+#[test]
+fn random_sizes_stay_under_a_memory_limit() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("TWOTOWER_UNDER_RLIMIT").is_some() {
+        return; // the child runs only the property itself
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe);
+    child
+        .args([
+            "--exact",
+            "feature_model::spec_sizes::random_sizes_train_or_are_clear_errors",
+            "--test-threads=1",
+        ])
+        .env("TWOTOWER_UNDER_RLIMIT", "1");
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        child.pre_exec(|| {
+            let cap = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = child.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -491,14 +491,20 @@ pub(crate) fn write_card<C: Serialize>(
     files: &BTreeMap<String, FileEntry>,
 ) -> Result<()> {
     let body = erased::Json::to_json(&StoredCard { card, files });
-    // Pretty JSON of an object starts with "{\n": the checksum becomes its first field.
-    let rest = body.strip_prefix("{\n").unwrap_or(&body);
-    let text = format!(
-        "{}{},\n{rest}",
-        manifest_head(),
-        crc32fast::hash(body.as_bytes())
-    );
-    write_file(tmp, "model.json", text.as_bytes(), &mut BTreeMap::new())
+    write_file(
+        tmp,
+        "model.json",
+        stamped(&body).as_bytes(),
+        &mut BTreeMap::new(),
+    )
+}
+
+/// `body` (pretty JSON of an object, so starting with "{\n") with the CRC-32 of its text
+/// as its first field: what [`check_manifest`] reads back.
+fn stamped(body: &str) -> String {
+    let rest = body.strip_prefix("{\n").unwrap_or(body);
+    let crc = crc32fast::hash(body.as_bytes());
+    format!("{}{crc},\n{rest}", manifest_head())
 }
 
 /// Checks the text of `model.json` (at `path`) against the checksum it carries as its
@@ -552,9 +558,7 @@ pub(crate) fn restamp_manifest(path: &Path) {
         Some(rest) => format!("{{\n{}", rest.split_once(",\n").unwrap().1),
         None => text,
     };
-    let rest = body.strip_prefix("{\n").unwrap();
-    let crc = crc32fast::hash(body.as_bytes());
-    std::fs::write(path, format!("{}{crc},\n{rest}", manifest_head())).unwrap();
+    std::fs::write(path, stamped(&body)).unwrap();
 }
 
 /// A folder's `model.json`, read once: its card, the files it lists, and the training
